@@ -1,0 +1,1 @@
+"""The gateway: a Kafka broker whose log is Redis Streams."""

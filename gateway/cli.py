@@ -1,0 +1,104 @@
+"""Command line: ``kafka-redis-gateway [flags]``.
+
+Every flag has an environment variable (shown in ``--help``) so the gateway
+configures the same way in a shell, a container or a unit file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import Config, HostPort, default_data_dir
+
+
+def _env(name: str, default: str | None) -> str | None:
+    return os.environ.get(f"KRG_{name}", default)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kafka-redis-gateway",
+        description="A Kafka broker whose log is Redis Streams.",
+    )
+
+    def flag(name: str, env: str, help_text: str, **kwargs: object) -> None:
+        default = _env(env, kwargs.pop("default", None))  # type: ignore[arg-type]
+        parser.add_argument(name, default=default, help=f"{help_text} [env KRG_{env}]", **kwargs)  # type: ignore[arg-type]
+
+    flag("--listen", "LISTEN", "address to serve Kafka clients on", default="127.0.0.1:9092")
+    flag("--advertised-listener", "ADVERTISED_LISTENER",
+         "HOST:PORT that Metadata tells clients to connect to (default: the listen address)")
+    flag("--redis-url", "REDIS_URL",
+         "redis://HOST:PORT/DB of the Redis to store in; without it an embedded server starts")
+    flag("--data-dir", "DATA_DIR", "where the embedded server keeps its data",
+         default=str(default_data_dir()))
+    flag("--node-id", "NODE_ID", "this gateway's Kafka broker ID", default="0")
+    flag("--auto-create-topics", "AUTO_CREATE_TOPICS",
+         "create unknown topics on Metadata and Produce", default="true")
+    flag("--default-partitions", "DEFAULT_PARTITIONS",
+         "partitions of auto-created topics and of CreateTopics asking for -1", default="1")
+    flag("--max-request-size", "MAX_REQUEST_SIZE", "largest request accepted, bytes",
+         default=str(100 * 1024 * 1024))
+    flag("--redis-timeout", "REDIS_TIMEOUT", "seconds to wait for Redis before a retriable error",
+         default="5")
+    flag("--log-level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", default="INFO")
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None) -> Config:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return Config(
+            listen=HostPort.parse(args.listen),
+            advertised_listener=(
+                HostPort.parse(args.advertised_listener) if args.advertised_listener else None
+            ),
+            redis_url=args.redis_url or None,
+            data_dir=Path(args.data_dir),
+            node_id=int(args.node_id),
+            auto_create_topics=_bool(args.auto_create_topics),
+            default_partitions=int(args.default_partitions),
+            max_request_size=int(args.max_request_size),
+            redis_timeout=float(args.redis_timeout),
+            log_level=args.log_level.upper(),
+        )
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        parser.error(str(exc))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_config(argv)
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from .server import Gateway
+
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # uvloop is optional (not on Windows)
+        runner = asyncio.run
+    runner(Gateway(config).serve_forever())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

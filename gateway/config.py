@@ -1,0 +1,54 @@
+"""Gateway settings: one dataclass, filled from flags or environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "kafka-redis-gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        return cls(host.strip("[]") or "0.0.0.0", int(port))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 9092))
+    # What Metadata tells clients to connect to; the listen address by default.
+    advertised_listener: HostPort | None = None
+    # None starts an embedded Redis-compatible server under data_dir.
+    redis_url: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    node_id: int = 0
+    auto_create_topics: bool = True
+    default_partitions: int = 1
+    # Kafka's socket.request.max.bytes.
+    max_request_size: int = 100 * 1024 * 1024
+    redis_timeout: float = 5.0
+    shutdown_grace: float = 10.0
+    log_level: str = "INFO"
+
+    @property
+    def advertised(self) -> HostPort:
+        if self.advertised_listener is not None:
+            return self.advertised_listener
+        if self.listen.host in ("0.0.0.0", "::", ""):
+            return HostPort("127.0.0.1", self.listen.port)
+        return self.listen

@@ -1,0 +1,39 @@
+"""What a handler gets besides its request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kafka_redis_gateway.protocol.messages import RequestHeader
+
+from .config import Config
+from .storage import Storage
+
+if TYPE_CHECKING:
+    from .dispatch import Router
+
+
+@dataclass(frozen=True, slots=True)
+class Broker:
+    """The gateway's identity in the Kafka cluster it presents."""
+
+    node_id: int
+    host: str
+    port: int
+    cluster_id: str
+    rack: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    header: RequestHeader
+    config: Config
+    storage: Storage
+    broker: Broker
+    router: Router
+    peer: str
+
+    @property
+    def api_version(self) -> int:
+        return self.header.api_version

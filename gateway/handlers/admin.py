@@ -1,0 +1,265 @@
+"""Topic administration.
+
+CreateTopics (key 19) v2-v7: partition count (-1 takes the default),
+replication factor -1 or 1 (this is one broker; Redis replication is what
+makes data redundant), manual assignments naming this broker, configs
+validated against Kafka's topic configs, validate_only.
+DeleteTopics (key 20) v1-v6: by name, or by topic ID from v6; removes every
+Redis key of the topic.
+CreatePartitions (key 37) v0-v3: grows a topic; validate_only.
+DescribeConfigs (key 32) v1-v4: topics (every Kafka topic config, with the
+source DYNAMIC_TOPIC_CONFIG or DEFAULT_CONFIG) and this broker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from ..context import RequestContext
+from ..dispatch import Route
+from ..storage import StorageUnavailable, TopicExists, TopicInfo, TopicNotFound
+from ..topics import TOPIC_CONFIGS, config_value, invalid_name, validate_configs
+from ._build import NO_THROTTLE, make, response_types
+
+# DescribeConfigs resource types and config sources.
+TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
+SOURCE_DYNAMIC_TOPIC, SOURCE_DEFAULT = 1, 5
+
+
+class Refused(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _check_new_topic(context: RequestContext, topic: Any) -> tuple[int, dict[str, str]]:
+    """Partition count and configs of a topic to create, or Refused."""
+    if invalid_name(topic.name):
+        raise Refused(ErrorCode.invalid_topic_exception, f"Invalid topic name {topic.name!r}")
+    partitions = topic.num_partitions
+    if topic.assignments:
+        if partitions != -1 or topic.replication_factor != -1:
+            raise Refused(ErrorCode.invalid_request,
+                          "Both numPartitions or replicationFactor and replicasAssignments were set")
+        if any(tuple(a.broker_ids) != (context.broker.node_id,) for a in topic.assignments):
+            raise Refused(ErrorCode.invalid_replica_assignment,
+                          f"Replicas must be exactly [{context.broker.node_id}]")
+        partitions = len(topic.assignments)
+    elif partitions == -1:
+        partitions = context.config.default_partitions
+    if partitions <= 0:
+        raise Refused(ErrorCode.invalid_partitions, "Number of partitions must be larger than 0.")
+    if topic.replication_factor not in (-1, 1):
+        raise Refused(ErrorCode.invalid_replication_factor,
+                      f"Unable to replicate the partition {topic.replication_factor} time(s): "
+                      "The target replication factor of "
+                      f"{topic.replication_factor} cannot be reached because only 1 broker(s) "
+                      "are registered.")
+    configs = {c.name: c.value for c in topic.configs}
+    problem = validate_configs(configs)
+    if problem:
+        raise Refused(ErrorCode.invalid_config, problem)
+    return partitions, {name: value for name, value in configs.items() if value is not None}
+
+
+def _created_configs(types: Any, info: TopicInfo) -> tuple[Any, ...] | None:
+    if not hasattr(types, "CreatableTopicConfigs"):  # before v5
+        return None
+    return tuple(
+        make(types.CreatableTopicConfigs, name=name, value=config_value(info, name),
+             read_only=False, is_sensitive=False,
+             config_source=SOURCE_DYNAMIC_TOPIC if name in info.configs else SOURCE_DEFAULT)
+        for name in TOPIC_CONFIGS
+    )
+
+
+async def _create_one(context: RequestContext, types: Any, topic: Any, validate_only: bool) -> Any:
+    def result(code: ErrorCode, message: str | None = None, info: TopicInfo | None = None) -> Any:
+        return make(types.CreatableTopicResult, name=topic.name,
+                    topic_id=info.topic_id if info and not validate_only else None,
+                    error_code=code, error_message=message, topic_config_error_code=0,
+                    num_partitions=info.partitions if info else -1,
+                    replication_factor=1 if info else -1,
+                    configs=_created_configs(types, info) if info else None)
+
+    try:
+        partitions, configs = _check_new_topic(context, topic)
+        if validate_only:
+            if await context.storage.topic(topic.name) is not None:
+                raise TopicExists(topic.name)
+            info = TopicInfo(topic.name, _NIL_UUID, partitions, configs)
+        else:
+            info = await context.storage.create_topic(topic.name, partitions, configs)
+    except Refused as refused:
+        return result(refused.code, refused.message)
+    except TopicExists:
+        return result(ErrorCode.topic_already_exists, f"Topic '{topic.name}' already exists.")
+    except StorageUnavailable as exc:
+        return result(ErrorCode.request_timed_out, f"Redis unavailable: {exc}")
+    return result(ErrorCode.none, None, info)
+
+
+async def handle_create_topics(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    names = [topic.name for topic in request.topics]
+    results = []
+    for topic in request.topics:
+        if names.count(topic.name) > 1:
+            results.append(make(types.CreatableTopicResult, name=topic.name, topic_id=None,
+                                error_code=ErrorCode.invalid_request,
+                                error_message="Duplicate topic name in request.",
+                                num_partitions=-1, replication_factor=-1, configs=None))
+            continue
+        results.append(await _create_one(context, types, topic, request.validate_only))
+    return make(types.CreateTopicsResponse, throttle_time=NO_THROTTLE, topics=tuple(results))
+
+
+async def handle_delete_topics(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    if context.api_version >= 6:
+        wanted = [(state.name, state.topic_id) for state in request.topics]
+    else:
+        wanted = [(name, None) for name in request.topic_names]
+    results = []
+    for name, topic_id in wanted:
+        code, message = ErrorCode.none, None
+        try:
+            if name is None:
+                by_id = {i.topic_id: i for i in (await context.storage.topics()).values()}
+                found = by_id.get(topic_id)
+                if found is None:
+                    raise TopicNotFound(str(topic_id))
+                name = found.name
+            info = await context.storage.delete_topic(name)
+            topic_id = info.topic_id
+        except TopicNotFound:
+            code = ErrorCode.unknown_topic_id if name is None else ErrorCode.unknown_topic_or_partition
+            message = "This server does not host this topic."
+        except StorageUnavailable as exc:
+            code, message = ErrorCode.request_timed_out, f"Redis unavailable: {exc}"
+        results.append(make(types.DeletableTopicResult, name=name, topic_id=topic_id,
+                            error_code=code, error_message=message))
+    return make(types.DeleteTopicsResponse, throttle_time=NO_THROTTLE, responses=tuple(results))
+
+
+async def _grow_one(context: RequestContext, topic: Any, validate_only: bool) -> tuple[ErrorCode, str | None]:
+    info = await context.storage.topic(topic.name)
+    if info is None:
+        return ErrorCode.unknown_topic_or_partition, f"The topic '{topic.name}' does not exist."
+    if topic.count <= info.partitions:
+        return ErrorCode.invalid_partitions, (
+            f"Topic currently has {info.partitions} partitions, which is higher than or equal "
+            f"to the requested {topic.count}.")
+    if topic.assignments is not None and any(
+            tuple(a.broker_ids) != (context.broker.node_id,) for a in topic.assignments):
+        return ErrorCode.invalid_replica_assignment, f"Replicas must be exactly [{context.broker.node_id}]"
+    if not validate_only:
+        await context.storage.create_partitions(topic.name, topic.count)
+    return ErrorCode.none, None
+
+
+async def handle_create_partitions(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    results = []
+    for topic in request.topics:
+        try:
+            code, message = await _grow_one(context, topic, request.validate_only)
+        except TopicNotFound:
+            code, message = ErrorCode.unknown_topic_or_partition, "The topic was deleted meanwhile."
+        except StorageUnavailable as exc:
+            code, message = ErrorCode.request_timed_out, f"Redis unavailable: {exc}"
+        results.append(make(types.CreatePartitionsTopicResult, name=topic.name, error_code=code,
+                            error_message=message))
+    return make(types.CreatePartitionsResponse, throttle_time=NO_THROTTLE, results=tuple(results))
+
+
+def broker_configs(context: RequestContext) -> Mapping[str, tuple[str, int]]:
+    """Broker configs worth showing: name -> (value, config type)."""
+    config = context.config
+    return {
+        "broker.id": (str(context.broker.node_id), 3),
+        "node.id": (str(context.broker.node_id), 3),
+        "advertised.listeners": (f"PLAINTEXT://{config.advertised}", 2),
+        "listeners": (f"PLAINTEXT://{config.listen}", 2),
+        "auto.create.topics.enable": (str(config.auto_create_topics).lower(), 1),
+        "num.partitions": (str(config.default_partitions), 3),
+        "default.replication.factor": ("1", 4),
+        "socket.request.max.bytes": (str(config.max_request_size), 3),
+        "message.max.bytes": (TOPIC_CONFIGS["max.message.bytes"].default, 3),
+        "log.message.timestamp.type": ("CreateTime", 2),
+        "compression.type": ("producer", 2),
+        "log.retention.ms": (TOPIC_CONFIGS["retention.ms"].default, 5),
+    }
+
+
+def _config_entry(types: Any, request: Any, name: str, value: str, source: int, type_id: int) -> Any:
+    synonyms = (
+        (make(types.DescribeConfigsSynonym, name=name, value=value, source=source),)
+        if getattr(request, "include_synonyms", False) else ()
+    )
+    return make(types.DescribeConfigsResourceResult, name=name, value=value, read_only=False,
+                config_source=source, is_default=source == SOURCE_DEFAULT, is_sensitive=False,
+                synonyms=synonyms, config_type=type_id, documentation=None)
+
+
+async def _describe_resource(context: RequestContext, types: Any, request: Any,
+                             resource: Any) -> Any:
+    keys = resource.configuration_keys
+
+    def result(code: ErrorCode, message: str | None, entries: tuple[Any, ...] = ()) -> Any:
+        return make(types.DescribeConfigsResult, error_code=code, error_message=message,
+                    resource_type=resource.resource_type, resource_name=resource.resource_name,
+                    configs=entries)
+
+    if resource.resource_type == TOPIC_RESOURCE:
+        info = await context.storage.topic(resource.resource_name)
+        if info is None:
+            return result(ErrorCode.unknown_topic_or_partition,
+                          f"Topic '{resource.resource_name}' does not exist.")
+        entries = tuple(
+            _config_entry(types, request, name, config_value(info, name),
+                          SOURCE_DYNAMIC_TOPIC if name in info.configs else SOURCE_DEFAULT,
+                          definition.type_id)
+            for name, definition in TOPIC_CONFIGS.items() if keys is None or name in keys
+        )
+        return result(ErrorCode.none, None, entries)
+    if resource.resource_type == BROKER_RESOURCE:
+        if resource.resource_name not in ("", str(context.broker.node_id)):
+            return result(ErrorCode.invalid_request, f"Unexpected broker id {resource.resource_name}")
+        entries = tuple(
+            _config_entry(types, request, name, value, SOURCE_DEFAULT, type_id)
+            for name, (value, type_id) in broker_configs(context).items()
+            if keys is None or name in keys
+        )
+        return result(ErrorCode.none, None, entries)
+    return result(ErrorCode.invalid_request,
+                  f"Unsupported resource type {resource.resource_type}")
+
+
+async def handle_describe_configs(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    results = []
+    for resource in request.resources:
+        try:
+            results.append(await _describe_resource(context, types, request, resource))
+        except StorageUnavailable as exc:
+            results.append(make(types.DescribeConfigsResult, error_code=ErrorCode.request_timed_out,
+                                error_message=f"Redis unavailable: {exc}",
+                                resource_type=resource.resource_type,
+                                resource_name=resource.resource_name, configs=()))
+    return make(types.DescribeConfigsResponse, throttle_time=NO_THROTTLE, results=tuple(results))
+
+
+_NIL_UUID = uuid.UUID(int=0)
+
+ROUTES = (
+    Route(19, 2, 7, handle_create_topics),
+    Route(20, 1, 6, handle_delete_topics),
+    Route(32, 1, 4, handle_describe_configs),
+    Route(37, 0, 3, handle_create_partitions),
+)

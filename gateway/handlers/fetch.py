@@ -1,0 +1,222 @@
+"""Fetch (key 1), v4-v16.
+
+Sessionless: the gateway answers every fetch as a full fetch with session ID
+0, which tells clients (KIP-227) not to build incremental sessions; a request
+naming a session ID gets FETCH_SESSION_ID_NOT_FOUND. Topics are named until
+v12 and identified by topic ID from v13.
+
+Each partition is read from Redis in one pipelined round trip. When fewer
+than min_bytes are available, the fetch waits with XREAD BLOCK on the
+partitions' streams, which wakes on any append (from this gateway, another
+one, or a native XADD) and otherwise times out at max_wait_ms: no polling.
+
+max_bytes and partition_max_bytes bound the response, except that the first
+partition with data returns at least one record (KIP-74). Records are
+re-encoded as one batch per partition (one per append time for LogAppendTime
+topics), compressed as the topic's compression.type says ("producer" and
+"uncompressed" send none; zstd falls back to none below v10).
+Out-of-range offsets get OFFSET_OUT_OF_RANGE, unknown topics or partitions
+UNKNOWN_TOPIC_OR_PARTITION (UNKNOWN_TOPIC_ID from v13), Redis unreachable
+KAFKA_STORAGE_ERROR. No transactions exist, so the last stable offset is the
+high watermark and there are no aborted transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from kafka_redis_gateway.protocol.records import (
+    Compression,
+    Record,
+    TimestampType,
+    encode_batch,
+    records_size_hint,
+)
+
+from ..context import RequestContext
+from ..dispatch import Route
+from ..storage import ReadRequest, ReadResult, StorageUnavailable, TopicInfo
+from ..topics import config_value
+from ._build import NO_THROTTLE, make, response_types
+
+API_KEY = 1
+# Bounds the entries one partition read asks Redis for; the byte limit
+# usually stops it first.
+MAX_RECORDS_PER_PARTITION = 20_000
+ASSUMED_MIN_RECORD_BYTES = 64
+
+CODECS = {
+    "gzip": Compression.GZIP,
+    "snappy": Compression.SNAPPY,
+    "lz4": Compression.LZ4,
+    "zstd": Compression.ZSTD,
+}
+
+
+@dataclass(slots=True)
+class Slot:
+    """One requested partition and what the fetch found for it."""
+
+    topic: str | None
+    topic_id: uuid.UUID | None
+    partition: int
+    offset: int
+    max_bytes: int
+    info: TopicInfo | None = None
+    code: ErrorCode = ErrorCode.none
+    result: ReadResult | None = None
+
+
+async def _resolve(context: RequestContext, request: Any) -> list[Slot]:
+    by_id: dict[uuid.UUID, TopicInfo] | None = None
+    slots = []
+    for topic in request.topics:
+        name = getattr(topic, "topic", None)
+        topic_id = getattr(topic, "topic_id", None)
+        if context.api_version >= 13:
+            if by_id is None:
+                by_id = {i.topic_id: i for i in (await context.storage.topics()).values()}
+            info = by_id.get(topic_id) if topic_id is not None else None
+            missing = ErrorCode.unknown_topic_id
+        else:
+            info = await context.storage.topic(name)
+            missing = ErrorCode.unknown_topic_or_partition
+        for partition in topic.partitions:
+            slot = Slot(name if info is None else info.name, topic_id, partition.partition,
+                        partition.fetch_offset, partition.partition_max_bytes, info)
+            if info is None:
+                slot.code = missing
+            elif not 0 <= partition.partition < info.partitions:
+                slot.code = ErrorCode.unknown_topic_or_partition
+            slots.append(slot)
+    return slots
+
+
+async def _read(context: RequestContext, slots: Sequence[Slot], max_bytes: int) -> int:
+    """Read every healthy slot; returns the bytes found (approximately)."""
+    readable = [slot for slot in slots if slot.code == ErrorCode.none]
+    if not readable:
+        return 0
+    requests = [
+        ReadRequest(slot.topic or "", slot.partition, slot.offset, min(slot.max_bytes, max_bytes),
+                    max(1, min(MAX_RECORDS_PER_PARTITION, slot.max_bytes // ASSUMED_MIN_RECORD_BYTES)))
+        for slot in readable
+    ]
+    try:
+        results: Sequence[ReadResult | Exception] = await context.storage.read(requests)
+    except StorageUnavailable as exc:
+        results = [exc] * len(readable)
+    found = 0
+    for slot, result in zip(readable, results, strict=True):
+        if isinstance(result, ReadResult):
+            slot.result = result
+            if result.out_of_range:
+                slot.code = ErrorCode.offset_out_of_range
+            found += records_size_hint(result.records) if result.records else 0
+        elif isinstance(result, StorageUnavailable):
+            slot.code = ErrorCode.kafka_storage_error
+        else:
+            raise result
+    return found
+
+
+def _must_answer_now(slots: Sequence[Slot]) -> bool:
+    return any(slot.code != ErrorCode.none for slot in slots)
+
+
+async def handle(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    if context.api_version >= 7 and request.session_id != 0:
+        return make(types.FetchResponse, throttle_time=NO_THROTTLE,
+                    error_code=ErrorCode.fetch_session_id_not_found, session_id=0, responses=())
+    slots = await _resolve(context, request)
+    max_bytes = request.max_bytes if context.api_version >= 3 else 2**31 - 1
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + request.max_wait.total_seconds()
+    while True:
+        found = await _read(context, slots, max_bytes)
+        remaining_ms = int((deadline - loop.time()) * 1000)
+        if found >= max(request.min_bytes, 1) or remaining_ms <= 0 or _must_answer_now(slots):
+            break
+        await _wait(context, slots, remaining_ms)
+    return _response(context, types, slots, max_bytes)
+
+
+async def _wait(context: RequestContext, slots: Sequence[Slot], timeout_ms: int) -> None:
+    positions = [(slot.topic or "", slot.partition, slot.result.last_id)
+                 for slot in slots if slot.result is not None]
+    if not positions:
+        await asyncio.sleep(timeout_ms / 1000)
+        return
+    try:
+        await context.storage.wait_for_entries(positions, timeout_ms)
+    except StorageUnavailable:
+        await asyncio.sleep(min(timeout_ms, 100) / 1000)
+
+
+def _encode(slot: Slot, records: Sequence[Record], append_times: Sequence[int],
+            api_version: int) -> bytes:
+    info = slot.info
+    assert info is not None
+    codec = CODECS.get(config_value(info, "compression.type"), Compression.NONE)
+    if codec == Compression.ZSTD and api_version < 10:
+        codec = Compression.NONE
+    if config_value(info, "message.timestamp.type") != "LogAppendTime":
+        return encode_batch(slot.offset, records, compression=codec)
+    # One batch per append time: readers take a LogAppendTime batch's max
+    # timestamp as every record's timestamp.
+    parts = []
+    offset = slot.offset
+    for append_time, group in groupby(zip(records, append_times, strict=True), key=lambda p: p[1]):
+        batch = [record for record, _ in group]
+        parts.append(encode_batch(offset, batch, compression=codec,
+                                  timestamp_type=TimestampType.LOG_APPEND_TIME,
+                                  log_append_time=append_time))
+        offset += len(batch)
+    return b"".join(parts)
+
+
+def _response(context: RequestContext, types: Any, slots: Sequence[Slot], max_bytes: int) -> Any:
+    budget = max_bytes
+    by_topic: dict[tuple[str | None, uuid.UUID | None], list[Any]] = {}
+    for slot in slots:
+        result = slot.result
+        data = b""
+        if result is not None and result.records and slot.code == ErrorCode.none:
+            data = _encode(slot, result.records, result.append_times, context.api_version)
+            if len(data) > budget and budget < max_bytes:
+                data = b""  # over the response budget: the client fetches it next time
+            else:
+                budget -= len(data)
+        key = (slot.topic, slot.info.topic_id if slot.info else slot.topic_id)
+        by_topic.setdefault(key, []).append(make(
+            types.PartitionData,
+            partition_index=slot.partition,
+            error_code=slot.code,
+            high_watermark=result.high_watermark if result else -1,
+            last_stable_offset=result.high_watermark if result else -1,
+            log_start_offset=result.log_start_offset if result else -1,
+            aborted_transactions=None,
+            preferred_read_replica=-1,
+            records=data,
+        ))
+    return make(
+        types.FetchResponse,
+        throttle_time=NO_THROTTLE,
+        error_code=ErrorCode.none,
+        session_id=0,
+        responses=tuple(
+            make(types.FetchableTopicResponse, topic=name, topic_id=topic_id, partitions=tuple(parts))
+            for (name, topic_id), parts in by_topic.items()
+        ),
+    )
+
+
+ROUTES = (Route(API_KEY, 4, 16, handle),)

@@ -1,0 +1,180 @@
+"""Produce (key 0), v3-v12.
+
+Each partition's record batches (magic 2 only: older formats get
+UNSUPPORTED_FOR_MESSAGE_FORMAT) are CRC-checked and decoded, then every
+partition of the request is appended in one Redis round trip, each partition
+by one script call that returns its base offset.
+
+acks=0 gets no response, acks=1 and acks=-1 a response after the append
+(Redis acknowledges the write; AOF/replica durability for acks=-1 is the
+idempotent-producer issue's work). Other acks values: INVALID_REQUIRED_ACKS.
+A batch larger than the topic's max.message.bytes: MESSAGE_TOO_LARGE.
+zstd before v7: UNSUPPORTED_COMPRESSION_TYPE. Redis unreachable:
+KAFKA_STORAGE_ERROR, which clients retry. Producer IDs and sequences are not
+checked yet (InitProducerId is not advertised, so clients have none).
+v13 (topic IDs) is not advertised. v0-v2 (message formats 0 and 1) are
+advertised, as Kafka 4 does for old librdkafka's feature detection, and
+refused when used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from kafka_redis_gateway.protocol.records import (
+    BatchHeader,
+    Compression,
+    Record,
+    RecordError,
+    decode_batches,
+)
+
+from ..context import RequestContext
+from ..dispatch import Route
+from ..storage import AppendRequest, AppendResult, StorageUnavailable, TopicInfo
+from ..topics import config_value, topic_or_autocreate
+from ._build import NO_THROTTLE, error, make, millis_to_datetime, response_types
+
+API_KEY = 0
+
+
+@dataclass(slots=True)
+class PartitionOutcome:
+    topic: str
+    partition: int
+    code: ErrorCode = ErrorCode.none
+    message: str | None = None
+    log_append_time: bool = False
+    result: AppendResult | None = None
+
+
+def _decode(info: TopicInfo, data: bytes | None, api_version: int) -> tuple[Sequence[Record], int, int]:
+    """Records, max timestamp and its offset delta; raises RecordError."""
+    if not data:
+        raise RecordError(ErrorCode.corrupt_message, "no records")
+    limit = int(config_value(info, "max.message.bytes"))
+    batches = decode_batches(data)
+    records: list[Record] = []
+    max_ts, max_delta = -1, 0
+    for header, batch in batches:
+        _check_batch(header, limit, api_version)
+        if header.max_timestamp > max_ts or not records:
+            max_ts = header.max_timestamp
+            max_delta = len(records) + _index_of_timestamp(batch, header.max_timestamp)
+        records.extend(batch)
+    if not records:
+        raise RecordError(ErrorCode.corrupt_message, "no records")
+    return records, max_ts, max_delta
+
+
+def _check_batch(header: BatchHeader, limit: int, api_version: int) -> None:
+    if header.batch_length + 12 > limit:
+        raise RecordError(ErrorCode.message_too_large,
+                          f"batch of {header.batch_length + 12} bytes exceeds max.message.bytes {limit}")
+    if header.compression == Compression.ZSTD and api_version < 7:
+        raise RecordError(ErrorCode.unsupported_compression_type, "zstd needs Produce v7+")
+    if header.is_control or header.is_transactional:
+        raise RecordError(ErrorCode.invalid_record, "transactional and control batches are not supported")
+
+
+def _index_of_timestamp(batch: Sequence[Record], timestamp: int) -> int:
+    # Records usually arrive in time order, so the last one is the answer
+    # without a per-record scan.
+    if batch and batch[-1].timestamp == timestamp:
+        return len(batch) - 1
+    for index, record in enumerate(batch):
+        if record.timestamp == timestamp:
+            return index
+    return len(batch) - 1
+
+
+async def _prepare(context: RequestContext, request: Any,
+                   outcomes: list[PartitionOutcome]) -> list[tuple[PartitionOutcome, AppendRequest]]:
+    appends = []
+    for topic_data in request.topic_data:
+        name = topic_data.name
+        try:
+            info, code = await topic_or_autocreate(context.storage, context.config, name)
+        except StorageUnavailable:
+            info, code = None, ErrorCode.kafka_storage_error
+        for partition_data in topic_data.partition_data:
+            outcome = PartitionOutcome(name, partition_data.index)
+            outcomes.append(outcome)
+            if info is None:
+                outcome.code = code
+                continue
+            if not 0 <= partition_data.index < info.partitions:
+                outcome.code = ErrorCode.unknown_topic_or_partition
+                continue
+            try:
+                records, max_ts, max_delta = _decode(info, partition_data.records, context.api_version)
+            except RecordError as exc:
+                outcome.code, outcome.message = error(exc.error_code), str(exc)
+                continue
+            outcome.log_append_time = config_value(info, "message.timestamp.type") == "LogAppendTime"
+            appends.append((outcome, AppendRequest(name, partition_data.index, records, max_ts, max_delta)))
+    return appends
+
+
+async def handle(context: RequestContext, request: Any) -> Any:
+    outcomes: list[PartitionOutcome] = []
+    if request.acks not in (-1, 0, 1):
+        for topic_data in request.topic_data:
+            outcomes.extend(PartitionOutcome(topic_data.name, p.index, ErrorCode.invalid_required_acks)
+                            for p in topic_data.partition_data)
+    else:
+        appends = await _prepare(context, request, outcomes)
+        if appends:
+            await _append(context, appends)
+    if request.acks == 0:
+        return None
+    return _response(context, outcomes)
+
+
+async def _append(context: RequestContext,
+                  appends: list[tuple[PartitionOutcome, AppendRequest]]) -> None:
+    try:
+        results: Sequence[AppendResult | Exception] = await context.storage.append(
+            [append for _, append in appends])
+    except StorageUnavailable as exc:
+        results = [exc] * len(appends)
+    for (outcome, _), result in zip(appends, results, strict=True):
+        if isinstance(result, AppendResult):
+            outcome.result = result
+        elif isinstance(result, StorageUnavailable):
+            outcome.code, outcome.message = ErrorCode.kafka_storage_error, "Redis unavailable"
+        else:
+            outcome.code, outcome.message = ErrorCode.unknown_server_error, str(result)
+
+
+def _response(context: RequestContext, outcomes: list[PartitionOutcome]) -> Any:
+    types = response_types(context)
+    by_topic: dict[str, list[Any]] = {}
+    for outcome in outcomes:
+        result = outcome.result
+        by_topic.setdefault(outcome.topic, []).append(make(
+            types.PartitionProduceResponse,
+            index=outcome.partition,
+            error_code=outcome.code,
+            base_offset=result.base_offset if result else -1,
+            log_append_time=(millis_to_datetime(result.log_append_time)
+                             if result and outcome.log_append_time else None),
+            log_start_offset=result.log_start_offset if result else -1,
+            record_errors=(),
+            error_message=outcome.message,
+        ))
+    return make(
+        types.ProduceResponse,
+        responses=tuple(make(types.TopicProduceResponse, name=name, partition_responses=tuple(parts))
+                        for name, parts in by_topic.items()),
+        throttle_time=NO_THROTTLE,
+    )
+
+
+# v0-v2 are advertised but refused (the connection closes), as Kafka 4 does;
+# see Route.advertised_min_version.
+ROUTES = (Route(API_KEY, 3, 12, handle, advertised_min_version=0),)

@@ -1,0 +1,115 @@
+"""The gateway server: start-up, accept loop and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from .config import Config
+from .connection import Connection
+from .context import Broker
+from .dispatch import Router
+from .embedded import EmbeddedRedis
+from .handlers import ROUTES
+from .storage import RedisStorage, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.router = Router(ROUTES)
+        self.embedded: EmbeddedRedis | None = None
+        self.storage: RedisStorage
+        self.broker: Broker
+        self._server: asyncio.Server | None = None
+        self._connections: dict[Connection, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        redis_url = self.config.redis_url
+        if redis_url is None:
+            self.embedded = EmbeddedRedis(self.config.data_dir)
+            await self.embedded.start()
+            redis_url = self.embedded.url
+        self.storage = RedisStorage(redis_url, timeout=self.config.redis_timeout)
+        cluster_id = await self._cluster_id()
+        advertised = self.config.advertised
+        self.broker = Broker(self.config.node_id, advertised.host, advertised.port, cluster_id)
+        self._server = await asyncio.start_server(
+            self._accept, self.config.listen.host, self.config.listen.port, backlog=1024
+        )
+        log.info(
+            "listening on %s (advertised as %s), node %d of cluster %s, storing in %s",
+            self.config.listen, advertised, self.config.node_id, cluster_id,
+            _redacted(redis_url),
+        )
+
+    async def _cluster_id(self) -> str:
+        # The cluster ID lives in Redis so every gateway on it reports the same
+        # one; wait for Redis rather than start with a made-up ID.
+        while True:
+            try:
+                return await self.storage.cluster_id()
+            except StorageUnavailable as exc:
+                log.warning("waiting for Redis at %s: %s", _redacted(self.storage.url), exc)
+                await asyncio.sleep(1.0)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = Connection(self, reader, writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[connection] = task
+        try:
+            await connection.serve()
+        finally:
+            self._connections.pop(connection, None)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def serve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let in-flight requests finish, then close."""
+        log.info("shutting down")
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._connections):
+            connection.closing = True
+            if not connection.busy:
+                self._connections[connection].cancel()
+        pending = list(self._connections.values())
+        if pending:
+            _, still_running = await asyncio.wait(pending, timeout=self.config.shutdown_grace)
+            for task in still_running:
+                task.cancel()
+        if hasattr(self, "storage"):
+            await self.storage.close()
+        if self.embedded is not None:
+            await self.embedded.stop()
+        log.info("stopped")
+
+
+def _redacted(url: str) -> str:
+    # Do not log passwords from redis://user:password@host URLs.
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

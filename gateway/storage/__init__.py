@@ -1,0 +1,33 @@
+"""Storage: the only layer that speaks Redis.
+
+Handlers see the :class:`Storage` protocol and the frozen results it returns;
+:class:`RedisStorage` is its implementation.
+"""
+
+from .base import (
+    AppendRequest,
+    AppendResult,
+    PartitionOffsets,
+    ReadRequest,
+    ReadResult,
+    Storage,
+    StorageUnavailable,
+    TopicExists,
+    TopicInfo,
+    TopicNotFound,
+)
+from .redis_storage import RedisStorage
+
+__all__ = [
+    "AppendRequest",
+    "AppendResult",
+    "PartitionOffsets",
+    "ReadRequest",
+    "ReadResult",
+    "RedisStorage",
+    "Storage",
+    "StorageUnavailable",
+    "TopicExists",
+    "TopicInfo",
+    "TopicNotFound",
+]

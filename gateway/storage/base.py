@@ -1,0 +1,111 @@
+"""The storage interface the handlers program against."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kafka_redis_gateway.protocol.records import Record
+
+
+class StorageUnavailable(Exception):
+    """Redis cannot be reached or did not answer in time (retriable)."""
+
+
+class TopicExists(Exception):
+    pass
+
+
+class TopicNotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    name: str
+    topic_id: uuid.UUID
+    partitions: int
+    configs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    base_offset: int
+    log_append_time: int
+    log_start_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """Records from ``offset`` on, with the partition's bounds at read time.
+
+    ``out_of_range`` is set when the offset lies outside
+    [log_start_offset, high_watermark]. ``last_id`` is the stream's newest
+    entry ID, from which a long-poll waits for more.
+    """
+
+    offset: int
+    records: Sequence[Record]
+    append_times: Sequence[int]
+    log_start_offset: int
+    high_watermark: int
+    last_id: bytes
+    out_of_range: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionOffsets:
+    log_start_offset: int
+    end_offset: int
+    max_timestamp_offset: int
+    max_timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    topic: str
+    partition: int
+    records: Sequence[Record]
+    max_timestamp: int
+    max_timestamp_delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    topic: str
+    partition: int
+    offset: int
+    max_bytes: int
+    max_records: int = 10_000
+
+
+class Storage(Protocol):
+    """What the gateway needs from its log and metadata store."""
+
+    async def cluster_id(self) -> str: ...
+
+    async def topics(self) -> Mapping[str, TopicInfo]: ...
+
+    async def topic(self, name: str) -> TopicInfo | None: ...
+
+    async def create_topic(self, name: str, partitions: int, configs: Mapping[str, str]) -> TopicInfo: ...
+
+    async def delete_topic(self, name: str) -> TopicInfo: ...
+
+    async def create_partitions(self, name: str, count: int) -> TopicInfo: ...
+
+    async def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicInfo: ...
+
+    async def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult | Exception]: ...
+
+    async def read(self, requests: Sequence[ReadRequest]) -> list[ReadResult | Exception]: ...
+
+    async def wait_for_entries(self, positions: Sequence[tuple[str, int, bytes]], timeout_ms: int) -> None: ...
+
+    async def offsets(self, topic: str, partition: int) -> PartitionOffsets: ...
+
+    async def offset_for_time(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,66 @@
+-- Find the first offset whose record timestamp is at or after a time.
+--
+-- KEYS[1]  the partition's stream
+-- KEYS[2]  its sparse offset index
+-- ARGV[1]  timestamp (ms)
+-- ARGV[2]  how many entries after the first one appended at or after that
+--          time to examine for a CreateTime timestamp at or after it
+--
+-- Returns {offset, timestamp}, or {-1, -1} when no record qualifies.
+--
+-- Entry IDs carry the append time, which rises monotonically; a record's
+-- CreateTime (field ts) is normally a little earlier than its append time,
+-- so the answer lies at or just after the first entry appended at or after
+-- the time asked for. Producer clocks running ahead of Redis make the answer
+-- approximate (docs/mapping.md).
+
+local stream, index = KEYS[1], KEYS[2]
+local wanted = tonumber(ARGV[1])
+local scan = tonumber(ARGV[2])
+
+local start, end_offset, first_id = stream_info(stream)
+if end_offset == start then
+  return {-1, -1}
+end
+
+local candidates = redis.call('XRANGE', stream, tostring(math.max(wanted, 0)), '+', 'COUNT', scan)
+local hit_id, hit_ts = nil, nil
+for _, entry in ipairs(candidates) do
+  local fields = entry[2]
+  local ts = nil
+  for j = 1, #fields, 2 do
+    if fields[j] == 'ts' then
+      ts = tonumber(fields[j + 1])
+      break
+    end
+  end
+  if ts == nil then
+    ts = parse_id(entry[1])
+  end
+  if ts >= wanted then
+    hit_id, hit_ts = entry[1], ts
+    break
+  end
+end
+if hit_id == nil then
+  return {-1, -1}
+end
+
+-- Binary search the index (its members rise with their scores) for the last
+-- point at or before the hit, then count the entries from there.
+local low, high = 0, redis.call('ZCARD', index) - 1
+local point_offset, point_id = start, first_id
+while low <= high do
+  local middle = math.floor((low + high) / 2)
+  local point = redis.call('ZRANGE', index, middle, middle, 'WITHSCORES')
+  if id_less_or_equal(point[1], hit_id) then
+    if tonumber(point[2]) >= start then
+      point_offset, point_id = tonumber(point[2]), point[1]
+    end
+    low = middle + 1
+  else
+    high = middle - 1
+  end
+end
+local between = redis.call('XRANGE', stream, point_id, hit_id)
+return {point_offset + #between - 1, hit_ts}

@@ -1,0 +1,307 @@
+"""Storage on Redis Streams (standalone Redis or Valkey 7.0+)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from . import keys
+from .base import (
+    AppendRequest,
+    AppendResult,
+    PartitionOffsets,
+    ReadRequest,
+    ReadResult,
+    StorageUnavailable,
+    TopicExists,
+    TopicInfo,
+    TopicNotFound,
+)
+from .entries import append_args, entry_to_record, id_millis
+from .scripts import LuaScript, ScriptCall, run_calls
+
+T = TypeVar("T")
+
+# Errors that mean "Redis is not there right now": the gateway answers with a
+# retriable Kafka error and redis-py reconnects on the next command.
+UNAVAILABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+    ConnectionError,
+    OSError,
+)
+
+INDEX_INTERVAL = 1024
+# Seek steps one read call may take through unindexed native entries before
+# yielding the server to other clients; the caller calls again.
+MAX_SEEK_STEPS = 64
+TIMESTAMP_SCAN = 1000
+TOPIC_CACHE_SECONDS = 1.0
+
+
+APPEND = LuaScript.load("append.lua")
+READ = LuaScript.load("read.lua", prelude=True)
+OFFSETS = LuaScript.load("offsets.lua", prelude=True)
+OFFSET_FOR_TIME = LuaScript.load("offset_for_time.lua", prelude=True)
+
+
+class RedisStorage:
+    """Implements :class:`~.base.Storage` on one Redis server."""
+
+    def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 64) -> None:
+        self.url = url
+        self._redis = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                health_check_interval=30,
+            )
+        )
+        # Long-polls hold a connection for their whole wait, so they get a pool
+        # of their own and never starve produce and fetch of connections.
+        self._blocking = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=1024,
+                timeout=timeout,
+                socket_connect_timeout=timeout,
+            )
+        )
+        self._topic_cache: dict[str, tuple[float, TopicInfo | None]] = {}
+
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await operation()
+        except UNAVAILABLE as exc:
+            raise StorageUnavailable(str(exc)) from exc
+
+    async def _one(self, call: ScriptCall) -> Any:
+        (reply,) = await self._call(lambda: run_calls(self._redis, [call]))
+        if isinstance(reply, Exception):
+            raise _classify(reply)
+        return reply
+
+    async def ping(self) -> None:
+        await self._call(self._redis.ping)
+
+    async def server_info(self) -> dict[str, Any]:
+        return await self._call(lambda: self._redis.info("server"))
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+        await self._blocking.aclose()
+
+    # -- cluster and topics -------------------------------------------------
+
+    async def cluster_id(self) -> str:
+        async def get() -> str:
+            await self._redis.hsetnx(keys.CLUSTER, "id", uuid.uuid4().hex[:22])
+            raw = await self._redis.hget(keys.CLUSTER, "id")
+            return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+        return await self._call(get)
+
+    async def topics(self) -> Mapping[str, TopicInfo]:
+        raw = await self._call(lambda: self._redis.hgetall(keys.TOPICS))
+        found = {name.decode(): _decode_topic(name.decode(), value) for name, value in raw.items()}
+        now = time.monotonic()
+        for name, info in found.items():
+            self._topic_cache[name] = (now, info)
+        return dict(sorted(found.items()))
+
+    async def topic(self, name: str) -> TopicInfo | None:
+        cached = self._topic_cache.get(name)
+        if cached is not None and time.monotonic() - cached[0] < TOPIC_CACHE_SECONDS:
+            return cached[1]
+        raw = await self._call(lambda: self._redis.hget(keys.TOPICS, name))
+        info = None if raw is None else _decode_topic(name, raw)
+        self._topic_cache[name] = (time.monotonic(), info)
+        return info
+
+    async def create_topic(self, name: str, partitions: int, configs: Mapping[str, str]) -> TopicInfo:
+        info = TopicInfo(name, uuid.uuid4(), partitions, dict(configs))
+        created = await self._call(lambda: self._redis.hsetnx(keys.TOPICS, name, _encode_topic(info)))
+        if not created:
+            raise TopicExists(name)
+        self._topic_cache[name] = (time.monotonic(), info)
+        return info
+
+    async def delete_topic(self, name: str) -> TopicInfo:
+        info = await self._fresh_topic(name)
+        removed = await self._call(lambda: self._redis.hdel(keys.TOPICS, name))
+        if not removed:
+            raise TopicNotFound(name)
+        self._topic_cache.pop(name, None)
+
+        async def delete_keys() -> None:
+            # One DEL per partition: a partition's keys share a slot, different
+            # partitions need not.
+            pipe = self._redis.pipeline(transaction=False)
+            for partition in range(info.partitions):
+                pipe.delete(*keys.partition_keys(name, partition))
+            await pipe.execute()
+
+        await self._call(delete_keys)
+        return info
+
+    async def create_partitions(self, name: str, count: int) -> TopicInfo:
+        info = await self._fresh_topic(name)
+        return await self._replace_topic(info, replace(info, partitions=count))
+
+    async def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicInfo:
+        info = await self._fresh_topic(name)
+        return await self._replace_topic(info, replace(info, configs=dict(configs)))
+
+    async def _fresh_topic(self, name: str) -> TopicInfo:
+        self._topic_cache.pop(name, None)
+        info = await self.topic(name)
+        if info is None:
+            raise TopicNotFound(name)
+        return info
+
+    async def _replace_topic(self, old: TopicInfo, new: TopicInfo) -> TopicInfo:
+        async def swap() -> bool:
+            # Optimistic: WATCH the registry so a concurrent change (another
+            # gateway) makes this one fail instead of being overwritten.
+            async with self._redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(keys.TOPICS)
+                current = await pipe.hget(keys.TOPICS, old.name)
+                if current is None or _decode_topic(old.name, current) != old:
+                    await pipe.unwatch()
+                    return False
+                pipe.multi()
+                pipe.hset(keys.TOPICS, old.name, _encode_topic(new))
+                try:
+                    await pipe.execute()
+                except redis_errors.WatchError:
+                    return False
+                return True
+
+        if not await self._call(swap):
+            raise TopicNotFound(old.name)
+        self._topic_cache[new.name] = (time.monotonic(), new)
+        return new
+
+    # -- the log --------------------------------------------------------------
+
+    async def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult | Exception]:
+        """Append each partition's records; all partitions in one round trip."""
+
+        calls = [
+            ScriptCall(
+                APPEND,
+                keys.partition_keys(request.topic, request.partition),
+                [INDEX_INTERVAL, request.max_timestamp, request.max_timestamp_delta,
+                 *append_args(request.records)],
+            )
+            for request in requests
+        ]
+        replies = await self._call(lambda: run_calls(self._redis, calls))
+        return [_append_result(reply) for reply in replies]
+
+    async def read(self, requests: Sequence[ReadRequest]) -> list[ReadResult | Exception]:
+        """Read each partition from its offset; all partitions in one round trip."""
+        results: list[ReadResult | Exception | None] = [None] * len(requests)
+        pending = list(range(len(requests)))
+        while pending:
+            calls = [self._read_call(requests[index]) for index in pending]
+            replies = await self._call(lambda: run_calls(self._redis, calls))
+            again = []
+            for index, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, list) and reply[0] == 2:
+                    again.append(index)  # a long seek yielded; continue it
+                else:
+                    results[index] = _read_result(requests[index].offset, reply)
+            pending = again
+        return [result for result in results if result is not None]
+
+    @staticmethod
+    def _read_call(request: ReadRequest) -> ScriptCall:
+        return ScriptCall(
+            READ,
+            [keys.stream(request.topic, request.partition),
+             keys.offset_index(request.topic, request.partition)],
+            [request.offset, request.max_records, request.max_bytes, INDEX_INTERVAL, MAX_SEEK_STEPS],
+        )
+
+    async def wait_for_entries(
+        self, positions: Sequence[tuple[str, int, bytes]], timeout_ms: int
+    ) -> None:
+        """Return when any stream has an entry after its position, or at timeout.
+
+        XREAD BLOCK wakes on any append to the streams, the gateway's own or a
+        native producer's, so nobody polls.
+        """
+        if not positions or timeout_ms <= 0:
+            return
+        streams = {keys.stream(topic, partition): last_id for topic, partition, last_id in positions}
+        await self._call(lambda: self._blocking.xread(streams, count=1, block=timeout_ms))
+
+    async def offsets(self, topic: str, partition: int) -> PartitionOffsets:
+        reply = await self._one(
+            ScriptCall(OFFSETS, [keys.stream(topic, partition), keys.partition_meta(topic, partition)], [])
+        )
+        start, end, max_offset, max_ts = (int(value) for value in reply)
+        return PartitionOffsets(start, end, max_offset, max_ts)
+
+    async def offset_for_time(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
+        reply = await self._one(
+            ScriptCall(
+                OFFSET_FOR_TIME,
+                [keys.stream(topic, partition), keys.offset_index(topic, partition)],
+                [timestamp, TIMESTAMP_SCAN],
+            )
+        )
+        return int(reply[0]), int(reply[1])
+
+
+def _encode_topic(info: TopicInfo) -> str:
+    return json.dumps(
+        {"id": str(info.topic_id), "partitions": info.partitions, "configs": dict(info.configs)},
+        sort_keys=True,
+    )
+
+
+def _decode_topic(name: str, raw: bytes | str) -> TopicInfo:
+    data = json.loads(raw)
+    return TopicInfo(name, uuid.UUID(data["id"]), int(data["partitions"]), data.get("configs", {}))
+
+
+def _append_result(reply: Any) -> AppendResult | Exception:
+    if isinstance(reply, Exception):
+        return _classify(reply)
+    base_offset, first_id, log_start = reply
+    return AppendResult(int(base_offset), id_millis(first_id), int(log_start))
+
+
+def _read_result(offset: int, reply: Any) -> ReadResult | Exception:
+    if isinstance(reply, Exception):
+        return _classify(reply)
+    status, start, end, last_id, entries = reply
+    ids = [entry[0] for entry in entries]
+    return ReadResult(
+        offset=offset,
+        records=[entry_to_record(entry_id, fields) for entry_id, fields in entries],
+        append_times=[id_millis(entry_id) for entry_id in ids],
+        log_start_offset=int(start),
+        high_watermark=int(end),
+        last_id=last_id,
+        out_of_range=status == 1,
+    )
+
+
+def _classify(error: Exception) -> Exception:
+    if isinstance(error, UNAVAILABLE):
+        return StorageUnavailable(str(error))
+    return error

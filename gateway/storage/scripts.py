@@ -1,0 +1,66 @@
+"""Lua scripts from ``lua/``, called by SHA in pipelines.
+
+redis-py's Script objects check SCRIPT EXISTS before every pipeline, which
+would cost a round trip per produce request. Here each script's SHA is known
+up front and scripts are (re)loaded only when Redis answers NOSCRIPT (after a
+restart or SCRIPT FLUSH); only the calls that failed are sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+# Functions several scripts share; prepended to each script that needs them.
+PRELUDE = "stream_info.lua"
+
+
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    name: str
+    source: str
+    sha: str
+
+    @classmethod
+    def load(cls, name: str, *, prelude: bool = False) -> LuaScript:
+        source = _read(name)
+        if prelude:
+            source = _read(PRELUDE) + "\n" + source
+        return cls(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    script: LuaScript
+    keys: Sequence[str]
+    args: Sequence[Any]
+
+
+def _read(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", name).read_text()
+
+
+async def run_calls(client: aioredis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Run script calls in one pipeline; replies (or exceptions) in order."""
+    replies = await _pipeline(client, calls)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, redis_errors.NoScriptError)]
+    if missing:
+        for script in {calls[i].script for i in missing}:
+            await client.script_load(script.source)
+        retried = await _pipeline(client, [calls[i] for i in missing])
+        for i, reply in zip(missing, retried, strict=True):
+            replies[i] = reply
+    return replies
+
+
+async def _pipeline(client: aioredis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    for call in calls:
+        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+    return list(await pipe.execute(raise_on_error=False))

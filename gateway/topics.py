@@ -1,0 +1,126 @@
+"""Topic rules shared by the handlers: names, configs, auto-creation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kio.schema.errors import ErrorCode
+
+from .config import Config
+from .storage import Storage, TopicExists, TopicInfo
+
+# Kafka's legal topic names.
+_LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
+MAX_NAME_LENGTH = 249
+
+
+def invalid_name(name: str | None) -> bool:
+    return (
+        not name
+        or name in (".", "..")
+        or len(name) > MAX_NAME_LENGTH
+        or _LEGAL_NAME.fullmatch(name) is None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDef:
+    default: str
+    # Config type as DescribeConfigs v3+ reports it: 1 BOOLEAN, 2 STRING,
+    # 3 INT, 4 SHORT, 5 LONG, 6 DOUBLE, 7 LIST, 8 CLASS, 9 PASSWORD.
+    type_id: int
+    choices: tuple[str, ...] = ()
+    # Whether the gateway acts on it (docs/compatibility.md lists which).
+    applied: bool = False
+
+    def valid(self, value: str) -> bool:
+        if self.choices:
+            return value in self.choices
+        if self.type_id in (3, 4, 5):
+            try:
+                int(value)
+            except ValueError:
+                return False
+        if self.type_id == 6:
+            try:
+                float(value)
+            except ValueError:
+                return False
+        if self.type_id == 1:
+            return value in ("true", "false")
+        return True
+
+
+# Kafka's topic-level configs with Kafka 4.0 defaults. Unknown names are
+# refused with INVALID_CONFIG, as Kafka does.
+TOPIC_CONFIGS: Mapping[str, ConfigDef] = {
+    # Only "delete" is implemented; compaction is refused (see validate).
+    "cleanup.policy": ConfigDef("delete", 7, ("delete", "compact", "compact,delete", "delete,compact"), True),
+    "compression.type": ConfigDef(
+        "producer", 2, ("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"), True),
+    "compression.gzip.level": ConfigDef("-1", 3),
+    "compression.lz4.level": ConfigDef("9", 3),
+    "compression.zstd.level": ConfigDef("3", 3),
+    "delete.retention.ms": ConfigDef("86400000", 5),
+    "file.delete.delay.ms": ConfigDef("60000", 5),
+    "flush.messages": ConfigDef("9223372036854775807", 5),
+    "flush.ms": ConfigDef("9223372036854775807", 5),
+    "follower.replication.throttled.replicas": ConfigDef("", 7),
+    "index.interval.bytes": ConfigDef("4096", 3),
+    "leader.replication.throttled.replicas": ConfigDef("", 7),
+    "local.retention.bytes": ConfigDef("-2", 5),
+    "local.retention.ms": ConfigDef("-2", 5),
+    "max.compaction.lag.ms": ConfigDef("9223372036854775807", 5),
+    "max.message.bytes": ConfigDef("1048588", 3, applied=True),
+    "message.timestamp.after.max.ms": ConfigDef("3600000", 5),
+    "message.timestamp.before.max.ms": ConfigDef("9223372036854775807", 5),
+    "message.timestamp.type": ConfigDef("CreateTime", 2, ("CreateTime", "LogAppendTime"), True),
+    "min.cleanable.dirty.ratio": ConfigDef("0.5", 6),
+    "min.compaction.lag.ms": ConfigDef("0", 5),
+    "min.insync.replicas": ConfigDef("1", 3),
+    "preallocate": ConfigDef("false", 1),
+    "remote.storage.enable": ConfigDef("false", 1),
+    "retention.bytes": ConfigDef("-1", 5),
+    "retention.ms": ConfigDef("604800000", 5),
+    "segment.bytes": ConfigDef("1073741824", 3),
+    "segment.index.bytes": ConfigDef("10485760", 3),
+    "segment.jitter.ms": ConfigDef("0", 5),
+    "segment.ms": ConfigDef("604800000", 5),
+    "unclean.leader.election.enable": ConfigDef("false", 1),
+}
+
+
+def validate_configs(configs: Mapping[str, str | None]) -> str | None:
+    """An error message for INVALID_CONFIG, or None when all are acceptable."""
+    for name, value in configs.items():
+        definition = TOPIC_CONFIGS.get(name)
+        if definition is None:
+            return f"Unknown topic config name: {name}"
+        if value is None or not definition.valid(value):
+            return f"Invalid value {value!r} for configuration {name}"
+        if name == "cleanup.policy" and "compact" in value:
+            return "cleanup.policy=compact is not supported by kafka-redis-gateway"
+    return None
+
+
+def config_value(info: TopicInfo, name: str) -> str:
+    return info.configs.get(name, TOPIC_CONFIGS[name].default)
+
+
+async def topic_or_autocreate(
+    storage: Storage, config: Config, name: str, *, allow: bool = True
+) -> tuple[TopicInfo | None, ErrorCode]:
+    """Look a topic up, creating it when auto-creation is on and allowed."""
+    info = await storage.topic(name)
+    if info is not None:
+        return info, ErrorCode.none
+    if invalid_name(name):
+        return None, ErrorCode.invalid_topic_exception
+    if not (allow and config.auto_create_topics):
+        return None, ErrorCode.unknown_topic_or_partition
+    try:
+        return await storage.create_topic(name, config.default_partitions, {}), ErrorCode.none
+    except TopicExists:
+        return await storage.topic(name), ErrorCode.none
