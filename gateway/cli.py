@@ -92,11 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:  # uvloop is optional (not on Windows)
-        runner = asyncio.run
-    runner(Gateway(config).serve_forever())
+        asyncio.run(Gateway(config).serve_forever())
+    else:
+        uvloop.run(Gateway(config).serve_forever())
     return 0
 
 

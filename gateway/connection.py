@@ -9,6 +9,7 @@ Many connections run concurrently on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -64,10 +65,8 @@ class Connection:
             pass
         finally:
             self.writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, OSError):
                 await self.writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
 
     async def handle(self, request: bytes) -> bytes | None:
         try:

@@ -98,7 +98,7 @@ class EmbeddedRedis:
             await writer.drain()
             reply = await asyncio.wait_for(reader.readline(), 1.0)
             return reply.startswith(b"+PONG")
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             return False
         finally:
             writer.close()
@@ -110,6 +110,6 @@ class EmbeddedRedis:
         process.terminate()  # SIGTERM: the server flushes the AOF and exits
         try:
             await asyncio.wait_for(process.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             await process.wait()

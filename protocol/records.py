@@ -389,7 +389,28 @@ def _record_loop(buf: bytes, base_ts: int) -> tuple[list[Record], int]:
             headers = empty
             pos += 1
         elif b == 2:
-            headers, pos = _read_one_header(buf, pos + 1)
+            # exactly one header, inlined like the fields above
+            b = buf[pos + 1]
+            if b < 0x80:
+                size = zigzag[b]
+                pos += 2
+            else:
+                size, pos = long_varint(buf, pos + 1, _MAX_VARINT_BYTES)
+            if size < 0:
+                raise RecordError(CORRUPT_MESSAGE, f"bad header key length {size}")
+            header_key = buf[pos : pos + size].decode()
+            pos += size
+            b = buf[pos]
+            if b < 0x80:
+                size = zigzag[b]
+                pos += 1
+            else:
+                size, pos = long_varint(buf, pos, _MAX_VARINT_BYTES)
+            if size >= 0:
+                headers = ((header_key, buf[pos : pos + size]),)
+                pos += size
+            else:
+                headers = ((header_key, _null_or_raise(size)),)
         else:
             headers, pos = _read_headers(buf, pos, record_end)
         if pos != record_end:
@@ -404,29 +425,50 @@ def _null_or_raise(length: int) -> None:
     return None
 
 
+def _read_one_header(buf: bytes, pos: int) -> tuple[tuple[tuple[str, bytes | None]], int]:
+    """The single header at ``pos`` (after the count) -> (headers, next position)."""
+    b = buf[pos]
+    if b < 0x80:
+        size = _ZIGZAG[b]
+        pos += 1
+    else:
+        size, pos = _read_varint_long(buf, pos, _MAX_VARINT_BYTES)
+    if size < 0:
+        raise RecordError(CORRUPT_MESSAGE, f"bad header key length {size}")
+    key = buf[pos : pos + size].decode()
+    pos += size
+    b = buf[pos]
+    if b < 0x80:
+        size = _ZIGZAG[b]
+        pos += 1
+    else:
+        size, pos = _read_varint_long(buf, pos, _MAX_VARINT_BYTES)
+    if size >= 0:
+        return ((key, buf[pos : pos + size]),), pos + size
+    return ((key, _null_or_raise(size)),), pos
+
+
 def _read_headers(
     buf: bytes, pos: int, record_end: int
 ) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
+    """Any number of headers at ``pos`` (at the count) -> (headers, next position)."""
     count, pos = _read_varint(buf, pos, _MAX_VARINT_BYTES)
     # Each header takes at least two bytes: refuse absurd counts up front.
     if count < 0 or count * 2 > record_end - pos:
         raise RecordError(CORRUPT_MESSAGE, f"bad header count {count}")
     headers: list[tuple[str, bytes | None]] = []
     for _ in range(count):
-        key_len, pos = _read_varint(buf, pos, _MAX_VARINT_BYTES)
-        if key_len < 0 or pos + key_len > record_end:
-            raise RecordError(CORRUPT_MESSAGE, f"bad header key length {key_len}")
-        try:
-            key = buf[pos : pos + key_len].decode()
-        except UnicodeDecodeError:
-            raise RecordError(CORRUPT_MESSAGE, "header key is not UTF-8") from None
-        pos += key_len
-        value_len, pos = _read_varint(buf, pos, _MAX_VARINT_BYTES)
-        if value_len >= 0:
-            value: bytes | None = buf[pos : pos + value_len]
-            pos += value_len
+        size, pos = _read_varint(buf, pos, _MAX_VARINT_BYTES)
+        if size < 0:
+            raise RecordError(CORRUPT_MESSAGE, f"bad header key length {size}")
+        key = buf[pos : pos + size].decode()
+        pos += size
+        size, pos = _read_varint(buf, pos, _MAX_VARINT_BYTES)
+        if size >= 0:
+            value: bytes | None = buf[pos : pos + size]
+            pos += size
         else:
-            value = _null_or_raise(value_len)
+            value = _null_or_raise(size)
         headers.append((key, value))
     return tuple(headers), pos
 
@@ -489,53 +531,105 @@ def encode_batch(
 
 
 def _encode_records(records: Sequence[Record], base_ts: int) -> list[bytes]:
-    """Pieces of the uncompressed records section, to be joined once."""
-    varint = _varint
+    """Pieces of the uncompressed records section, to be joined once.
+
+    Like the decoder, written for CPython: varints come from a table, each
+    record is one join of a tuple, and the commonest header shapes (none,
+    or one) skip the general header encoder.
+    """
     uvarint = _UVARINT
+    limit = _UVARINT_LIMIT
+    varint = _varint
     null = _NULL
+    # Header keys repeat across records; encode each distinct key once per
+    # batch (a per-call cache: header keys come from clients, unbounded).
+    key_prefixes: dict[str, bytes] = {}
     parts: list[bytes] = []
     append = parts.append
-    for index, (timestamp, key, value, headers) in enumerate(records):
+    for (timestamp, key, value, headers), offset_part in zip(
+        records, _offset_deltas(len(records))
+    ):
         delta = timestamp - base_ts
+        raw = (delta << 1) ^ (delta >> 63)
+        timestamp_part = uvarint[raw] if raw < limit else _encode_uvarint(raw)
         if key is None:
             key_part = null
             key = b""
         else:
-            key_part = varint(len(key))
+            size = len(key)
+            key_part = uvarint[size << 1] if size < 8192 else varint(size)
         if value is None:
             value_part = null
             value = b""
         else:
-            value_part = varint(len(value))
-        head = b"".join(
-            (
-                b"\x00",  # record attributes, unused
-                varint(delta),
-                varint(index),
-                key_part,
-                key,
-                value_part,
-                value,
-                _encode_headers(headers) if headers else b"\x00",
+            size = len(value)
+            value_part = uvarint[size << 1] if size < 8192 else varint(size)
+        if not headers:
+            record = b"".join(
+                (b"\x00", timestamp_part, offset_part, key_part, key, value_part, value, b"\x00")
             )
-        )
-        size = len(head)
+        elif len(headers) == 1:
+            ((header_key, header_value),) = headers
+            prefix = key_prefixes.get(header_key)
+            if prefix is None:
+                prefix = key_prefixes[header_key] = b"\x02" + _encode_bytes(header_key.encode())
+            if header_value is None:
+                header_part = null
+                header_value = b""
+            else:
+                size = len(header_value)
+                header_part = uvarint[size << 1] if size < 8192 else varint(size)
+            record = b"".join(
+                (
+                    b"\x00",  # record attributes, unused
+                    timestamp_part,
+                    offset_part,
+                    key_part,
+                    key,
+                    value_part,
+                    value,
+                    prefix,
+                    header_part,
+                    header_value,
+                )
+            )
+        else:
+            record = b"".join(
+                (
+                    b"\x00",
+                    timestamp_part,
+                    offset_part,
+                    key_part,
+                    key,
+                    value_part,
+                    value,
+                    _encode_headers(headers),
+                )
+            )
+        size = len(record)
         append(uvarint[size << 1] if size < 8192 else varint(size))
-        append(head)
+        append(record)
     return parts
+
+
+def _offset_deltas(count: int) -> list[bytes]:
+    # Offset deltas are 0..count-1: a slice of the table (zigzag(i) = 2i)
+    # instead of an encode per record.
+    deltas = _UVARINT[0 : 2 * min(count, 8192) : 2]
+    deltas.extend(_varint(index) for index in range(8192, count))
+    return deltas
+
+
+def _encode_bytes(data: bytes) -> bytes:
+    """Length-prefixed (zigzag varint) bytes."""
+    return _varint(len(data)) + data
 
 
 def _encode_headers(headers: tuple[tuple[str, bytes | None], ...]) -> bytes:
     parts = [_varint(len(headers))]
     for key, value in headers:
-        raw_key = key.encode()
-        parts.append(_varint(len(raw_key)))
-        parts.append(raw_key)
-        if value is None:
-            parts.append(_NULL)
-        else:
-            parts.append(_varint(len(value)))
-            parts.append(value)
+        parts.append(_encode_bytes(key.encode()))
+        parts.append(_NULL if value is None else _encode_bytes(value))
     return b"".join(parts)
 
 

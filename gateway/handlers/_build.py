@@ -14,9 +14,8 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
-from kio.schema.errors import ErrorCode
-
 from kafka_redis_gateway.protocol.messages import response_schema
+from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 
@@ -24,11 +23,11 @@ NO_THROTTLE = datetime.timedelta(0)
 
 
 @cache
-def _field_names(cls: type[Any]) -> frozenset[str]:
+def _field_names(cls: Any) -> frozenset[str]:
     return frozenset(field.name for field in fields(cls))
 
 
-def make(cls: type[Any], **values: Any) -> Any:
+def make(cls: Any, **values: Any) -> Any:
     names = _field_names(cls)
     return cls(**{name: value for name, value in values.items() if name in names})
 

@@ -15,6 +15,7 @@ from typing import Any
 from kio.schema.api_versions.v0.response import ApiVersion as ApiVersionV0
 from kio.schema.api_versions.v0.response import ApiVersionsResponse as ApiVersionsResponseV0
 from kio.schema.errors import ErrorCode
+from kio.static.primitive import i16
 
 from ..context import RequestContext
 from ..dispatch import Route
@@ -55,8 +56,8 @@ async def handle(context: RequestContext, request: Any) -> Any:
 def unsupported_version(route: Route) -> Any:
     return ApiVersionsResponseV0(
         error_code=ErrorCode.unsupported_version,
-        api_keys=(ApiVersionV0(api_key=API_KEY, min_version=route.advertised_min,
-                               max_version=route.max_version),),
+        api_keys=(ApiVersionV0(api_key=i16(API_KEY), min_version=i16(route.advertised_min),
+                               max_version=i16(route.max_version)),),
     )
 
 

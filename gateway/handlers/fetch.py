@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
-from kio.schema.errors import ErrorCode
-
 from kafka_redis_gateway.protocol.records import (
     Compression,
     Record,
@@ -39,6 +37,7 @@ from kafka_redis_gateway.protocol.records import (
     encode_batch,
     records_size_hint,
 )
+from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Route
@@ -86,7 +85,7 @@ async def _resolve(context: RequestContext, request: Any) -> list[Slot]:
             info = by_id.get(topic_id) if topic_id is not None else None
             missing = ErrorCode.unknown_topic_id
         else:
-            info = await context.storage.topic(name)
+            info = await context.storage.topic(name) if name else None
             missing = ErrorCode.unknown_topic_or_partition
         for partition in topic.partitions:
             slot = Slot(name if info is None else info.name, topic_id, partition.partition,

@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kio.schema.errors import ErrorCode
-
 from kafka_redis_gateway.protocol.records import (
     BatchHeader,
     Compression,
@@ -32,6 +30,7 @@ from kafka_redis_gateway.protocol.records import (
     RecordError,
     decode_batches,
 )
+from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Route

@@ -107,13 +107,15 @@ class RedisStorage:
     async def cluster_id(self) -> str:
         async def get() -> str:
             await self._redis.hsetnx(keys.CLUSTER, "id", uuid.uuid4().hex[:22])
-            raw = await self._redis.hget(keys.CLUSTER, "id")
-            return raw.decode() if isinstance(raw, bytes) else str(raw)
+            raw: bytes = await self._redis.hget(keys.CLUSTER, "id")  # type: ignore[assignment]
+            return raw.decode()
 
         return await self._call(get)
 
     async def topics(self) -> Mapping[str, TopicInfo]:
-        raw = await self._call(lambda: self._redis.hgetall(keys.TOPICS))
+        raw: dict[bytes, bytes] = await self._call(
+            lambda: self._redis.hgetall(keys.TOPICS)  # type: ignore[arg-type,return-value]
+        )
         found = {name.decode(): _decode_topic(name.decode(), value) for name, value in raw.items()}
         now = time.monotonic()
         for name, info in found.items():
@@ -178,9 +180,9 @@ class RedisStorage:
                 await pipe.watch(keys.TOPICS)
                 current = await pipe.hget(keys.TOPICS, old.name)
                 if current is None or _decode_topic(old.name, current) != old:
-                    await pipe.unwatch()
+                    await pipe.unwatch()  # type: ignore[no-untyped-call]
                     return False
-                pipe.multi()
+                pipe.multi()  # type: ignore[no-untyped-call]
                 pipe.hset(keys.TOPICS, old.name, _encode_topic(new))
                 try:
                     await pipe.execute()
@@ -216,7 +218,7 @@ class RedisStorage:
         pending = list(range(len(requests)))
         while pending:
             calls = [self._read_call(requests[index]) for index in pending]
-            replies = await self._call(lambda: run_calls(self._redis, calls))
+            replies = await self._call(lambda calls=calls: run_calls(self._redis, calls))
             again = []
             for index, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, list) and reply[0] == 2:
@@ -245,7 +247,9 @@ class RedisStorage:
         """
         if not positions or timeout_ms <= 0:
             return
-        streams = {keys.stream(topic, partition): last_id for topic, partition, last_id in positions}
+        streams: dict[Any, Any] = {
+            keys.stream(topic, partition): last_id for topic, partition, last_id in positions
+        }
         await self._call(lambda: self._blocking.xread(streams, count=1, block=timeout_ms))
 
     async def offsets(self, topic: str, partition: int) -> PartitionOffsets:

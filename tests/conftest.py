@@ -1,0 +1,45 @@
+"""Shared fixtures: one Redis and one gateway per test session, fresh topics per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.servers import GatewayProcess, RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    log = Path(tmp_path_factory.mktemp("gateway")) / "gateway.log"
+    process = GatewayProcess(redis_server.url, log_path=log).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def bootstrap(gateway: GatewayProcess) -> str:
+    return gateway.bootstrap
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def topic_name() -> str:
+    """A topic name no other test uses."""
+    return f"t-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,119 @@
+"""Real servers for the tests: a Redis-compatible server and the gateway.
+
+Each runs as a child process on a free loopback port and is stopped by the
+test that started it; nothing relies on a service that happens to be running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+from kafka_redis_gateway.gateway.embedded import find_server_binary, free_port
+
+
+def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+class RedisServer:
+    def __init__(self, data_dir: Path, port: int | None = None, appendfsync: str = "everysec") -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.appendfsync = appendfsync
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [find_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port),
+             "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", self.appendfsync,
+             "--save", "", "--daemonize", "no", "--logfile", "redis.log"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, process=self.process)
+        client = self.client()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.BusyLoadingError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        return self
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=15)
+        self.process = None
+
+
+class GatewayProcess:
+    def __init__(self, redis_url: str | None, *, port: int | None = None,
+                 data_dir: Path | None = None, extra_args: list[str] | None = None,
+                 log_path: Path | None = None) -> None:
+        self.redis_url = redis_url
+        self.port = port or free_port()
+        self.data_dir = data_dir
+        self.extra_args = extra_args or []
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_file: object = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        command = [sys.executable, "-m", "kafka_redis_gateway.gateway",
+                   "--listen", self.bootstrap, *self.extra_args]
+        if self.redis_url:
+            command += ["--redis-url", self.redis_url]
+        if self.data_dir:
+            command += ["--data-dir", str(self.data_dir)]
+        return command
+
+    def start(self) -> GatewayProcess:
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._log_file = log
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=log, env=env)
+        wait_for_port(self.port, timeout=30, process=self.process)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
+        code = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(sig)
+            code = self.process.wait(timeout=timeout)
+        self.process = None
+        if hasattr(self._log_file, "close"):
+            self._log_file.close()  # type: ignore[union-attr]
+        return code
