@@ -13,9 +13,24 @@ end
 local max_ts = tonumber(redis.call('HGET', meta, 'max_ts') or '-1')
 local max_offset = tonumber(redis.call('HGET', meta, 'max_ts_offset') or '-1')
 -- Entries added natively carry their time in the ID only; the newest ID is
--- their maximum.
+-- their maximum. Only a native newest entry (one without a ts field) counts:
+-- the gateway's own entries have IDs later than their CreateTime, which
+-- max_ts already covers.
+local function newest_is_native()
+  local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if #newest == 0 then
+    return false
+  end
+  local fields = newest[1][2]
+  for j = 1, #fields, 2 do
+    if fields[j] == 'ts' then
+      return false
+    end
+  end
+  return true
+end
 local last_ms = parse_id(last_id)
-if last_ms > max_ts or max_offset < start then
+if max_offset < start or (last_ms > max_ts and newest_is_native()) then
   max_ts, max_offset = last_ms, end_offset - 1
 end
 return {start, end_offset, max_offset, max_ts}
