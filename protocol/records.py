@@ -18,7 +18,7 @@ The CRC is CRC-32C over everything from attributes to the end of the batch.
 
 Decoding is the produce path and encoding the fetch path of the gateway, so
 both run once per record the gateway handles: the per-record loops below are
-written for CPython speed (locals, single-byte varint fast paths inlined,
+written for CPython speed (locals, one- and two-byte varints inlined,
 records built as plain tuples) rather than for elegance.
 """
 
@@ -36,6 +36,7 @@ from .compression import CodecError, Compression, compress, decompress
 
 __all__ = [
     "CORRUPT_MESSAGE",
+    "HEADER_SIZE",
     "INVALID_RECORD",
     "UNSUPPORTED_COMPRESSION_TYPE",
     "UNSUPPORTED_FOR_MESSAGE_FORMAT",
@@ -137,7 +138,6 @@ _MIN_BATCH_LENGTH = HEADER_SIZE - _LENGTH_END
 _CRC = struct.Struct(">I")
 _MAX_VARINT_BYTES = 5
 _MAX_VARLONG_BYTES = 10
-_NO_TIMESTAMP = -1
 _EMPTY: tuple[tuple[str, bytes | None], ...] = ()
 _new_record = tuple.__new__
 
@@ -239,9 +239,7 @@ def _read_header(buf: bytes, pos: int) -> tuple[BatchHeader, int]:
     magic = buf[pos + _MAGIC_OFFSET]
     if magic != 2:
         if magic in (0, 1):
-            raise RecordError(
-                UNSUPPORTED_FOR_MESSAGE_FORMAT, f"message format v{magic} is not supported"
-            )
+            raise RecordError(UNSUPPORTED_FOR_MESSAGE_FORMAT, f"message format v{magic} is not supported")
         raise RecordError(CORRUPT_MESSAGE, f"unknown record batch magic {magic}")
     if available < HEADER_SIZE:
         raise RecordError(CORRUPT_MESSAGE, "truncated record batch header")
@@ -265,9 +263,7 @@ def _read_header(buf: bytes, pos: int) -> tuple[BatchHeader, int]:
     return header, batch_end
 
 
-def _batch_body(
-    buf: bytes, start: int, end: int, header: BatchHeader, budget: int
-) -> tuple[bytes, int]:
+def _batch_body(buf: bytes, start: int, end: int, header: BatchHeader, budget: int) -> tuple[bytes, int]:
     """The records section, decompressed -> (bytes, decompressed size used)."""
     codec = Compression(header.attributes & _COMPRESSION_MASK)
     if codec == Compression.NONE:
@@ -367,7 +363,8 @@ def _record_loop(buf: bytes, base_ts: int) -> tuple[list[Record], int]:
             key: bytes | None = buf[pos : pos + size]
             pos += size
         else:
-            key = _null_or_raise(size)
+            _check_null(size)
+            key = None
         # value
         b = buf[pos]
         if b < 0x80:
@@ -382,7 +379,8 @@ def _record_loop(buf: bytes, base_ts: int) -> tuple[list[Record], int]:
             value: bytes | None = buf[pos : pos + size]
             pos += size
         else:
-            value = _null_or_raise(size)
+            _check_null(size)
+            value = None
         # headers: none, or one (a trace id, say), are the common cases
         b = buf[pos]
         if b == 0:
@@ -410,7 +408,8 @@ def _record_loop(buf: bytes, base_ts: int) -> tuple[list[Record], int]:
                 headers = ((header_key, buf[pos : pos + size]),)
                 pos += size
             else:
-                headers = ((header_key, _null_or_raise(size)),)
+                _check_null(size)
+                headers = ((header_key, None),)
         else:
             headers, pos = _read_headers(buf, pos, record_end)
         if pos != record_end:
@@ -419,38 +418,13 @@ def _record_loop(buf: bytes, base_ts: int) -> tuple[list[Record], int]:
     return records, pos
 
 
-def _null_or_raise(length: int) -> None:
+def _check_null(length: int) -> None:
+    """A negative length must be -1 (null); anything else is corrupt."""
     if length != -1:
         raise RecordError(CORRUPT_MESSAGE, f"negative length {length}")
-    return None
 
 
-def _read_one_header(buf: bytes, pos: int) -> tuple[tuple[tuple[str, bytes | None]], int]:
-    """The single header at ``pos`` (after the count) -> (headers, next position)."""
-    b = buf[pos]
-    if b < 0x80:
-        size = _ZIGZAG[b]
-        pos += 1
-    else:
-        size, pos = _read_varint_long(buf, pos, _MAX_VARINT_BYTES)
-    if size < 0:
-        raise RecordError(CORRUPT_MESSAGE, f"bad header key length {size}")
-    key = buf[pos : pos + size].decode()
-    pos += size
-    b = buf[pos]
-    if b < 0x80:
-        size = _ZIGZAG[b]
-        pos += 1
-    else:
-        size, pos = _read_varint_long(buf, pos, _MAX_VARINT_BYTES)
-    if size >= 0:
-        return ((key, buf[pos : pos + size]),), pos + size
-    return ((key, _null_or_raise(size)),), pos
-
-
-def _read_headers(
-    buf: bytes, pos: int, record_end: int
-) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
+def _read_headers(buf: bytes, pos: int, record_end: int) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
     """Any number of headers at ``pos`` (at the count) -> (headers, next position)."""
     count, pos = _read_varint(buf, pos, _MAX_VARINT_BYTES)
     # Each header takes at least two bytes: refuse absurd counts up front.
@@ -468,7 +442,8 @@ def _read_headers(
             value: bytes | None = buf[pos : pos + size]
             pos += size
         else:
-            value = _null_or_raise(size)
+            _check_null(size)
+            value = None
         headers.append((key, value))
     return tuple(headers), pos
 
@@ -547,7 +522,7 @@ def _encode_records(records: Sequence[Record], base_ts: int) -> list[bytes]:
     parts: list[bytes] = []
     append = parts.append
     for (timestamp, key, value, headers), offset_part in zip(
-        records, _offset_deltas(len(records))
+        records, _offset_deltas(len(records)), strict=True
     ):
         delta = timestamp - base_ts
         raw = (delta << 1) ^ (delta >> 63)
