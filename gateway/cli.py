@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
          default=str(100 * 1024 * 1024))
     flag("--redis-timeout", "REDIS_TIMEOUT", "seconds to wait for Redis before a retriable error",
          default="5")
+    flag("--acks-all-fsync", "ACKS_ALL_FSYNC",
+         "acks=all waits for Redis to fsync the write to its append-only file", default="true")
+    flag("--acks-all-replicas", "ACKS_ALL_REPLICAS",
+         "acks=all waits for this many Redis replicas to have the write", default="0")
+    flag("--group-initial-rebalance-delay-ms", "GROUP_INITIAL_REBALANCE_DELAY_MS",
+         "how long a consumer group that starts empty waits for more members before its first "
+         "generation (Kafka's group.initial.rebalance.delay.ms)", default="3000")
     flag("--log-level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", default="INFO")
     return parser
 
@@ -75,6 +82,9 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
             default_partitions=int(args.default_partitions),
             max_request_size=int(args.max_request_size),
             redis_timeout=float(args.redis_timeout),
+            acks_all_fsync=_bool(args.acks_all_fsync),
+            acks_all_replicas=int(args.acks_all_replicas),
+            group_initial_rebalance_delay_ms=int(args.group_initial_rebalance_delay_ms),
             log_level=args.log_level.upper(),
         )
     except (ValueError, argparse.ArgumentTypeError) as exc:

@@ -42,6 +42,13 @@ class Config:
     # Kafka's socket.request.max.bytes.
     max_request_size: int = 100 * 1024 * 1024
     redis_timeout: float = 5.0
+    # What acks=all waits for: the local append-only file's fsync, and this
+    # many replicas (Kafka's min.insync.replicas minus the leader).
+    acks_all_fsync: bool = True
+    acks_all_replicas: int = 0
+    # Kafka's group.initial.rebalance.delay.ms: how long a group that starts
+    # empty waits for more members before its first generation.
+    group_initial_rebalance_delay_ms: int = 3000
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
 

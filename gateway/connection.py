@@ -95,6 +95,7 @@ class Connection:
             broker=self.gateway.broker,
             router=self.gateway.router,
             peer=self.peer,
+            coordinator=self.gateway.coordinator,
         )
         try:
             response = await route.handler(context, body)

@@ -11,6 +11,7 @@ from .config import Config
 from .storage import Storage
 
 if TYPE_CHECKING:
+    from .coordinator import GroupCoordinator
     from .dispatch import Router
 
 
@@ -33,6 +34,8 @@ class RequestContext:
     broker: Broker
     router: Router
     peer: str
+    # Consumer groups: membership in memory, offsets in Redis.
+    coordinator: GroupCoordinator
 
     @property
     def api_version(self) -> int:

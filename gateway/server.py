@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
 from .config import Config
 from .connection import Connection
 from .context import Broker
+from .coordinator import CoordinatorConfig, GroupCoordinator
 from .dispatch import Router
 from .embedded import EmbeddedRedis
 from .handlers import ROUTES
 from .storage import RedisStorage, StorageUnavailable
+from .storage.groups import RedisGroupStorage
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,7 @@ class Gateway:
         self.router = Router(ROUTES)
         self.embedded: EmbeddedRedis | None = None
         self.storage: RedisStorage
+        self.coordinator: GroupCoordinator
         self.broker: Broker
         self._server: asyncio.Server | None = None
         self._connections: dict[Connection, asyncio.Task[None]] = {}
@@ -36,6 +40,12 @@ class Gateway:
             redis_url = self.embedded.url
         self.storage = RedisStorage(redis_url, timeout=self.config.redis_timeout)
         cluster_id = await self._cluster_id()
+        self.coordinator = GroupCoordinator(
+            RedisGroupStorage(redis_url, timeout=self.config.redis_timeout),
+            CoordinatorConfig(initial_rebalance_delay_ms=self.config.group_initial_rebalance_delay_ms),
+        )
+        log.info("%s", await self.storage.configure_durability(
+            self.config.acks_all_fsync, self.config.acks_all_replicas))
         advertised = self.config.advertised
         self.broker = Broker(self.config.node_id, advertised.host, advertised.port, cluster_id)
         self._server = await asyncio.start_server(
@@ -70,6 +80,8 @@ class Gateway:
         self._connections[connection] = task
         try:
             await connection.serve()
+        except asyncio.CancelledError:
+            pass  # shutdown cancels idle connections; nothing to report
         finally:
             self._connections.pop(connection, None)
 
@@ -80,9 +92,18 @@ class Gateway:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
-        await self.start()
         try:
-            await self._stop.wait()
+            # A signal must also stop a start-up that is waiting for Redis.
+            starting = asyncio.create_task(self.start())
+            stopping = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                return
+            starting.result()  # raise what start-up raised
+            await stopping
         finally:
             await self.shutdown()
 
@@ -91,6 +112,10 @@ class Gateway:
         log.info("shutting down")
         if self._server is not None:
             self._server.close()
+        if hasattr(self, "coordinator"):
+            # Parked JoinGroup/SyncGroup requests answer NOT_COORDINATOR now
+            # rather than hold shutdown up for a rebalance timeout.
+            self.coordinator.close()
         for connection in list(self._connections):
             connection.closing = True
             if not connection.busy:
@@ -102,6 +127,8 @@ class Gateway:
                 task.cancel()
         if hasattr(self, "storage"):
             await self.storage.close()
+        if hasattr(self, "coordinator"):
+            await self.coordinator.storage.close()
         if self.embedded is not None:
             await self.embedded.stop()
         log.info("stopped")

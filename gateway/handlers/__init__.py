@@ -1,12 +1,15 @@
 """One module per API area; ROUTES is the gateway's dispatch table."""
 
-from . import admin, api_versions, fetch, list_offsets, metadata, produce
+from . import admin, api_versions, fetch, groups, list_offsets, metadata, offsets, produce, producers
 
 ROUTES = (
     *api_versions.ROUTES,
     *metadata.ROUTES,
     *admin.ROUTES,
     *produce.ROUTES,
+    *producers.ROUTES,
     *fetch.ROUTES,
     *list_offsets.ROUTES,
+    *groups.ROUTES,
+    *offsets.ROUTES,
 )

@@ -16,7 +16,8 @@ from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Route
-from ..storage import StorageUnavailable, TopicInfo
+from ..storage import ReadRequest, StorageUnavailable, TopicInfo
+from ..topics import config_value
 from ._build import NO_THROTTLE, make, response_types
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL = -1, -2, -3, -4
@@ -27,7 +28,9 @@ async def _lookup(context: RequestContext, info: TopicInfo, partition: int,
     """(error, offset, timestamp) for one partition."""
     storage = context.storage
     if timestamp >= 0:
-        offset, found_ts = await storage.offset_for_time(info.name, partition, timestamp)
+        offset, found_ts = await storage.offset_for_time(
+            info.name, partition, timestamp,
+            by_append_time=config_value(info, "message.timestamp.type") == "LogAppendTime")
         return ErrorCode.none, offset, found_ts
     offsets = await storage.offsets(info.name, partition)
     if timestamp == LATEST:
@@ -35,8 +38,23 @@ async def _lookup(context: RequestContext, info: TopicInfo, partition: int,
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
         return ErrorCode.none, offsets.log_start_offset, -1
     if timestamp == MAX_TIMESTAMP:
+        if (config_value(info, "message.timestamp.type") == "LogAppendTime"
+                and offsets.end_offset > offsets.log_start_offset):
+            return await _newest_append_time(context, info, partition, offsets.end_offset - 1)
         return ErrorCode.none, offsets.max_timestamp_offset, offsets.max_timestamp
     return ErrorCode.invalid_request, -1, -1
+
+
+async def _newest_append_time(context: RequestContext, info: TopicInfo, partition: int,
+                              last_offset: int) -> tuple[ErrorCode, int, int]:
+    # A LogAppendTime topic's records carry their append time (the entry ID),
+    # which only rises: the newest record has the largest timestamp.
+    (result,) = await context.storage.read([ReadRequest(info.name, partition, last_offset, 1 << 20, 1)])
+    if isinstance(result, Exception):
+        raise result
+    if not result.append_times:
+        return ErrorCode.none, -1, -1
+    return ErrorCode.none, last_offset, result.append_times[0]
 
 
 async def _partition(context: RequestContext, types: Any, info: TopicInfo | None,

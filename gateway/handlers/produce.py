@@ -5,16 +5,22 @@ UNSUPPORTED_FOR_MESSAGE_FORMAT) are CRC-checked and decoded, then every
 partition of the request is appended in one Redis round trip, each partition
 by one script call that returns its base offset.
 
-acks=0 gets no response, acks=1 and acks=-1 a response after the append
-(Redis acknowledges the write; AOF/replica durability for acks=-1 is the
-idempotent-producer issue's work). Other acks values: INVALID_REQUIRED_ACKS.
+acks=0 gets no response, acks=1 a response after the append, acks=-1 after
+Redis also confirms durability as configured (WAITAOF/WAIT in the same
+pipeline, docs/guarantees.md); not confirmed within the request timeout:
+REQUEST_TIMED_OUT. Other acks values: INVALID_REQUIRED_ACKS.
+
+Idempotent producers: the append script checks and updates the producer's
+epoch and last five batches' sequence ranges (kept in the partition's slot)
+in the same atomic step: a retried batch gets its original base offset and
+writes nothing, a gap OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch
+INVALID_PRODUCER_EPOCH.
 A batch larger than the topic's max.message.bytes: MESSAGE_TOO_LARGE.
 zstd before v7: UNSUPPORTED_COMPRESSION_TYPE. Redis unreachable:
-KAFKA_STORAGE_ERROR, which clients retry. Producer IDs and sequences are not
-checked yet (InitProducerId is not advertised, so clients have none).
-v13 (topic IDs) is not advertised. v0-v2 (message formats 0 and 1) are
-advertised, as Kafka 4 does for old librdkafka's feature detection, and
-refused when used.
+KAFKA_STORAGE_ERROR, which clients retry. Transactional batches are refused
+(INVALID_RECORD): transactions are not served. v13 (topic IDs) is not
+advertised. v0-v2 (message formats 0 and 1) are advertised, as Kafka 4 does
+for old librdkafka's feature detection, and refused when used.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from kio.schema.errors import ErrorCode
 from ..context import RequestContext
 from ..dispatch import Route
 from ..storage import AppendRequest, AppendResult, StorageUnavailable, TopicInfo
+from ..storage.base import NotDurable, ProducerRefused
 from ..topics import config_value, topic_or_autocreate
 from ._build import NO_THROTTLE, error, make, millis_to_datetime, response_types
 
@@ -51,8 +58,8 @@ class PartitionOutcome:
     result: AppendResult | None = None
 
 
-def _decode(info: TopicInfo, data: bytes | None, api_version: int) -> tuple[Sequence[Record], int, int]:
-    """Records, max timestamp and its offset delta; raises RecordError."""
+def _decode(info: TopicInfo, partition: int, data: bytes | None, api_version: int) -> AppendRequest:
+    """The partition's records as one append; raises RecordError."""
     if not data:
         raise RecordError(ErrorCode.corrupt_message, "no records")
     limit = int(config_value(info, "max.message.bytes"))
@@ -67,7 +74,33 @@ def _decode(info: TopicInfo, data: bytes | None, api_version: int) -> tuple[Sequ
         records.extend(batch)
     if not records:
         raise RecordError(ErrorCode.corrupt_message, "no records")
-    return records, max_ts, max_delta
+    first = batches[0][0]
+    _check_producer_batches([header for header, _ in batches])
+    return AppendRequest(
+        info.name, partition, records, max_ts, max_delta,
+        producer_id=first.producer_id,
+        producer_epoch=first.producer_epoch if first.producer_id >= 0 else -1,
+        first_sequence=first.base_sequence if first.producer_id >= 0 else -1,
+        last_sequence=_sequence_after(first.base_sequence, len(records) - 1)
+        if first.producer_id >= 0 else -1,
+    )
+
+
+def _sequence_after(sequence: int, increment: int) -> int:
+    # Kafka's sequence numbers wrap from 2^31 - 1 to 0.
+    return (sequence + increment) % 2**31
+
+
+def _check_producer_batches(headers: Sequence[BatchHeader]) -> None:
+    """Several batches in one partition must continue one producer's sequence."""
+    first = headers[0]
+    expected = first.base_sequence
+    for header in headers:
+        if (header.producer_id, header.producer_epoch) != (first.producer_id, first.producer_epoch):
+            raise RecordError(ErrorCode.invalid_record, "batches of different producers in one partition")
+        if first.producer_id >= 0 and header.base_sequence != expected:
+            raise RecordError(ErrorCode.out_of_order_sequence_number, "batches out of sequence")
+        expected = _sequence_after(header.base_sequence, header.record_count)
 
 
 def _check_batch(header: BatchHeader, limit: int, api_version: int) -> None:
@@ -110,12 +143,12 @@ async def _prepare(context: RequestContext, request: Any,
                 outcome.code = ErrorCode.unknown_topic_or_partition
                 continue
             try:
-                records, max_ts, max_delta = _decode(info, partition_data.records, context.api_version)
+                append = _decode(info, partition_data.index, partition_data.records, context.api_version)
             except RecordError as exc:
                 outcome.code, outcome.message = error(exc.error_code), str(exc)
                 continue
             outcome.log_append_time = config_value(info, "message.timestamp.type") == "LogAppendTime"
-            appends.append((outcome, AppendRequest(name, partition_data.index, records, max_ts, max_delta)))
+            appends.append((outcome, append))
     return appends
 
 
@@ -128,22 +161,30 @@ async def handle(context: RequestContext, request: Any) -> Any:
     else:
         appends = await _prepare(context, request, outcomes)
         if appends:
-            await _append(context, appends)
+            durable_within_ms = (int(request.timeout.total_seconds() * 1000)
+                                 if request.acks == -1 else None)
+            await _append(context, appends, durable_within_ms)
     if request.acks == 0:
         return None
     return _response(context, outcomes)
 
 
-async def _append(context: RequestContext,
-                  appends: list[tuple[PartitionOutcome, AppendRequest]]) -> None:
+async def _append(context: RequestContext, appends: list[tuple[PartitionOutcome, AppendRequest]],
+                  durable_within_ms: int | None) -> None:
     try:
         results: Sequence[AppendResult | Exception] = await context.storage.append(
-            [append for _, append in appends])
+            [append for _, append in appends], durable_within_ms=durable_within_ms)
     except StorageUnavailable as exc:
         results = [exc] * len(appends)
     for (outcome, _), result in zip(appends, results, strict=True):
         if isinstance(result, AppendResult):
             outcome.result = result
+        elif isinstance(result, ProducerRefused):
+            outcome.code = error(result.error_code)
+        elif isinstance(result, NotDurable):
+            # Kafka's answer when acks=all is not satisfied within the request
+            # timeout; an idempotent producer's retry is deduplicated.
+            outcome.code, outcome.message = ErrorCode.request_timed_out, "not durable in time"
         elif isinstance(result, StorageUnavailable):
             outcome.code, outcome.message = ErrorCode.kafka_storage_error, "Redis unavailable"
         else:
@@ -161,7 +202,8 @@ def _response(context: RequestContext, outcomes: list[PartitionOutcome]) -> Any:
             error_code=outcome.code,
             base_offset=result.base_offset if result else -1,
             log_append_time=(millis_to_datetime(result.log_append_time)
-                             if result and outcome.log_append_time else None),
+                             if result and outcome.log_append_time and result.log_append_time >= 0
+                             else None),
             log_start_offset=result.log_start_offset if result else -1,
             record_errors=(),
             error_message=outcome.message,

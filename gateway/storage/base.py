@@ -18,6 +18,18 @@ class TopicExists(Exception):
     pass
 
 
+class ProducerRefused(Exception):
+    """The idempotent-producer state refused a batch (a Kafka error code)."""
+
+    def __init__(self, error_code: int) -> None:
+        super().__init__(f"producer state refused the batch with error {error_code}")
+        self.error_code = error_code
+
+
+class NotDurable(Exception):
+    """Appended, but Redis did not confirm the fsync or replicas in time."""
+
+
 class TopicNotFound(Exception):
     pass
 
@@ -35,6 +47,8 @@ class AppendResult:
     base_offset: int
     log_append_time: int
     log_start_offset: int
+    # A retried idempotent batch that was already appended: nothing written.
+    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +84,11 @@ class AppendRequest:
     records: Sequence[Record]
     max_timestamp: int
     max_timestamp_delta: int
+    # Idempotent producers: ID, epoch and the batch's sequence range.
+    producer_id: int = -1
+    producer_epoch: int = -1
+    first_sequence: int = -1
+    last_sequence: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +119,11 @@ class Storage(Protocol):
 
     async def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicInfo: ...
 
-    async def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult | Exception]: ...
+    async def append(
+        self, requests: Sequence[AppendRequest], *, durable_within_ms: int | None = None
+    ) -> list[AppendResult | Exception]: ...
+
+    async def init_producer(self, producer_id: int, producer_epoch: int) -> tuple[int, int]: ...
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[ReadResult | Exception]: ...
 
@@ -110,6 +133,8 @@ class Storage(Protocol):
 
     async def offsets(self, topic: str, partition: int) -> PartitionOffsets: ...
 
-    async def offset_for_time(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]: ...
+    async def offset_for_time(
+        self, topic: str, partition: int, timestamp: int, *, by_append_time: bool = False
+    ) -> tuple[int, int]: ...
 
     async def close(self) -> None: ...

@@ -17,7 +17,9 @@ from . import keys
 from .base import (
     AppendRequest,
     AppendResult,
+    NotDurable,
     PartitionOffsets,
+    ProducerRefused,
     ReadRequest,
     ReadResult,
     StorageUnavailable,
@@ -49,6 +51,7 @@ TOPIC_CACHE_SECONDS = 1.0
 
 
 APPEND = LuaScript.load("append.lua")
+INIT_PRODUCER = LuaScript.load("init_producer.lua")
 READ = LuaScript.load("read.lua", prelude=True)
 OFFSETS = LuaScript.load("offsets.lua", prelude=True)
 OFFSET_FOR_TIME = LuaScript.load("offset_for_time.lua", prelude=True)
@@ -81,12 +84,18 @@ class RedisStorage:
             )
         )
         self._topic_cache: dict[str, tuple[float, TopicInfo | None]] = {}
+        # The command that makes acks=all wait (WAITAOF or WAIT), minus its
+        # timeout; None when acks=all waits for nothing beyond the write.
+        self._durability_wait: tuple[Any, ...] | None = None
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         try:
             return await operation()
         except UNAVAILABLE as exc:
             raise StorageUnavailable(str(exc)) from exc
+
+    async def _round(self, calls: list[ScriptCall]) -> list[Any]:
+        return await self._call(lambda: run_calls(self._redis, calls))
 
     async def _one(self, call: ScriptCall) -> Any:
         (reply,) = await self._call(lambda: run_calls(self._redis, [call]))
@@ -199,20 +208,71 @@ class RedisStorage:
 
     # -- the log --------------------------------------------------------------
 
-    async def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult | Exception]:
-        """Append each partition's records; all partitions in one round trip."""
+    async def configure_durability(self, local_fsync: bool, replicas: int) -> str:
+        """Decide what acks=all waits for on this server; returns a description.
 
+        WAITAOF (Redis 7.2+, Valkey) waits until the writes are fsynced to the
+        local append-only file and/or reached replicas' AOFs; older servers
+        only have WAIT (replicas' memory).
+        """
+        server = await self.server_info()
+        # Valkey reports the Redis version it is compatible with (7.2.4+).
+        version = tuple(int(part) for part in str(server.get("redis_version", "0.0")).split(".")[:2])
+        has_waitaof = version >= (7, 2)
+        persistence = await self._call(lambda: self._redis.info("persistence"))
+        aof = bool(int(persistence.get("aof_enabled", 0)))
+        numlocal = 1 if local_fsync and aof else 0
+        if has_waitaof and (numlocal or replicas):
+            self._durability_wait = ("WAITAOF", numlocal, replicas)
+            what = " and ".join(filter(None, [
+                "fsynced to the append-only file" if numlocal else "",
+                f"in the append-only file of {replicas} replica(s)" if replicas else ""]))
+            description = f"acks=all waits until each write is {what} (WAITAOF)"
+        elif replicas:
+            self._durability_wait = ("WAIT", replicas)
+            description = (f"acks=all waits until each write reached {replicas} replica(s) (WAIT); "
+                           "this server has no WAITAOF (Redis < 7.2), so no fsync is awaited")
+        else:
+            self._durability_wait = None
+            description = "acks=all is acknowledged once Redis has applied the write"
+        if local_fsync and not aof:
+            description += "; the append-only file is off, so nothing is fsynced"
+        elif local_fsync and not has_waitaof:
+            description += "; fsync is not awaited: this server has no WAITAOF (Redis < 7.2)"
+        return description
+
+    async def append(
+        self, requests: Sequence[AppendRequest], *, durable_within_ms: int | None = None
+    ) -> list[AppendResult | Exception]:
+        """Append each partition's records; all partitions in one round trip.
+
+        With ``durable_within_ms`` (acks=all) the same pipeline ends with the
+        configured WAITAOF/WAIT, and appends it does not confirm in time come
+        back as NotDurable.
+        """
         calls = [
             ScriptCall(
                 APPEND,
                 keys.partition_keys(request.topic, request.partition),
                 [INDEX_INTERVAL, request.max_timestamp, request.max_timestamp_delta,
-                 *append_args(request.records)],
+                 request.producer_id, request.producer_epoch, request.first_sequence,
+                 request.last_sequence, *append_args(request.records)],
             )
             for request in requests
         ]
-        replies = await self._call(lambda: run_calls(self._redis, calls))
-        return [_append_result(reply) for reply in replies]
+        trailer: tuple[Any, ...] = ()
+        if durable_within_ms is not None and self._durability_wait is not None:
+            trailer = (*self._durability_wait, max(durable_within_ms, 1))
+        replies = await self._call(lambda: run_calls(self._redis, calls, trailer))
+        results = [_append_result(reply) for reply in replies[: len(calls)]]
+        if trailer and not _durable(trailer, replies[-1]):
+            results = [NotDurable() if isinstance(r, AppendResult) else r for r in results]
+        return results
+
+    async def init_producer(self, producer_id: int, producer_epoch: int) -> tuple[int, int]:
+        reply = await self._one(
+            ScriptCall(INIT_PRODUCER, [keys.PRODUCER_IDS], [producer_id, producer_epoch]))
+        return int(reply[0]), int(reply[1])
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[ReadResult | Exception]:
         """Read each partition from its offset; all partitions in one round trip."""
@@ -220,7 +280,7 @@ class RedisStorage:
         pending = list(range(len(requests)))
         while pending:
             calls = [self._read_call(requests[index]) for index in pending]
-            replies = await self._call(lambda calls=calls: run_calls(self._redis, calls))
+            replies = await self._round(calls)
             again = []
             for index, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, list) and reply[0] == 2:
@@ -261,15 +321,21 @@ class RedisStorage:
         start, end, max_offset, max_ts = (int(value) for value in reply)
         return PartitionOffsets(start, end, max_offset, max_ts)
 
-    async def offset_for_time(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
-        reply = await self._one(
-            ScriptCall(
-                OFFSET_FOR_TIME,
-                [keys.stream(topic, partition), keys.offset_index(topic, partition)],
-                [timestamp, TIMESTAMP_SCAN],
+    async def offset_for_time(
+        self, topic: str, partition: int, timestamp: int, *, by_append_time: bool = False
+    ) -> tuple[int, int]:
+        after: list[Any] = []
+        while True:
+            reply = await self._one(
+                ScriptCall(
+                    OFFSET_FOR_TIME,
+                    [keys.stream(topic, partition), keys.offset_index(topic, partition)],
+                    [timestamp, TIMESTAMP_SCAN, int(by_append_time), *after],
+                )
             )
-        )
-        return int(reply[0]), int(reply[1])
+            if int(reply[0]) != -2:
+                return int(reply[0]), int(reply[1])
+            after = [reply[1]]  # scanned TIMESTAMP_SCAN entries without an answer; go on
 
 
 class FastPackingConnection(aioredis.Connection):
@@ -301,8 +367,21 @@ def _decode_topic(name: str, raw: bytes | str) -> TopicInfo:
 def _append_result(reply: Any) -> AppendResult | Exception:
     if isinstance(reply, Exception):
         return _classify(reply)
+    if int(reply[0]) == -1:
+        return ProducerRefused(int(reply[1]))
+    if reply[1] is None:  # the script's false: a retried batch already appended
+        return AppendResult(int(reply[0]), -1, int(reply[2]), duplicate=True)
     base_offset, first_id, log_start = reply
     return AppendResult(int(base_offset), id_millis(first_id), int(log_start))
+
+
+def _durable(trailer: Sequence[Any], reply: Any) -> bool:
+    """Whether WAITAOF / WAIT confirmed as many copies as it asked for."""
+    if isinstance(reply, Exception):
+        return False
+    if trailer[0] == "WAITAOF":
+        return int(reply[0]) >= int(trailer[1]) and int(reply[1]) >= int(trailer[2])
+    return int(reply) >= int(trailer[1])
 
 
 def _read_result(offset: int, reply: Any) -> ReadResult | Exception:

@@ -46,21 +46,35 @@ def _read(name: str) -> str:
     return resources.files(__package__).joinpath("lua", name).read_text()
 
 
-async def run_calls(client: aioredis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
-    """Run script calls in one pipeline; replies (or exceptions) in order."""
-    replies = await _pipeline(client, calls)
-    missing = [i for i, reply in enumerate(replies) if isinstance(reply, redis_errors.NoScriptError)]
+async def run_calls(
+    client: aioredis.Redis, calls: Sequence[ScriptCall], trailer: Sequence[Any] = ()
+) -> list[Any]:
+    """Run script calls in one pipeline; replies (or exceptions) in order.
+
+    ``trailer`` is one more command for the end of the same pipeline, hence
+    the same connection: WAITAOF and WAIT wait for the writes made before
+    them on their own connection. Its reply comes last.
+    """
+    replies = await _pipeline(client, calls, trailer)
+    missing = [i for i, reply in enumerate(replies[: len(calls)])
+               if isinstance(reply, redis_errors.NoScriptError)]
     if missing:
         for script in {calls[i].script for i in missing}:
             await client.script_load(script.source)
-        retried = await _pipeline(client, [calls[i] for i in missing])
-        for i, reply in zip(missing, retried, strict=True):
+        retried = await _pipeline(client, [calls[i] for i in missing], trailer)
+        for i, reply in zip(missing, retried, strict=False):
             replies[i] = reply
+        if trailer:
+            replies[-1] = retried[-1]
     return replies
 
 
-async def _pipeline(client: aioredis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+async def _pipeline(
+    client: aioredis.Redis, calls: Sequence[ScriptCall], trailer: Sequence[Any]
+) -> list[Any]:
     pipe = client.pipeline(transaction=False)
     for call in calls:
         pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+    if trailer:
+        pipe.execute_command(*trailer)
     return list(await pipe.execute(raise_on_error=False))

@@ -5,8 +5,13 @@
 -- ARGV[1]  timestamp (ms)
 -- ARGV[2]  how many entries after the first one appended at or after that
 --          time to examine for a CreateTime timestamp at or after it
+-- ARGV[3]  1 when record timestamps are append times (LogAppendTime topics:
+--          the entry ID's ms), 0 to use the ts field (CreateTime)
+-- ARGV[4]  (optional) continue the examination after this entry ID
 --
--- Returns {offset, timestamp}, or {-1, -1} when no record qualifies.
+-- Returns {offset, timestamp}, {-1, -1} when no record qualifies, or
+-- {-2, last ID examined} when ARGV[2] entries were examined without an
+-- answer and more follow: call again with that ID as ARGV[4].
 --
 -- Entry IDs carry the append time, which rises monotonically; a record's
 -- CreateTime (field ts) is normally a little earlier than its append time,
@@ -17,18 +22,26 @@
 local stream, index = KEYS[1], KEYS[2]
 local wanted = tonumber(ARGV[1])
 local scan = tonumber(ARGV[2])
+local by_append_time = ARGV[3] == '1'
 
 local start, end_offset, first_id = stream_info(stream)
 if end_offset == start then
   return {-1, -1}
 end
 
-local candidates = redis.call('XRANGE', stream, tostring(math.max(wanted, 0)), '+', 'COUNT', scan)
+local from = tostring(math.max(wanted, 0))
+if ARGV[4] then
+  from = '(' .. ARGV[4]
+end
+local candidates = redis.call('XRANGE', stream, from, '+', 'COUNT', scan)
 local hit_id, hit_ts = nil, nil
 for _, entry in ipairs(candidates) do
   local fields = entry[2]
   local ts = nil
   for j = 1, #fields, 2 do
+    if by_append_time then
+      break
+    end
     if fields[j] == 'ts' then
       ts = tonumber(fields[j + 1])
       break
@@ -43,6 +56,11 @@ for _, entry in ipairs(candidates) do
   end
 end
 if hit_id == nil then
+  if #candidates == scan then
+    -- Records stamped well before their append (a backfill, a long linger):
+    -- the answer may lie further on.
+    return {-2, candidates[scan][1]}
+  end
   return {-1, -1}
 end
 

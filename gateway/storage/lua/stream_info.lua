@@ -47,3 +47,47 @@ local function seek_point(index, offset, start, first_id)
   end
   return start, first_id
 end
+
+-- The ID of the entry at `offset` (start <= offset < end_offset): from the
+-- nearest index point forward, or back from the newest entry when that is
+-- closer. Kafka consumers fetched through the region before committing in
+-- it, so the index usually bounds the scan to one interval.
+local function entry_id_at(stream, index, offset, start, end_offset, first_id)
+  local seek_offset, seek_id = seek_point(index, offset, start, first_id)
+  local skip = offset - seek_offset
+  local tail = end_offset - offset
+  if tail <= skip then
+    local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', tail)
+    return newest[#newest][1]
+  end
+  local found = redis.call('XRANGE', stream, seek_id, '+', 'COUNT', skip + 1)
+  return found[#found][1]
+end
+
+-- The offset that follows entry ID `id`: how far a reader that has seen
+-- every entry up to and including `id` has come. Binary search of the index
+-- (its members rise with their scores) for the last point at or before the
+-- ID, then a count of the entries from there.
+local function offset_after_id(stream, index, id, start, end_offset, first_id, last_id)
+  if id_less_or_equal(last_id, id) then
+    return end_offset
+  end
+  local low, high = 0, redis.call('ZCARD', index) - 1
+  local point_offset, point_id = start, first_id
+  while low <= high do
+    local middle = math.floor((low + high) / 2)
+    local point = redis.call('ZRANGE', index, middle, middle, 'WITHSCORES')
+    if id_less_or_equal(point[1], id) then
+      if tonumber(point[2]) >= start then
+        point_offset, point_id = tonumber(point[2]), point[1]
+      end
+      low = middle + 1
+    else
+      high = middle - 1
+    end
+  end
+  if not id_less_or_equal(point_id, id) then
+    return start -- the ID is before the first entry
+  end
+  return point_offset + #redis.call('XRANGE', stream, point_id, id)
+end

@@ -1,0 +1,616 @@
+"""The group coordinator: Kafka's classic group protocol, in the gateway's memory.
+
+A group moves Empty -> PreparingRebalance -> CompletingRebalance -> Stable
+and back to PreparingRebalance whenever a member comes, goes, dies or
+changes its subscription; Dead once deleted. The rules follow Kafka's
+classic group coordinator (``GroupMetadataManager``), error codes included:
+
+- JoinGroup parks each request on a future until every known member has
+  rejoined (or the rebalance timeout drops those that did not); then the
+  generation advances, the protocol most members prefer among those all
+  support is chosen, and the leader receives every member's metadata.
+- SyncGroup parks followers until the leader sends the assignment, which is
+  relayed to each member; members that never sync within the rebalance
+  timeout are removed and the group rebalances again.
+- Sessions expire on asyncio timers, rescheduled by every heartbeat, sync
+  and commit: a member that dies without LeaveGroup is removed after its
+  session timeout and the others are asked to rejoin.
+- A group that starts empty waits ``initial_rebalance_delay_ms`` (extended
+  while members keep arriving, up to the rebalance timeout) so that members
+  starting together settle in one generation.
+- Static members (group.instance.id) keep their place across restarts: a
+  rejoin with the same instance ID and an unknown member ID replaces the old
+  member ID, without a rebalance when the protocols are unchanged; the old
+  ID is FENCED_INSTANCE_ID from then on.
+
+Membership is not persisted: after a gateway restart members get
+UNKNOWN_MEMBER_ID and rejoin, and resume from their committed offsets,
+which are in Redis (:class:`~..storage.group_base.GroupStorage`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from kio.schema.errors import ErrorCode
+
+from ..storage.base import StorageUnavailable
+from ..storage.group_base import GroupStorage
+from .consumer_protocol import CONSUMER_PROTOCOL_TYPE, MalformedSubscription, subscribed_topics
+from .group import Group, GroupState, JoinResult, Member, Protocols, SyncResult
+
+log = logging.getLogger(__name__)
+
+EMPTY = GroupState.EMPTY
+PREPARING = GroupState.PREPARING_REBALANCE
+COMPLETING = GroupState.COMPLETING_REBALANCE
+STABLE = GroupState.STABLE
+DEAD = GroupState.DEAD
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorConfig:
+    # Kafka's group.initial.rebalance.delay.ms, group.min.session.timeout.ms,
+    # group.max.session.timeout.ms and its fixed new-member join timeout.
+    initial_rebalance_delay_ms: int = 3000
+    min_session_timeout_ms: int = 6000
+    max_session_timeout_ms: int = 1_800_000
+    new_member_join_timeout_ms: int = 300_000
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    group_id: str
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    protocol_type: str
+    protocols: Protocols
+    # JoinGroup v4+: a new member first gets MEMBER_ID_REQUIRED and its ID.
+    require_known_member_id: bool
+    # JoinGroup v9+: a static leader rejoining a stable group is told to
+    # skip the assignment rather than be demoted for the round.
+    supports_skip_assignment: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    group_id: str
+    generation_id: int
+    member_id: str
+    group_instance_id: str | None
+    protocol_type: str | None
+    protocol_name: str | None
+    assignments: tuple[tuple[str, bytes], ...]
+
+
+JoinOutcome = JoinResult | asyncio.Future[JoinResult]
+
+
+def _resolve(future: asyncio.Future[JoinResult] | asyncio.Future[SyncResult] | None,
+             result: JoinResult | SyncResult) -> None:
+    # The waiting request may be gone (its connection closed and the task
+    # was cancelled with its future).
+    if future is not None and not future.done():
+        future.set_result(result)  # type: ignore[arg-type]
+
+
+class GroupCoordinator:
+    def __init__(self, storage: GroupStorage, config: CoordinatorConfig | None = None) -> None:
+        self.storage = storage
+        self.config = config or CoordinatorConfig()
+        self._groups: dict[str, Group] = {}
+
+    def group(self, group_id: str) -> Group | None:
+        return self._groups.get(group_id)
+
+    def groups(self) -> list[Group]:
+        return list(self._groups.values())
+
+    # -- JoinGroup ------------------------------------------------------------------
+
+    async def join(self, request: JoinRequest) -> JoinResult:
+        if not request.group_id:
+            return JoinResult(ErrorCode.invalid_group_id, request.member_id)
+        if not (self.config.min_session_timeout_ms <= request.session_timeout_ms
+                <= self.config.max_session_timeout_ms):
+            return JoinResult(ErrorCode.invalid_session_timeout, request.member_id)
+        try:
+            # A group cannot commit or be found again while Redis is away.
+            await self.storage.ping()
+        except StorageUnavailable:
+            return JoinResult(ErrorCode.coordinator_not_available, request.member_id)
+        outcome = self._join(request)
+        if isinstance(outcome, JoinResult):
+            return outcome
+        return await outcome
+
+    def _join(self, request: JoinRequest) -> JoinOutcome:
+        group = self._groups.get(request.group_id)
+        if not request.member_id:
+            if group is None:
+                group = self._groups[request.group_id] = Group(request.group_id)
+            return self._join_unknown_member(group, request)
+        if group is None:
+            return JoinResult(ErrorCode.unknown_member_id, request.member_id)
+        return self._join_known_member(group, request)
+
+    def _join_unknown_member(self, group: Group, request: JoinRequest) -> JoinOutcome:
+        if group.is_(DEAD):
+            return JoinResult(ErrorCode.coordinator_not_available)
+        if not group.supports_protocols(request.protocol_type, request.protocols):
+            return JoinResult(ErrorCode.inconsistent_group_protocol)
+        member_id = f"{request.group_instance_id or request.client_id}-{uuid.uuid4()}"
+        if request.group_instance_id is not None:
+            existing = group.static_members.get(request.group_instance_id)
+            if existing is not None:
+                return self._replace_static_member(group, group.members[existing], member_id, request)
+            return self._add_member(group, member_id, request)
+        if request.require_known_member_id:
+            # KIP-394: the member must come back with this ID, so that a
+            # client retrying a timed-out join does not leave a ghost member.
+            group.pending_members[member_id] = self._later(
+                request.session_timeout_ms, self._expire_pending_member, group, member_id)
+            return JoinResult(ErrorCode.member_id_required, member_id)
+        return self._add_member(group, member_id, request)
+
+    def _join_known_member(self, group: Group, request: JoinRequest) -> JoinOutcome:
+        member_id = request.member_id
+        if group.is_(DEAD):
+            return JoinResult(ErrorCode.coordinator_not_available, member_id)
+        if not group.supports_protocols(request.protocol_type, request.protocols):
+            return JoinResult(ErrorCode.inconsistent_group_protocol, member_id)
+        if member_id in group.pending_members:
+            group.pending_members.pop(member_id).cancel()
+            return self._add_member(group, member_id, request)
+        if group.is_static_member_fenced(request.group_instance_id, member_id):
+            return JoinResult(ErrorCode.fenced_instance_id, member_id)
+        member = group.members.get(member_id)
+        if member is None or group.is_(EMPTY):
+            return JoinResult(ErrorCode.unknown_member_id, member_id)
+        if group.is_(COMPLETING) and member.matches(request.protocols):
+            # A retried join: answer with the generation already formed.
+            return self._join_result(group, member)
+        if group.is_(STABLE) and member.matches(request.protocols) and not group.is_leader(member_id):
+            # Nothing changed for a follower: no rebalance (Kafka does the same).
+            return JoinResult(ErrorCode.none, member_id, group.generation, group.protocol_type,
+                              group.protocol_name, group.leader_id or "")
+        return self._update_member(group, member, request)
+
+    def _add_member(self, group: Group, member_id: str, request: JoinRequest) -> JoinOutcome:
+        member = Member(member_id, request.group_instance_id, request.client_id, request.client_host,
+                        request.session_timeout_ms, request.rebalance_timeout_ms,
+                        request.protocol_type, request.protocols, is_new=True)
+        if group.is_(PREPARING) and group.initial_join:
+            group.new_member_added = True
+        group.add(member)
+        future = member.join_future = asyncio.get_running_loop().create_future()
+        # A new member cannot heartbeat before its first join completes, so
+        # it gets the (long) new-member join timeout instead of its session.
+        self._expire_after(group, member, self.config.new_member_join_timeout_ms)
+        self._rebalance_or_complete_join(group)
+        return future
+
+    def _update_member(self, group: Group, member: Member, request: JoinRequest) -> JoinOutcome:
+        member.protocols = request.protocols
+        member.session_timeout_ms = request.session_timeout_ms
+        member.rebalance_timeout_ms = request.rebalance_timeout_ms
+        _resolve(member.join_future, JoinResult(ErrorCode.rebalance_in_progress, member.member_id))
+        future = member.join_future = asyncio.get_running_loop().create_future()
+        self._rebalance_or_complete_join(group)
+        return future
+
+    def _replace_static_member(self, group: Group, member: Member, new_member_id: str,
+                               request: JoinRequest) -> JoinOutcome:
+        """A static member restarted: the new member ID takes the old one's place."""
+        old_leader = group.leader_id or ""
+        old_protocols = member.protocols
+        old_member_id = group.replace_static_member(member, new_member_id)
+        _resolve(member.join_future, JoinResult(ErrorCode.fenced_instance_id, old_member_id))
+        _resolve(member.sync_future, SyncResult(ErrorCode.fenced_instance_id))
+        member.join_future = member.sync_future = None
+        member.session_timeout_ms = request.session_timeout_ms
+        member.rebalance_timeout_ms = request.rebalance_timeout_ms
+        member.protocols = request.protocols
+        self._expire_after(group, member, member.session_timeout_ms)
+        log.info("group %s: static member %s replaced member %s by %s", group.group_id,
+                 member.group_instance_id, old_member_id, new_member_id)
+        if group.is_(STABLE) and group.select_protocol() == group.protocol_name \
+                and old_protocols == request.protocols:
+            return self._rejoined_stable_static_member(group, member, old_leader, request)
+        future = member.join_future = asyncio.get_running_loop().create_future()
+        if group.is_(PREPARING):
+            self._try_complete_join(group)
+        else:
+            # In CompletingRebalance the leader may be assigning to the old
+            # member ID: start over, as Kafka does.
+            self._prepare_rebalance(group)
+        return future
+
+    def _rejoined_stable_static_member(self, group: Group, member: Member, old_leader: str,
+                                       request: JoinRequest) -> JoinResult:
+        is_leader = group.is_leader(member.member_id)
+        if request.supports_skip_assignment:
+            return JoinResult(ErrorCode.none, member.member_id, group.generation, group.protocol_type,
+                              group.protocol_name, group.leader_id or "",
+                              group.joined_members() if is_leader else (), skip_assignment=is_leader)
+        # Before v9 a leader would reassign with an empty view; it is told
+        # the old leader ID, so it acts as a follower and syncs its assignment.
+        return JoinResult(ErrorCode.none, member.member_id, group.generation, group.protocol_type,
+                          group.protocol_name, old_leader)
+
+    def _join_result(self, group: Group, member: Member) -> JoinResult:
+        is_leader = group.is_leader(member.member_id)
+        return JoinResult(ErrorCode.none, member.member_id, group.generation, group.protocol_type,
+                          group.protocol_name, group.leader_id or "",
+                          group.joined_members() if is_leader else ())
+
+    # -- rebalancing ------------------------------------------------------------------
+
+    def _rebalance_or_complete_join(self, group: Group) -> None:
+        if group.is_(STABLE, COMPLETING, EMPTY):
+            self._prepare_rebalance(group)
+        elif group.is_(PREPARING):
+            self._try_complete_join(group)
+
+    def _prepare_rebalance(self, group: Group) -> None:
+        if group.is_(COMPLETING):
+            self._fail_pending_syncs(group, ErrorCode.rebalance_in_progress)
+        self._cancel(group.sync_timer)
+        group.pending_sync.clear()
+        self._cancel(group.join_timer)
+        initial = group.is_(EMPTY)
+        group.transition(PREPARING)
+        group.initial_join = initial
+        if initial:
+            delay = self.config.initial_rebalance_delay_ms
+            remaining = max(group.rebalance_timeout_ms - delay, 0)
+            group.new_member_added = False
+            group.join_timer = self._later(delay, self._initial_join_expired, group, remaining)
+            return
+        group.join_timer = self._later(group.rebalance_timeout_ms, self._complete_join, group)
+        self._try_complete_join(group)
+
+    def _initial_join_expired(self, group: Group, remaining_ms: int) -> None:
+        if group.new_member_added and remaining_ms > 0:
+            # Members are still arriving: wait once more, within the
+            # rebalance timeout (Kafka's InitialDelayedJoin).
+            delay = min(self.config.initial_rebalance_delay_ms, remaining_ms)
+            group.new_member_added = False
+            group.join_timer = self._later(delay, self._initial_join_expired, group,
+                                           max(remaining_ms - delay, 0))
+            return
+        self._complete_join(group)
+
+    def _try_complete_join(self, group: Group) -> None:
+        if group.is_(PREPARING) and not group.initial_join and group.has_all_members_joined():
+            self._complete_join(group)
+
+    def _complete_join(self, group: Group) -> None:
+        """End the join phase: drop members that did not rejoin, start the next generation."""
+        self._cancel(group.join_timer)
+        group.join_timer = None
+        if not group.is_(PREPARING) or self._groups.get(group.group_id) is not group:
+            return
+        group.initial_join = False
+        group.elect_leader_among_joined()
+        for member in [m for m in group.members.values() if m.join_future is None]:
+            log.info("group %s: member %s did not rejoin in time", group.group_id, member.member_id)
+            self._remove(group, member)
+        group.generation += 1
+        if not group.members:
+            group.transition(EMPTY)
+            group.protocol_name = None
+            self._forget_if_idle(group)
+            return
+        group.protocol_name = group.select_protocol()
+        group.transition(COMPLETING)
+        log.info("group %s: generation %d with %d member(s), protocol %s", group.group_id,
+                 group.generation, len(group.members), group.protocol_name)
+        for member in group.members.values():
+            _resolve(member.join_future, self._join_result(group, member))
+            member.join_future = None
+            member.is_new = False
+            self._expire_after(group, member, member.session_timeout_ms)
+        group.pending_sync = set(group.members)
+        group.sync_timer = self._later(group.rebalance_timeout_ms, self._sync_expired, group,
+                                       group.generation)
+
+    def _sync_expired(self, group: Group, generation: int) -> None:
+        """Members that never sent SyncGroup in time leave, and the rest rebalance."""
+        if group.generation != generation or not group.is_(COMPLETING, STABLE) \
+                or not group.pending_sync:
+            return
+        for member_id in list(group.pending_sync):
+            member = group.members.get(member_id)
+            if member is not None:
+                log.info("group %s: member %s did not sync in time", group.group_id, member_id)
+                self._remove(group, member)
+        self._prepare_rebalance(group)
+
+    def _fail_pending_syncs(self, group: Group, error: ErrorCode) -> None:
+        for member in group.members.values():
+            member.assignment = b""
+            _resolve(member.sync_future, SyncResult(error))
+            member.sync_future = None
+
+    # -- SyncGroup ----------------------------------------------------------------------
+
+    async def sync(self, request: SyncRequest) -> SyncResult:
+        group = self._groups.get(request.group_id)
+        error = self._check_sync(group, request)
+        if error is not None:
+            return error
+        assert group is not None
+        member = group.members[request.member_id]
+        if group.is_(STABLE):
+            group.pending_sync.discard(member.member_id)
+            self._expire_after(group, member, member.session_timeout_ms)
+            return SyncResult(ErrorCode.none, group.protocol_type, group.protocol_name, member.assignment)
+        future: asyncio.Future[SyncResult] = asyncio.get_running_loop().create_future()
+        _resolve(member.sync_future, SyncResult(ErrorCode.rebalance_in_progress))
+        member.sync_future = future
+        group.pending_sync.discard(member.member_id)
+        if group.is_leader(member.member_id):
+            await self._apply_assignment(group, request)
+        return await future
+
+    def _check_sync(self, group: Group | None, request: SyncRequest) -> SyncResult | None:
+        def fail(code: ErrorCode) -> SyncResult:
+            return SyncResult(code)
+
+        if group is None:
+            return fail(ErrorCode.unknown_member_id)
+        if group.is_(DEAD):
+            return fail(ErrorCode.coordinator_not_available)
+        if group.is_static_member_fenced(request.group_instance_id, request.member_id):
+            return fail(ErrorCode.fenced_instance_id)
+        if request.member_id not in group.members:
+            return fail(ErrorCode.unknown_member_id)
+        if request.generation_id != group.generation:
+            return fail(ErrorCode.illegal_generation)
+        if (request.protocol_type is not None and request.protocol_type != group.protocol_type) or \
+                (request.protocol_name is not None and request.protocol_name != group.protocol_name):
+            return fail(ErrorCode.inconsistent_group_protocol)
+        if group.is_(EMPTY):
+            return fail(ErrorCode.unknown_member_id)
+        if group.is_(PREPARING):
+            return fail(ErrorCode.rebalance_in_progress)
+        return None
+
+    async def _apply_assignment(self, group: Group, request: SyncRequest) -> None:
+        """The leader's assignment: record the group in Redis, then relay it to every member."""
+        generation = group.generation
+        try:
+            await self.storage.register_group(group.group_id, group.protocol_type or "")
+            error = ErrorCode.none
+        except StorageUnavailable:
+            error = ErrorCode.coordinator_not_available
+        if group.generation != generation or not group.is_(COMPLETING):
+            return  # a rebalance started meanwhile and answered the waiting syncs
+        if error != ErrorCode.none:
+            # As Kafka does when it cannot store the group: fail the round.
+            self._fail_pending_syncs(group, error)
+            self._prepare_rebalance(group)
+            return
+        assignments = dict(request.assignments)
+        for member in group.members.values():
+            member.assignment = assignments.get(member.member_id, b"")
+        group.transition(STABLE)
+        for member in group.members.values():
+            if member.sync_future is not None:
+                _resolve(member.sync_future, SyncResult(ErrorCode.none, group.protocol_type,
+                                                        group.protocol_name, member.assignment))
+                member.sync_future = None
+                self._expire_after(group, member, member.session_timeout_ms)
+
+    # -- Heartbeat and LeaveGroup ------------------------------------------------------------
+
+    def heartbeat(self, group_id: str, member_id: str, group_instance_id: str | None,
+                  generation_id: int) -> ErrorCode:
+        group = self._groups.get(group_id)
+        if group is None:
+            return ErrorCode.unknown_member_id
+        if group.is_(DEAD):
+            return ErrorCode.coordinator_not_available
+        if group.is_static_member_fenced(group_instance_id, member_id):
+            return ErrorCode.fenced_instance_id
+        member = group.members.get(member_id)
+        if member is None or group.is_(EMPTY):
+            return ErrorCode.unknown_member_id
+        if generation_id != group.generation:
+            return ErrorCode.illegal_generation
+        self._expire_after(group, member, member.session_timeout_ms)
+        if group.is_(PREPARING):
+            return ErrorCode.rebalance_in_progress
+        return ErrorCode.none
+
+    def leave(self, group_id: str,
+              members: Sequence[tuple[str, str | None]]) -> tuple[ErrorCode, list[ErrorCode]]:
+        """Remove members given as (member ID, group instance ID): the top-level
+        error and one per member. A static member may be named by instance ID alone."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return ErrorCode.none, [ErrorCode.unknown_member_id] * len(members)
+        if group.is_(DEAD):
+            return ErrorCode.coordinator_not_available, []
+        return ErrorCode.none, [self._leave_one(group, m, i) for m, i in members]
+
+    def _leave_one(self, group: Group, member_id: str, group_instance_id: str | None) -> ErrorCode:
+        if not member_id and group_instance_id is not None:
+            member_id = group.static_members.get(group_instance_id, "")
+            if not member_id:
+                return ErrorCode.unknown_member_id
+        elif group.is_static_member_fenced(group_instance_id, member_id):
+            return ErrorCode.fenced_instance_id
+        if member_id in group.pending_members:
+            group.pending_members.pop(member_id).cancel()
+            self._try_complete_join(group)
+            self._forget_if_idle(group)
+            return ErrorCode.none
+        member = group.members.get(member_id)
+        if member is None:
+            return ErrorCode.unknown_member_id
+        log.info("group %s: member %s left", group.group_id, member_id)
+        self._remove_and_rebalance(group, member)
+        return ErrorCode.none
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def _expire_after(self, group: Group, member: Member, timeout_ms: int) -> None:
+        self._cancel(member.expiry)
+        member.expiry = self._later(timeout_ms, self._expire_member, group, member)
+
+    def _expire_member(self, group: Group, member: Member) -> None:
+        if group.members.get(member.member_id) is not member:
+            return
+        if not member.is_new and (member.join_future is not None or member.sync_future is not None):
+            # Parked on a JoinGroup or SyncGroup: alive; the rebalance timeout
+            # governs it until it is answered.
+            self._expire_after(group, member, member.session_timeout_ms)
+            return
+        log.info("group %s: member %s expired (no heartbeat in %d ms)", group.group_id,
+                 member.member_id, member.session_timeout_ms)
+        self._remove_and_rebalance(group, member)
+
+    def _expire_pending_member(self, group: Group, member_id: str) -> None:
+        if group.pending_members.pop(member_id, None) is not None:
+            self._try_complete_join(group)
+            self._forget_if_idle(group)
+
+    def _remove_and_rebalance(self, group: Group, member: Member) -> None:
+        self._remove(group, member)
+        if group.is_(STABLE, COMPLETING):
+            self._prepare_rebalance(group)
+        elif group.is_(PREPARING):
+            self._try_complete_join(group)
+
+    def _remove(self, group: Group, member: Member) -> None:
+        self._cancel(member.expiry)
+        _resolve(member.join_future, JoinResult(ErrorCode.unknown_member_id, member.member_id))
+        _resolve(member.sync_future, SyncResult(ErrorCode.unknown_member_id))
+        member.join_future = member.sync_future = None
+        group.remove(member)
+
+    def _forget_if_idle(self, group: Group) -> None:
+        # An Empty group is fully described by Redis (its offsets and
+        # registration); nothing of it needs to stay in memory.
+        if group.is_(EMPTY) and not group.members and not group.pending_members \
+                and self._groups.get(group.group_id) is group:
+            self._cancel(group.join_timer)
+            del self._groups[group.group_id]
+
+    # -- offsets, describe, delete ---------------------------------------------------------------
+
+    def validate_commit(self, group_id: str, member_id: str, group_instance_id: str | None,
+                        generation_id: int) -> ErrorCode:
+        """Whether this member may commit now (Kafka's classic-group rules)."""
+        group = self._groups.get(group_id)
+        if group is None or (group.is_(EMPTY) and not group.members):
+            if generation_id < 0:
+                return ErrorCode.none  # a commit from outside group management (admin, assign())
+            return ErrorCode.illegal_generation if group is None else ErrorCode.unknown_member_id
+        if group.is_(DEAD):
+            return ErrorCode.coordinator_not_available
+        if group.is_static_member_fenced(group_instance_id, member_id):
+            return ErrorCode.fenced_instance_id
+        member = group.members.get(member_id)
+        if member is None:
+            return ErrorCode.unknown_member_id
+        if generation_id != group.generation:
+            return ErrorCode.illegal_generation
+        if group.is_(COMPLETING):
+            return ErrorCode.rebalance_in_progress
+        self._expire_after(group, member, member.session_timeout_ms)
+        return ErrorCode.none
+
+    def protocol_type(self, group_id: str) -> str | None:
+        group = self._groups.get(group_id)
+        return None if group is None else group.protocol_type
+
+    async def delete_group(self, group_id: str) -> ErrorCode:
+        group = self._groups.get(group_id)
+        if group is not None and (group.members or group.pending_members):
+            return ErrorCode.non_empty_group
+        try:
+            registered = await self.storage.group_protocol_type(group_id) is not None
+            group = self._groups.get(group_id)
+            if group is not None and (group.members or group.pending_members):
+                return ErrorCode.non_empty_group  # a member joined while Redis answered
+            if group is None and not registered:
+                return ErrorCode.group_id_not_found
+            if group is not None:
+                group.transition(DEAD)
+                self._cancel(group.join_timer)
+                del self._groups[group_id]
+            await self.storage.delete_group(group_id)
+        except StorageUnavailable:
+            return ErrorCode.coordinator_not_available
+        log.info("group %s deleted", group_id)
+        return ErrorCode.none
+
+    async def delete_offsets(self, group_id: str, partitions: Sequence[tuple[str, int]]
+                             ) -> tuple[ErrorCode, dict[tuple[str, int], ErrorCode]]:
+        """OffsetDelete: the top-level error and the partitions refused.
+
+        An active consumer group keeps the offsets of topics it subscribes
+        to (GROUP_SUBSCRIBED_TO_TOPIC); an active group of another protocol
+        type keeps all of them (NON_EMPTY_GROUP), as in Kafka.
+        """
+        refused: dict[tuple[str, int], ErrorCode] = {}
+        group = self._groups.get(group_id)
+        try:
+            if group is None or not group.members:
+                if group is None and await self.storage.group_protocol_type(group_id) is None:
+                    return ErrorCode.group_id_not_found, refused
+            elif group.protocol_type == CONSUMER_PROTOCOL_TYPE:
+                topics = self._subscribed_topics(group)
+                refused = {p: ErrorCode.group_subscribed_to_topic for p in partitions if p[0] in topics}
+            else:
+                return ErrorCode.non_empty_group, refused
+            await self.storage.delete_offsets(group_id, [p for p in partitions if p not in refused])
+        except StorageUnavailable:
+            return ErrorCode.coordinator_not_available, refused
+        return ErrorCode.none, refused
+
+    @staticmethod
+    def _subscribed_topics(group: Group) -> set[str]:
+        topics: set[str] = set()
+        for member in group.members.values():
+            metadata = member.metadata(group.protocol_name) if group.protocol_name else \
+                (member.protocols[0][1] if member.protocols else b"")
+            try:
+                topics |= subscribed_topics(metadata)
+            except MalformedSubscription:
+                log.warning("group %s: member %s has unreadable subscription metadata",
+                            group.group_id, member.member_id)
+        return topics
+
+    def close(self) -> None:
+        """The gateway stops: answer every parked request so clients look for a coordinator again."""
+        for group in self._groups.values():
+            for timer in (group.join_timer, group.sync_timer, *group.pending_members.values()):
+                self._cancel(timer)
+            for member in group.members.values():
+                self._cancel(member.expiry)
+                _resolve(member.join_future, JoinResult(ErrorCode.not_coordinator, member.member_id))
+                _resolve(member.sync_future, SyncResult(ErrorCode.not_coordinator))
+        self._groups.clear()
+
+    # -- timers --------------------------------------------------------------------------
+
+    @staticmethod
+    def _later(delay_ms: int, callback: Callable[..., None], *args: object) -> asyncio.TimerHandle:
+        return asyncio.get_running_loop().call_later(max(delay_ms, 0) / 1000, callback, *args)
+
+    @staticmethod
+    def _cancel(timer: asyncio.TimerHandle | None) -> None:
+        if timer is not None:
+            timer.cancel()

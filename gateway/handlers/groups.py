@@ -1,0 +1,270 @@
+"""Consumer-group membership and administration (the classic group protocol).
+
+FindCoordinator (key 10) v0-v6: this gateway coordinates every group; the
+batched coordinator_keys of v4+ are answered one by one. While Redis is
+unreachable the answer is COORDINATOR_NOT_AVAILABLE (retriable). Only group
+keys are served: transaction and share coordinators get INVALID_REQUEST
+(neither transactions nor share groups exist here yet).
+JoinGroup (key 11) v0-v9: the member-id-required round trip from v4,
+static members (group.instance.id) from v5, skip_assignment for a rejoining
+static leader from v9. v0 is listed for librdkafka < 2.11 (it gates its
+GSSAPI support on it). Session timeouts outside 6000-1800000 ms get
+INVALID_SESSION_TIMEOUT, as with Kafka's broker defaults.
+SyncGroup (key 14) v0-v5, Heartbeat (key 12) v0-v4, LeaveGroup (key 13)
+v0-v5 (batched members by member ID or instance ID from v3).
+DescribeGroups (key 15) v0-v6: members with metadata and assignment while
+Stable (Kafka shows them only then); an unknown group is Dead, with
+GROUP_ID_NOT_FOUND from v6. With no ACLs, requested authorized operations
+are all group operations.
+ListGroups (key 16) v0-v5: groups in memory and groups registered in Redis
+(those are Empty); states filter from v4, types filter from v5 (every group
+is "classic").
+DeleteGroups (key 42) v0-v2: GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, or the
+group's Redis consumer groups and registration removed.
+
+The rules themselves are in gateway/coordinator; this module translates.
+Gaps: the KIP-848 consumer protocol (ConsumerGroupHeartbeat) is not served.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from ..context import RequestContext
+from ..coordinator import Group, GroupState, JoinRequest, SyncRequest
+from ..dispatch import Route
+from ..storage import StorageUnavailable
+from ._build import NO_THROTTLE, make, response_types
+
+GROUP_KEY, TRANSACTION_KEY = 0, 1
+CLASSIC = "classic"
+# Kafka's AclOperation codes for what may be done to a group: READ,
+# DELETE, DESCRIBE. With no ACLs every one is allowed.
+GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
+NOT_REQUESTED = -2147483648
+
+
+def _millis(value: datetime.timedelta) -> int:
+    return int(value.total_seconds() * 1000)
+
+
+def _client_host(context: RequestContext) -> str:
+    # Kafka shows the client's address as InetAddress.toString() does.
+    return "/" + context.peer.rsplit(":", 1)[0]
+
+
+# -- FindCoordinator ------------------------------------------------------------------
+
+
+async def _coordinator_error(context: RequestContext, key_type: int) -> tuple[ErrorCode, str | None]:
+    if key_type != GROUP_KEY:
+        kind = "transactions" if key_type == TRANSACTION_KEY else f"coordinator type {key_type}"
+        return ErrorCode.invalid_request, f"This gateway does not serve {kind}."
+    try:
+        await context.coordinator.storage.ping()
+    except StorageUnavailable as exc:
+        return ErrorCode.coordinator_not_available, f"Redis unavailable: {exc}"
+    return ErrorCode.none, None
+
+
+async def handle_find_coordinator(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    broker = context.broker
+    key_type = getattr(request, "key_type", GROUP_KEY)
+    if context.api_version < 4:
+        code, message = await _coordinator_error(context, key_type)
+        found = code == ErrorCode.none
+        return make(types.FindCoordinatorResponse, throttle_time=NO_THROTTLE, error_code=code,
+                    error_message=message, node_id=broker.node_id if found else -1,
+                    host=broker.host if found else "", port=broker.port if found else -1)
+    code, message = await _coordinator_error(context, key_type)
+    found = code == ErrorCode.none
+    coordinators = tuple(
+        make(types.Coordinator, key=key, node_id=broker.node_id if found else -1,
+             host=broker.host if found else "", port=broker.port if found else -1,
+             error_code=code, error_message=message)
+        for key in request.coordinator_keys
+    )
+    return make(types.FindCoordinatorResponse, throttle_time=NO_THROTTLE, coordinators=coordinators)
+
+
+# -- JoinGroup, SyncGroup, Heartbeat, LeaveGroup -------------------------------------------
+
+
+async def handle_join_group(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    version = context.api_version
+    session_timeout = _millis(request.session_timeout)
+    result = await context.coordinator.join(JoinRequest(
+        group_id=request.group_id,
+        member_id=request.member_id,
+        group_instance_id=getattr(request, "group_instance_id", None),
+        client_id=context.header.client_id or "",
+        client_host=_client_host(context),
+        session_timeout_ms=session_timeout,
+        # v0 has no rebalance timeout; Kafka uses the session timeout.
+        rebalance_timeout_ms=_millis(request.rebalance_timeout) if version >= 1 else session_timeout,
+        protocol_type=request.protocol_type,
+        protocols=tuple((p.name, p.metadata) for p in request.protocols),
+        require_known_member_id=version >= 4,
+        supports_skip_assignment=version >= 9,
+    ))
+    members = tuple(
+        make(types.JoinGroupResponseMember, member_id=m.member_id,
+             group_instance_id=m.group_instance_id, metadata=m.metadata)
+        for m in result.members
+    )
+    return make(
+        types.JoinGroupResponse, throttle_time=NO_THROTTLE, error_code=result.error,
+        generation_id=result.generation_id, protocol_type=result.protocol_type,
+        # Nullable from v7; before that Kafka sends "" for none.
+        protocol_name=result.protocol_name if version >= 7 else result.protocol_name or "",
+        leader=result.leader, skip_assignment=result.skip_assignment, member_id=result.member_id,
+        members=members,
+    )
+
+
+async def handle_sync_group(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    result = await context.coordinator.sync(SyncRequest(
+        group_id=request.group_id,
+        generation_id=request.generation_id,
+        member_id=request.member_id,
+        group_instance_id=getattr(request, "group_instance_id", None),
+        protocol_type=getattr(request, "protocol_type", None),
+        protocol_name=getattr(request, "protocol_name", None),
+        assignments=tuple((a.member_id, a.assignment) for a in request.assignments),
+    ))
+    return make(types.SyncGroupResponse, throttle_time=NO_THROTTLE, error_code=result.error,
+                protocol_type=result.protocol_type, protocol_name=result.protocol_name,
+                assignment=result.assignment)
+
+
+async def handle_heartbeat(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    code = context.coordinator.heartbeat(request.group_id, request.member_id,
+                                         getattr(request, "group_instance_id", None),
+                                         request.generation_id)
+    return make(types.HeartbeatResponse, throttle_time=NO_THROTTLE, error_code=code)
+
+
+async def handle_leave_group(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    if context.api_version < 3:
+        top, errors = context.coordinator.leave(request.group_id, [(request.member_id, None)])
+        # One member, whose error is the response's.
+        code = top if top != ErrorCode.none or not errors else errors[0]
+        return make(types.LeaveGroupResponse, throttle_time=NO_THROTTLE, error_code=code)
+    leaving = [(m.member_id, m.group_instance_id) for m in request.members]
+    top, errors = context.coordinator.leave(request.group_id, leaving)
+    members = tuple(
+        make(types.MemberResponse, member_id=member_id, group_instance_id=instance_id, error_code=code)
+        for (member_id, instance_id), code in zip(leaving, errors, strict=False)
+    )
+    return make(types.LeaveGroupResponse, throttle_time=NO_THROTTLE, error_code=top, members=members)
+
+
+# -- DescribeGroups, ListGroups, DeleteGroups ------------------------------------------------
+
+
+def _describe_members(types: Any, group: Group) -> tuple[Any, ...]:
+    stable = group.is_(GroupState.STABLE)
+    return tuple(
+        make(types.DescribedGroupMember, member_id=m.member_id, group_instance_id=m.group_instance_id,
+             client_id=m.client_id, client_host=m.client_host,
+             member_metadata=m.metadata(group.protocol_name) if stable else b"",
+             member_assignment=m.assignment if stable else b"")
+        for m in group.members.values()
+    )
+
+
+async def _describe_one(context: RequestContext, types: Any, group_id: str, operations: int) -> Any:
+    def described(code: ErrorCode, state: str, protocol_type: str = "", protocol: str = "",
+                  members: tuple[Any, ...] = (), message: str | None = None) -> Any:
+        return make(types.DescribedGroup, error_code=code, error_message=message, group_id=group_id,
+                    group_state=state, protocol_type=protocol_type, protocol_data=protocol,
+                    members=members, authorized_operations=operations)
+
+    group = context.coordinator.group(group_id)
+    if group is not None:
+        stable = group.is_(GroupState.STABLE)
+        return described(ErrorCode.none, group.state.value, group.protocol_type or "",
+                         (group.protocol_name or "") if stable else "", _describe_members(types, group))
+    try:
+        protocol_type = await context.coordinator.storage.group_protocol_type(group_id)
+    except StorageUnavailable as exc:
+        return described(ErrorCode.coordinator_not_available, "", message=f"Redis unavailable: {exc}")
+    if protocol_type is not None:
+        return described(ErrorCode.none, GroupState.EMPTY.value, protocol_type)
+    if context.api_version >= 6:
+        return described(ErrorCode.group_id_not_found, GroupState.DEAD.value,
+                         message=f"Group {group_id} not found.")
+    return described(ErrorCode.none, GroupState.DEAD.value)
+
+
+async def handle_describe_groups(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    operations = GROUP_OPERATIONS if getattr(request, "include_authorized_operations", False) \
+        else NOT_REQUESTED
+    groups = tuple([await _describe_one(context, types, group_id, operations)
+                    for group_id in request.groups])
+    return make(types.DescribeGroupsResponse, throttle_time=NO_THROTTLE, groups=groups)
+
+
+async def _all_groups(context: RequestContext) -> dict[str, tuple[str, str]]:
+    """group ID -> (protocol type, state): in memory, or registered in Redis (Empty)."""
+    registered = await context.coordinator.storage.groups()
+    found = {group_id: (protocol_type, GroupState.EMPTY.value)
+             for group_id, protocol_type in registered.items()}
+    for group in context.coordinator.groups():
+        if not group.is_(GroupState.DEAD):
+            protocol_type = group.protocol_type or registered.get(group.group_id, "")
+            found[group.group_id] = (protocol_type, group.state.value)
+    return found
+
+
+def _wanted(request: Any, state: str) -> bool:
+    states = {s.lower() for s in getattr(request, "states_filter", ()) or ()}
+    types_filter = {t.lower() for t in getattr(request, "types_filter", ()) or ()}
+    return (not states or state.lower() in states) and (not types_filter or CLASSIC in types_filter)
+
+
+async def handle_list_groups(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    try:
+        found = await _all_groups(context)
+    except StorageUnavailable:
+        return make(types.ListGroupsResponse, throttle_time=NO_THROTTLE,
+                    error_code=ErrorCode.coordinator_not_available, groups=())
+    groups = tuple(
+        make(types.ListedGroup, group_id=group_id, protocol_type=protocol_type, group_state=state,
+             group_type=CLASSIC)
+        for group_id, (protocol_type, state) in sorted(found.items()) if _wanted(request, state)
+    )
+    return make(types.ListGroupsResponse, throttle_time=NO_THROTTLE, error_code=ErrorCode.none,
+                groups=groups)
+
+
+async def handle_delete_groups(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    results = tuple([
+        make(types.DeletableGroupResult, group_id=group_id,
+             error_code=await context.coordinator.delete_group(group_id))
+        for group_id in request.groups_names
+    ])
+    return make(types.DeleteGroupsResponse, throttle_time=NO_THROTTLE, results=results)
+
+
+ROUTES = (
+    Route(10, 0, 6, handle_find_coordinator),
+    Route(11, 0, 9, handle_join_group),
+    Route(12, 0, 4, handle_heartbeat),
+    Route(13, 0, 5, handle_leave_group),
+    Route(14, 0, 5, handle_sync_group),
+    Route(15, 0, 6, handle_describe_groups),
+    Route(16, 0, 5, handle_list_groups),
+    Route(42, 0, 2, handle_delete_groups),
+)

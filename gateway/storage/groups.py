@@ -1,0 +1,189 @@
+"""Consumer-group storage on Redis: committed offsets as Redis consumer groups.
+
+A commit of offset N by group G on partition P of topic T is one script call
+on P's keys (``commit_offset.lua``): the Redis consumer group G on stream
+``kafka:{T:P}`` gets last-delivered-id = the ID of the entry at offset N-1 and
+entries-read = N, and ``kafka:{T:P}:commits`` keeps the commit's metadata.
+Fetching reads the Redis group back (``committed_offset.lua``), so positions
+that Redis-native XREADGROUP readers reach are Kafka committed offsets too.
+
+The registry (``kafka:groups``: group -> protocol type, and one set per group
+of the partitions it committed on) is what lets ListGroups, DescribeGroups,
+DeleteGroups and an all-partitions OffsetFetch find groups after a gateway
+restart. It lives in other slots than the partitions, so it is written next
+to the partition scripts rather than inside them; it may list a partition
+whose Redis group is gone (a deleted topic), which readers skip.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+
+from . import keys
+from .base import StorageUnavailable
+from .group_base import CommittedOffset, OffsetCommit
+from .redis_storage import UNAVAILABLE
+from .scripts import LuaScript, ScriptCall, run_calls
+
+T = TypeVar("T")
+
+COMMIT = LuaScript.load("commit_offset.lua", prelude=True)
+COMMITTED = LuaScript.load("committed_offset.lua", prelude=True)
+FORGET = LuaScript.load("forget_offset.lua")
+
+
+def _member(topic: str, partition: int) -> str:
+    # Topic names never contain ':' (Kafka allows [a-zA-Z0-9._-]).
+    return f"{topic}:{partition}"
+
+
+def _parse_member(raw: bytes) -> tuple[str, int]:
+    topic, _, partition = raw.decode().rpartition(":")
+    return topic, int(partition)
+
+
+class RedisGroupStorage:
+    """Implements :class:`~.group_base.GroupStorage`.
+
+    It has a connection pool of its own, so group traffic (heartbeat-paced
+    commits, admin scans) never waits behind produce and fetch.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 32) -> None:
+        self._redis = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=timeout,
+                socket_timeout=timeout, socket_connect_timeout=timeout,
+                health_check_interval=30,
+            )
+        )
+
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await operation()
+        except UNAVAILABLE as exc:
+            raise StorageUnavailable(str(exc)) from exc
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def ping(self) -> None:
+        await self._call(self._redis.ping)
+
+    # -- offsets ----------------------------------------------------------------
+
+    async def commit_offsets(self, group: str, commits: Sequence[OffsetCommit],
+                             protocol_type: str | None) -> list[Exception | None]:
+        if not commits:
+            return []
+        now = int(time.time() * 1000)
+        calls = [
+            ScriptCall(COMMIT, _partition_keys(c.topic, c.partition),
+                       [group, c.offset, c.leader_epoch, now, c.metadata])
+            for c in commits
+        ]
+        # Register first: a partition with a commit must be findable, while
+        # a registered partition without one is harmless (readers skip it).
+        await self._call(lambda: self._register(group, commits, protocol_type))
+        replies = await self._call(lambda: run_calls(self._redis, calls))
+        return [_error(reply) for reply in replies]
+
+    async def _register(self, group: str, commits: Sequence[OffsetCommit],
+                        protocol_type: str | None) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.sadd(keys.group_partitions(group), *{_member(c.topic, c.partition) for c in commits})
+        if protocol_type:
+            pipe.hset(keys.GROUPS, group, protocol_type)
+        else:
+            pipe.hsetnx(keys.GROUPS, group, "")
+        await pipe.execute()
+
+    async def fetch_offsets(self, group: str,
+                            partitions: Sequence[tuple[str, int]]) -> list[CommittedOffset]:
+        if not partitions:
+            return []
+        calls = [ScriptCall(COMMITTED, _partition_keys(topic, partition), [group])
+                 for topic, partition in partitions]
+        replies = await self._call(lambda: run_calls(self._redis, calls))
+        results = []
+        for (topic, partition), reply in zip(partitions, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise _classified(reply)
+            offset, epoch, metadata = reply
+            results.append(CommittedOffset(topic, partition, int(offset), int(epoch),
+                                           _text(metadata)))
+        return results
+
+    async def committed_partitions(self, group: str) -> list[tuple[str, int]]:
+        raw = await self._call(lambda: self._smembers(keys.group_partitions(group)))
+        return sorted(_parse_member(member) for member in raw)
+
+    async def _smembers(self, key: str) -> set[bytes]:
+        members = await self._redis.smembers(key)  # type: ignore[misc]
+        return {m if isinstance(m, bytes) else m.encode() for m in members}
+
+    async def delete_offsets(self, group: str, partitions: Sequence[tuple[str, int]]) -> None:
+        if not partitions:
+            return
+        calls = [ScriptCall(FORGET, [keys.stream(t, p), keys.partition_commits(t, p)], [group])
+                 for t, p in partitions]
+        replies = await self._call(lambda: run_calls(self._redis, calls))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise _classified(reply)
+        members = [_member(t, p) for t, p in partitions]
+        await self._call(lambda: self._redis.srem(keys.group_partitions(group), *members))  # type: ignore[misc]
+
+    # -- the registry -------------------------------------------------------------
+
+    async def groups(self) -> Mapping[str, str]:
+        raw: dict[bytes, bytes] = await self._call(
+            lambda: self._redis.hgetall(keys.GROUPS)  # type: ignore[arg-type,return-value]
+        )
+        return {name.decode(): value.decode() for name, value in raw.items()}
+
+    async def group_protocol_type(self, group: str) -> str | None:
+        raw = await self._call(lambda: self._hget(keys.GROUPS, group))
+        return None if raw is None else raw.decode()
+
+    async def _hget(self, key: str, field: str) -> bytes | None:
+        value = await self._redis.hget(key, field)  # type: ignore[misc]
+        return value.encode() if isinstance(value, str) else value
+
+    async def register_group(self, group: str, protocol_type: str) -> None:
+        await self._call(lambda: self._redis.hset(keys.GROUPS, group, protocol_type))  # type: ignore[misc]
+
+    async def delete_group(self, group: str) -> None:
+        await self.delete_offsets(group, await self.committed_partitions(group))
+
+        async def unregister() -> None:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.delete(keys.group_partitions(group))
+            pipe.hdel(keys.GROUPS, group)
+            await pipe.execute()
+
+        await self._call(unregister)
+
+
+def _partition_keys(topic: str, partition: int) -> list[str]:
+    return [keys.stream(topic, partition), keys.offset_index(topic, partition),
+            keys.partition_commits(topic, partition)]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _classified(error: Exception) -> Exception:
+    if isinstance(error, UNAVAILABLE):
+        return StorageUnavailable(str(error))
+    return error
+
+
+def _error(reply: Any) -> Exception | None:
+    return _classified(reply) if isinstance(reply, Exception) else None
+

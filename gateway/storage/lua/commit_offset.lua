@@ -1,0 +1,43 @@
+-- Commit a Kafka consumer group's offset on one partition, as the Redis
+-- consumer group of the same name on the partition's stream.
+--
+-- KEYS[1]  the partition's stream
+-- KEYS[2]  its sparse offset index
+-- KEYS[3]  its commit metadata hash (field: group)
+-- ARGV[1]  group ID
+-- ARGV[2]  committed offset N (the next offset the group will read)
+-- ARGV[3]  leader epoch (-1: none)
+-- ARGV[4]  commit time (ms)
+-- ARGV[5]  metadata string
+--
+-- Leaves the group with last-delivered-id = the ID of the entry at offset
+-- N-1 and entries-read = N, so that `XREADGROUP GROUP g c STREAMS key >`
+-- continues at offset N and XINFO GROUPS shows the group's lag. When N-1 is
+-- below the log start (N = 0 included) the ID is 0-0: the group reads from
+-- the first entry still there. Past the log end it is the last entry's ID.
+-- Returns the last-delivered-id it set.
+
+local stream, index, commits = KEYS[1], KEYS[2], KEYS[3]
+local group, offset = ARGV[1], tonumber(ARGV[2])
+
+local start, end_offset, first_id, last_id = stream_info(stream)
+local id = '0-0'
+if offset - 1 >= end_offset then
+  id = last_id
+elseif offset - 1 >= start then
+  id = entry_id_at(stream, index, offset - 1, start, end_offset, first_id)
+end
+
+local created = redis.pcall('XGROUP', 'CREATE', stream, group, id, 'MKSTREAM', 'ENTRIESREAD', offset)
+if type(created) == 'table' and created.err then
+  if string.sub(created.err, 1, 9) ~= 'BUSYGROUP' then
+    return redis.error_reply(created.err)
+  end
+  redis.call('XGROUP', 'SETID', stream, group, id, 'ENTRIESREAD', offset)
+end
+
+-- "offset:epoch:time:metadata": the offset tells a later fetch whether the
+-- metadata still belongs to the group's position (native consumers may
+-- have moved it since).
+redis.call('HSET', commits, group, ARGV[2] .. ':' .. ARGV[3] .. ':' .. ARGV[4] .. ':' .. ARGV[5])
+return id

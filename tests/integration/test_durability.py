@@ -1,0 +1,292 @@
+"""What acks means on Redis: acks=0, acks=all's WAITAOF, and Redis killed after acks=all.
+
+These tests start Redis servers and gateways of their own: one Redis is
+killed with SIGKILL, and the others run with ``appendfsync always`` (as the
+embedded server does) or with gateway options the session gateway lacks.
+"""
+
+from __future__ import annotations
+
+import datetime
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+import pytest
+import redis
+from kafka import KafkaProducer
+from kafka_redis_gateway.gateway.storage import keys
+from kafka_redis_gateway.protocol.records import Record, encode_batch
+from kio.schema.errors import ErrorCode
+
+from tests.integration.test_idempotence import new_producer
+from tests.integration.test_protocol import (
+    PRODUCE,
+    Wire,
+    api_versions,
+    build,
+    create_topic,
+    partition_errors,
+    request_types,
+)
+from tests.integration.test_redis_restart import read_topic
+from tests.servers import GatewayProcess, RedisServer
+
+FSYNCED = "acks=all waits until each write is fsynced to the append-only file (WAITAOF)"
+APPLIED = "acks=all is acknowledged once Redis has applied the write"
+
+
+@pytest.fixture(scope="module")
+def durable_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis that fsyncs every write (the embedded server's setting)."""
+    server = RedisServer(tmp_path_factory.mktemp("durable-redis"), appendfsync="always").start()
+    yield server
+    server.stop()
+
+
+def start_gateway(redis_server: RedisServer, log: Path, *args: str) -> GatewayProcess:
+    return GatewayProcess(redis_server.url, log_path=log, extra_args=list(args)).start()
+
+
+def produce_request(topic: str, batches: dict[int, bytes], acks: int, timeout_ms: int = 10_000) -> Any:
+    types = request_types(PRODUCE, 9)
+    partitions = tuple(build(types.PartitionProduceData, index=index, records=records)
+                       for index, records in batches.items())
+    return build(types.ProduceRequest, transactional_id=None, acks=acks,
+                 timeout=datetime.timedelta(milliseconds=timeout_ms),
+                 topic_data=(build(types.TopicProduceData, name=topic, partition_data=partitions),))
+
+
+def batch(*values: bytes, producer_id: int = -1, epoch: int = -1, sequence: int = -1) -> bytes:
+    now = int(time.time() * 1000)
+    return encode_batch(0, [Record(now, None, value, ()) for value in values],
+                        producer_id=producer_id, producer_epoch=epoch, base_sequence=sequence)
+
+
+def waitaof_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_waitaof", {}).get("calls", 0))
+
+
+def stored_values(client: redis.Redis, topic: str, partition: int) -> list[bytes | None]:
+    """The values of a partition's stream, read from Redis directly."""
+    return [fields.get(b"value") for _, fields in client.xrange(keys.stream(topic, partition))]
+
+
+# -- what the log says acks=all means ------------------------------------------------
+
+
+def test_the_log_says_acks_all_waits_for_the_fsync(durable_redis: RedisServer, tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    start_gateway(durable_redis, log).stop()
+    text = log.read_text()
+    assert "acks=all" in text
+    assert FSYNCED in text, text
+
+
+def test_the_log_says_what_acks_all_means_without_fsync(durable_redis: RedisServer, tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    start_gateway(durable_redis, log, "--acks-all-fsync", "false").stop()
+    text = log.read_text()
+    assert APPLIED in text, text
+    assert "WAITAOF" not in text
+
+
+# -- what acks=all waits for -------------------------------------------------------
+
+
+def test_acks_all_waits_for_waitaof_and_acks_1_does_not(durable_redis: RedisServer, tmp_path: Path,
+                                                         topic_name: str) -> None:
+    client = durable_redis.client()
+    gateway = start_gateway(durable_redis, tmp_path / "gateway.log")
+    wire = Wire(gateway.bootstrap)
+    try:
+        create_topic(wire, topic_name, partitions=2)
+        before = waitaof_calls(client)
+        response = wire.call(produce_request(topic_name, {0: batch(b"one")}, acks=1))
+        assert partition_errors(response) == {0: ErrorCode.none}
+        assert waitaof_calls(client) == before
+
+        # One WAITAOF per request, after the appends of all its partitions.
+        response = wire.call(produce_request(topic_name, {0: batch(b"all"), 1: batch(b"all")}, acks=-1))
+        assert partition_errors(response) == {0: ErrorCode.none, 1: ErrorCode.none}
+        assert waitaof_calls(client) == before + 1
+        assert stored_values(client, topic_name, 0) == [b"one", b"all"]
+    finally:
+        wire.close()
+        gateway.stop()
+        client.close()
+
+
+def test_acks_all_without_fsync_does_not_wait(durable_redis: RedisServer, tmp_path: Path,
+                                              topic_name: str) -> None:
+    client = durable_redis.client()
+    gateway = start_gateway(durable_redis, tmp_path / "gateway.log", "--acks-all-fsync", "false")
+    wire = Wire(gateway.bootstrap)
+    try:
+        create_topic(wire, topic_name)
+        before = waitaof_calls(client)
+        response = wire.call(produce_request(topic_name, {0: batch(b"applied")}, acks=-1))
+        assert partition_errors(response) == {0: ErrorCode.none}
+        assert waitaof_calls(client) == before
+        assert stored_values(client, topic_name, 0) == [b"applied"]
+    finally:
+        wire.close()
+        gateway.stop()
+        client.close()
+
+
+def test_acks_all_not_confirmed_in_time_is_request_timed_out(durable_redis: RedisServer, tmp_path: Path,
+                                                             topic_name: str) -> None:
+    """A replica that never comes: acks=all times out with an error producers retry."""
+    client = durable_redis.client()
+    log = tmp_path / "gateway.log"
+    gateway = start_gateway(durable_redis, log, "--acks-all-replicas", "1")
+    wire = Wire(gateway.bootstrap)
+    try:
+        assert "1 replica(s)" in log.read_text()
+        create_topic(wire, topic_name)
+        producer = new_producer(wire)
+        data = batch(b"once", producer_id=producer.id, epoch=producer.epoch, sequence=0)
+        response = wire.call(produce_request(topic_name, {0: data}, acks=-1, timeout_ms=300))
+        assert partition_errors(response) == {0: ErrorCode.request_timed_out}
+        # As on Kafka the record was written; the idempotent producer's retry
+        # is deduplicated, and acks=1 does not wait for the replica.
+        response = wire.call(produce_request(topic_name, {0: data}, acks=1))
+        assert partition_errors(response) == {0: ErrorCode.none}
+        assert response.responses[0].partition_responses[0].base_offset == 0
+        assert stored_values(client, topic_name, 0) == [b"once"]
+    finally:
+        wire.close()
+        gateway.stop()
+        client.close()
+
+
+# -- acks=0 ----------------------------------------------------------------------------
+
+
+def test_acks_0_gets_no_response_and_the_records_arrive(bootstrap: str, redis_client: redis.Redis,
+                                                       topic_name: str) -> None:
+    wire = Wire(bootstrap)
+    try:
+        create_topic(wire, topic_name)
+        for n in range(5):
+            wire.send(produce_request(topic_name, {0: batch(b"%d" % n)}, acks=0), correlation_id=100 + n)
+        following = wire.send(api_versions(3), correlation_id=200)
+        # The first answer is the ApiVersions one: no produce request was answered.
+        answered, response = wire.receive(18, 3)
+        assert (answered, response.error_code) == (following, ErrorCode.none)
+    finally:
+        wire.close()
+    assert stored_values(redis_client, topic_name, 0) == [b"%d" % n for n in range(5)]
+
+
+def test_acks_0_with_confluent_kafka(bootstrap: str, topic_name: str) -> None:
+    wire = Wire(bootstrap)
+    try:
+        create_topic(wire, topic_name, partitions=2)
+    finally:
+        wire.close()
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "acks": 0, "linger.ms": 5})
+    errors: list[str] = []
+
+    def on_delivery(error: confluent_kafka.KafkaError | None, _: confluent_kafka.Message) -> None:
+        if error is not None:
+            errors.append(error.str())
+
+    values = [b"fire-%04d" % n for n in range(2_000)]
+    for n, value in enumerate(values):
+        producer.produce(topic_name, value=value, partition=n % 2, on_delivery=on_delivery)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    assert errors == []
+    records = read_topic(bootstrap, topic_name, 2)
+    for partition in range(2):
+        assert [v for p, _, v in records if p == partition] == values[partition::2]
+
+
+def test_acks_0_with_kafka_python(bootstrap: str, topic_name: str) -> None:
+    wire = Wire(bootstrap)
+    try:
+        create_topic(wire, topic_name)
+    finally:
+        wire.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=0, enable_idempotence=False)
+    values = [b"forget-%04d" % n for n in range(500)]
+    try:
+        futures = [producer.send(topic_name, value=value, partition=0) for value in values]
+        producer.flush(30)
+        # Nothing comes back for acks=0: kafka-python reports offset -1.
+        assert {future.get(timeout=10).offset for future in futures} == {-1}
+    finally:
+        producer.close()
+    assert [value for _, _, value in read_topic(bootstrap, topic_name, 1)] == values
+
+
+# -- Redis killed right after acks=all -------------------------------------------------
+
+
+def test_acknowledged_records_survive_a_redis_sigkill(tmp_path: Path, topic_name: str) -> None:
+    """The issue's test: AOF with appendfsync always, SIGKILL right after the acknowledgements."""
+    redis_server = RedisServer(tmp_path / "redis", appendfsync="always").start()
+    gateway = start_gateway(redis_server, tmp_path / "gateway.log", "--redis-timeout", "2")
+    partitions, count = 3, 6_000
+    try:
+        wire = Wire(gateway.bootstrap)
+        try:
+            create_topic(wire, topic_name, partitions)
+        finally:
+            wire.close()
+        acknowledged: dict[bytes, tuple[int, int]] = {}
+        errors: list[str] = []
+
+        def on_delivery(error: confluent_kafka.KafkaError | None, message: confluent_kafka.Message) -> None:
+            if error is None:
+                acknowledged[message.value()] = (message.partition(), message.offset())
+            else:
+                errors.append(error.str())
+
+        producer = confluent_kafka.Producer({"bootstrap.servers": gateway.bootstrap, "acks": "all",
+                                             "linger.ms": 2, "batch.num.messages": 250})
+        for n in range(count):
+            producer.produce(topic_name, key=b"%d" % n, value=b"durable-%05d" % n, partition=n % partitions,
+                             on_delivery=on_delivery)
+            producer.poll(0)
+        assert producer.flush(60) == 0
+        client = redis_server.client()
+        waited = waitaof_calls(client)
+        redis_server.stop(signal.SIGKILL)  # no chance to write anything out
+        client.close()
+        assert errors == []
+        assert len(acknowledged) == count
+        assert waited > 0, "acks=all never waited for WAITAOF"
+
+        redis_server.start()  # same port, same data directory: the AOF is loaded
+        client = redis_server.client()
+        try:
+            # Directly in Redis: every acknowledged record at the offset it was acknowledged with.
+            found = {value: (partition, offset)
+                     for partition in range(partitions)
+                     for offset, value in enumerate(stored_values(client, topic_name, partition))}
+        finally:
+            client.close()
+        missing = sorted(set(acknowledged) - set(found))
+        assert not missing, f"{len(missing)} acknowledged records lost, e.g. {missing[:3]}"
+        assert found == acknowledged
+
+        # Through the gateway, which reconnected to Redis by itself.
+        read = read_topic(gateway.bootstrap, topic_name, partitions)
+        assert {value: (partition, offset) for partition, offset, value in read} == acknowledged
+        assert len(read) == count
+        after: list[tuple[Any, int]] = []
+        producer.produce(topic_name, value=b"after the restart", partition=0,
+                         on_delivery=lambda error, message: after.append((error, message.offset())))
+        assert producer.flush(60) == 0
+        assert after == [(None, count // partitions)]
+        assert gateway.process is not None and gateway.process.poll() is None, "the gateway exited"
+    finally:
+        gateway.stop()
+        redis_server.stop()
