@@ -162,7 +162,9 @@ class RedisStorage:
             # partitions need not.
             pipe = self._redis.pipeline(transaction=False)
             for partition in range(info.partitions):
-                pipe.delete(*keys.partition_keys(name, partition))
+                # The stream takes its Redis consumer groups with it.
+                pipe.delete(*keys.partition_keys(name, partition),
+                            keys.partition_commits(name, partition))
             await pipe.execute()
 
         await self._call(delete_keys)

@@ -1,7 +1,8 @@
 """confluent-kafka (librdkafka) against the gateway: admin, produce, consume, offsets.
 
-Consumers use assign() with explicit offsets: consumer groups are not
-implemented yet. librdkafka still insists on a group.id, which is harmless
+Consumers here use assign() with explicit offsets so that each test reads
+exactly what it checks; consumer groups have their own tests
+(test_groups*.py). librdkafka still insists on a group.id, which is harmless
 as long as nothing is committed.
 """
 

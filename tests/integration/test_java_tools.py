@@ -4,9 +4,9 @@
   sequence numbers). test_default_idempotent_producer runs it that way; the
   other producing tests turn idempotence off so that they exercise the
   tools and codecs whatever the state of the idempotent producer.
-- Consumer groups are not implemented (no FindCoordinator), so the console
-  consumer is pointed at a partition with --partition, which needs no group
-  (without it, it fails with "The node does not support FIND_COORDINATOR").
+- The console consumer is pointed at a partition with --partition, which
+  needs no group, so these tests are about the tools and codecs; group use
+  of the Java tools is in test_groups_java.py.
 
 The console tools exit 0 even when they fail, so their output is checked.
 """
