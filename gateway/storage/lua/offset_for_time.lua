@@ -24,7 +24,7 @@ local wanted = tonumber(ARGV[1])
 local scan = tonumber(ARGV[2])
 local by_append_time = ARGV[3] == '1'
 
-local start, end_offset, first_id = stream_info(stream)
+local start, end_offset, first_id, last_id = stream_info(stream)
 if end_offset == start then
   return {-1, -1}
 end
@@ -64,21 +64,5 @@ if hit_id == nil then
   return {-1, -1}
 end
 
--- Binary search the index (its members rise with their scores) for the last
--- point at or before the hit, then count the entries from there.
-local low, high = 0, redis.call('ZCARD', index) - 1
-local point_offset, point_id = start, first_id
-while low <= high do
-  local middle = math.floor((low + high) / 2)
-  local point = redis.call('ZRANGE', index, middle, middle, 'WITHSCORES')
-  if id_less_or_equal(point[1], hit_id) then
-    if tonumber(point[2]) >= start then
-      point_offset, point_id = tonumber(point[2]), point[1]
-    end
-    low = middle + 1
-  else
-    high = middle - 1
-  end
-end
-local between = redis.call('XRANGE', stream, point_id, hit_id)
-return {point_offset + #between - 1, hit_ts}
+-- offset_after_id counts up to and including the hit, so the hit is one before.
+return {offset_after_id(stream, index, hit_id, start, end_offset, first_id, last_id) - 1, hit_ts}
