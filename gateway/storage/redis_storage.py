@@ -88,26 +88,41 @@ class RedisStorage:
         # timeout; None when acks=all waits for nothing beyond the write.
         self._durability_wait: tuple[Any, ...] | None = None
 
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, operation: Callable[[], Awaitable[T]], *, idempotent: bool = False) -> T:
+        """Run a Redis operation; Redis unreachable becomes StorageUnavailable.
+
+        After Redis restarts, every pooled connection is dead. The first
+        failure drops the idle ones so later requests connect afresh, and an
+        operation that is safe to repeat (it only reads, or writes what it
+        would write again) is tried once more on a new connection. Appends
+        are never repeated here: the failed attempt may have run, and only
+        the producer (idempotent or not) may decide to send them again.
+        """
         try:
             return await operation()
-        except UNAVAILABLE as exc:
-            raise StorageUnavailable(str(exc)) from exc
+        except UNAVAILABLE as first:
+            await self._redis.connection_pool.disconnect(inuse_connections=False)
+            if not idempotent:
+                raise StorageUnavailable(str(first)) from first
+            try:
+                return await operation()
+            except UNAVAILABLE as exc:
+                raise StorageUnavailable(str(exc)) from exc
 
     async def _round(self, calls: list[ScriptCall]) -> list[Any]:
-        return await self._call(lambda: run_calls(self._redis, calls))
+        return await self._call(lambda: run_calls(self._redis, calls), idempotent=True)
 
-    async def _one(self, call: ScriptCall) -> Any:
-        (reply,) = await self._call(lambda: run_calls(self._redis, [call]))
+    async def _one(self, call: ScriptCall, *, idempotent: bool = True) -> Any:
+        (reply,) = await self._call(lambda: run_calls(self._redis, [call]), idempotent=idempotent)
         if isinstance(reply, Exception):
             raise _classify(reply)
         return reply
 
     async def ping(self) -> None:
-        await self._call(self._redis.ping)
+        await self._call(self._redis.ping, idempotent=True)
 
     async def server_info(self) -> dict[str, Any]:
-        return await self._call(lambda: self._redis.info("server"))
+        return await self._call(lambda: self._redis.info("server"), idempotent=True)
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -121,11 +136,12 @@ class RedisStorage:
             raw: bytes = await self._redis.hget(keys.CLUSTER, "id")  # type: ignore[assignment]
             return raw.decode()
 
-        return await self._call(get)
+        return await self._call(get, idempotent=True)
 
     async def topics(self) -> Mapping[str, TopicInfo]:
         raw: dict[bytes, bytes] = await self._call(
-            lambda: self._redis.hgetall(keys.TOPICS)  # type: ignore[arg-type,return-value]
+            lambda: self._redis.hgetall(keys.TOPICS),  # type: ignore[arg-type,return-value]
+            idempotent=True,
         )
         found = {name.decode(): _decode_topic(name.decode(), value) for name, value in raw.items()}
         now = time.monotonic()
@@ -137,7 +153,7 @@ class RedisStorage:
         cached = self._topic_cache.get(name)
         if cached is not None and time.monotonic() - cached[0] < TOPIC_CACHE_SECONDS:
             return cached[1]
-        raw = await self._call(lambda: self._redis.hget(keys.TOPICS, name))
+        raw = await self._call(lambda: self._redis.hget(keys.TOPICS, name), idempotent=True)
         info = None if raw is None else _decode_topic(name, raw)
         self._topic_cache[name] = (time.monotonic(), info)
         return info
@@ -221,7 +237,7 @@ class RedisStorage:
         # Valkey reports the Redis version it is compatible with (7.2.4+).
         version = tuple(int(part) for part in str(server.get("redis_version", "0.0")).split(".")[:2])
         has_waitaof = version >= (7, 2)
-        persistence = await self._call(lambda: self._redis.info("persistence"))
+        persistence = await self._call(lambda: self._redis.info("persistence"), idempotent=True)
         aof = bool(int(persistence.get("aof_enabled", 0)))
         numlocal = 1 if local_fsync and aof else 0
         if has_waitaof and (numlocal or replicas):
@@ -273,7 +289,8 @@ class RedisStorage:
 
     async def init_producer(self, producer_id: int, producer_epoch: int) -> tuple[int, int]:
         reply = await self._one(
-            ScriptCall(INIT_PRODUCER, [keys.PRODUCER_IDS], [producer_id, producer_epoch]))
+            ScriptCall(INIT_PRODUCER, [keys.PRODUCER_IDS], [producer_id, producer_epoch]),
+            idempotent=False)
         return int(reply[0]), int(reply[1])
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[ReadResult | Exception]:
@@ -372,7 +389,7 @@ def _append_result(reply: Any) -> AppendResult | Exception:
     if int(reply[0]) == -1:
         return ProducerRefused(int(reply[1]))
     if reply[1] is None:  # the script's false: a retried batch already appended
-        return AppendResult(int(reply[0]), -1, int(reply[2]), duplicate=True)
+        return AppendResult(int(reply[0]), int(reply[3]), int(reply[2]), duplicate=True)
     base_offset, first_id, log_start = reply
     return AppendResult(int(base_offset), id_millis(first_id), int(log_start))
 

@@ -30,6 +30,7 @@ from kafka_redis_gateway.protocol.records import Record, encode_batch
 from kio.schema.errors import ErrorCode
 
 from tests.integration.test_protocol import (
+    CREATE_TOPICS,
     Wire,
     build,
     create_topic,
@@ -131,6 +132,24 @@ def test_init_producer_id_bumps_the_epoch_of_a_returning_producer(wire: Wire, ve
     stranger = new_producer(wire, version, returning=Producer(first.id + 10**12, 3))
     assert stranger.id not in (first.id, first.id + 10**12)
     assert stranger.epoch == 0
+    # As in Kafka, an epoch about to run out (Short.MAX_VALUE - 1) gets a new ID instead.
+    assert new_producer(wire, version, returning=Producer(first.id, 32765)) == Producer(first.id, 32766)
+    exhausted = new_producer(wire, version, returning=Producer(first.id, 32766))
+    assert exhausted.id not in (first.id, stranger.id)
+    assert exhausted.epoch == 0
+
+
+def test_producer_ids_are_unique_across_gateways(redis_server: RedisServer, bootstrap: str,
+                                                 tmp_path: Path) -> None:
+    other = GatewayProcess(redis_server.url, log_path=tmp_path / "gateway.log").start()
+    wires = [Wire(bootstrap), Wire(other.bootstrap)]
+    try:
+        given = [new_producer(wires[n % 2]).id for n in range(20)]
+    finally:
+        for wire in wires:
+            wire.close()
+        other.stop()
+    assert len(set(given)) == len(given), given
 
 
 @pytest.mark.parametrize("version", [0, 3, 5])
@@ -180,6 +199,23 @@ def test_retries_of_the_last_five_batches_are_deduplicated(wire: Wire, topic_nam
     assert send_one(wire, topic_name, idempotent_batch(producer, 14, b"next")) == (OK, 14)
     assert stored_values(wire, topic_name) == [
         *(value for n in range(7) for value in (b"%d-first" % n, b"%d-second" % n)), b"next"]
+
+
+def test_a_retry_on_a_log_append_time_topic_gets_the_original_append_time(wire: Wire,
+                                                                          topic_name: str) -> None:
+    types = request_types(CREATE_TOPICS, 7)
+    config = types.CreatableTopicConfig(name="message.timestamp.type", value="LogAppendTime")
+    (created,) = wire.call(types.CreateTopicsRequest(topics=(types.CreatableTopic(
+        name=topic_name, num_partitions=1, replication_factor=1, assignments=(), configs=(config,)),))).topics
+    assert created.error_code == ErrorCode.none
+    data = idempotent_batch(new_producer(wire), 0, b"stamped")
+    answers = []
+    for _ in range(2):
+        (answer,) = wire.call(produce(topic_name, {0: data})).responses
+        answers.append(answer.partition_responses[0])
+    assert answers[0].log_append_time is not None
+    assert [(a.error_code, a.base_offset, a.log_append_time) for a in answers] == [
+        (OK, 0, answers[0].log_append_time)] * 2
 
 
 def test_a_sequence_gap_is_out_of_order(wire: Wire, topic_name: str, redis_client: redis.Redis) -> None:

@@ -13,8 +13,9 @@
 --          followed by n field/value pairs of the entry.
 --
 -- Returns {base_offset, first_id, log_start_offset} after an append,
--- {base_offset, false, log_start_offset} for a batch already appended (a
--- retry: nothing is written, the original base offset is returned), or
+-- {base_offset, false, log_start_offset, append_ms} for a batch already
+-- appended (a retry: nothing is written, the original offset and append
+-- time are returned), or
 -- {-1, kafka_error_code} when the producer state refuses the batch.
 --
 -- A Kafka offset is the entry's position in the stream as Redis counts it:
@@ -25,9 +26,10 @@ local stream, index, meta, producers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local interval = tonumber(ARGV[1])
 
 -- Idempotent producers (KIP-98, as Kafka's ProducerStateManager checks them).
--- The state of one producer on this partition is "epoch;first:last:offset;..."
--- holding the last five batches, because a producer may have five batches in
--- flight and retry any of them.
+-- The state of one producer on this partition is
+-- "epoch;first:last:offset:append_ms;..." holding the last five batches,
+-- because a producer may have five batches in flight and retry any of them;
+-- a retry is answered with the original offset and append time.
 local OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH = 45, 47
 local CACHED_BATCHES = 5
 local producer_id = ARGV[4]
@@ -41,8 +43,8 @@ local function parse_state(raw)
     if epoch == nil then
       epoch = tonumber(part)
     else
-      local f, l, o = string.match(part, '^(%-?%d+):(%-?%d+):(%d+)$')
-      batches[#batches + 1] = {tonumber(f), tonumber(l), tonumber(o)}
+      local f, l, o, t = string.match(part, '^(%-?%d+):(%-?%d+):(%d+):?(%d*)$')
+      batches[#batches + 1] = {tonumber(f), tonumber(l), tonumber(o), tonumber(t) or -1}
     end
   end
   return epoch, batches
@@ -80,7 +82,7 @@ local function check_producer()
   end
   for _, batch in ipairs(batches) do
     if batch[1] == first_seq and batch[2] == last_seq then
-      return {batch[3], false, 0}
+      return {batch[3], false, 0, batch[4]}
     end
   end
   local newest = batches[#batches]
@@ -90,7 +92,7 @@ local function check_producer()
   return nil
 end
 
-local function record_batch(base_offset)
+local function record_batch(base_offset, append_ms)
   local raw = redis.call('HGET', producers, producer_id)
   local kept = {}
   if raw ~= false then
@@ -98,11 +100,11 @@ local function record_batch(base_offset)
     if epoch == producer_epoch then
       for i = math.max(1, #batches - CACHED_BATCHES + 2), #batches do
         local b = batches[i]
-        kept[#kept + 1] = b[1] .. ':' .. b[2] .. ':' .. b[3]
+        kept[#kept + 1] = b[1] .. ':' .. b[2] .. ':' .. b[3] .. ':' .. b[4]
       end
     end
   end
-  kept[#kept + 1] = first_seq .. ':' .. last_seq .. ':' .. base_offset
+  kept[#kept + 1] = first_seq .. ':' .. last_seq .. ':' .. base_offset .. ':' .. append_ms
   redis.call('HSET', producers, producer_id, producer_epoch .. ';' .. table.concat(kept, ';'))
 end
 
@@ -181,7 +183,7 @@ if known == false or tonumber(known) < max_ts then
 end
 
 if producer_id ~= '-1' then
-  record_batch(base)
+  record_batch(base, string.match(first_id, '^(%d+)'))
 end
 
 local length = redis.call('XLEN', stream)
