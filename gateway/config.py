@@ -49,6 +49,9 @@ class Config:
     # Kafka's group.initial.rebalance.delay.ms: how long a group that starts
     # empty waits for more members before its first generation.
     group_initial_rebalance_delay_ms: int = 3000
+    # Kafka's log.retention.check.interval.ms: how often topics with
+    # retention.ms / retention.bytes set are trimmed.
+    retention_check_interval_ms: int = 30_000
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
 

@@ -14,6 +14,7 @@ from .coordinator import CoordinatorConfig, GroupCoordinator
 from .dispatch import Router
 from .embedded import EmbeddedRedis
 from .handlers import ROUTES
+from .retention import run as run_retention
 from .storage import RedisStorage, StorageUnavailable
 from .storage.groups import RedisGroupStorage
 
@@ -31,6 +32,7 @@ class Gateway:
         self._server: asyncio.Server | None = None
         self._connections: dict[Connection, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
+        self._retention: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         redis_url = self.config.redis_url
@@ -48,6 +50,8 @@ class Gateway:
             self.config.acks_all_fsync, self.config.acks_all_replicas))
         advertised = self.config.advertised
         self.broker = Broker(self.config.node_id, advertised.host, advertised.port, cluster_id)
+        self._retention = asyncio.create_task(
+            run_retention(self.storage, self.config.retention_check_interval_ms))
         self._server = await asyncio.start_server(
             self._accept, self.config.listen.host, self.config.listen.port, backlog=1024
         )
@@ -112,6 +116,10 @@ class Gateway:
         log.info("shutting down")
         if self._server is not None:
             self._server.close()
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
         if hasattr(self, "coordinator"):
             # Parked JoinGroup/SyncGroup requests answer NOT_COORDINATOR now
             # rather than hold shutdown up for a rebalance timeout.

@@ -10,6 +10,7 @@ from kio.schema.errors import ErrorCode
 
 from .config import Config
 from .storage import Storage, TopicExists, TopicInfo
+from .storage.entries import DEFAULT_NATIVE, NativeFormat
 
 # Kafka's legal topic names.
 _LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
@@ -82,14 +83,29 @@ TOPIC_CONFIGS: Mapping[str, ConfigDef] = {
     "min.insync.replicas": ConfigDef("1", 3),
     "preallocate": ConfigDef("false", 1),
     "remote.storage.enable": ConfigDef("false", 1),
-    "retention.bytes": ConfigDef("-1", 5),
-    "retention.ms": ConfigDef("604800000", 5),
+    "retention.bytes": ConfigDef("-1", 5, applied=True),
+    # Kafka's default is 7 days; the gateway keeps everything unless a topic
+    # sets a limit, because its streams are shared with native applications.
+    "retention.ms": ConfigDef("-1", 5, applied=True),
     "segment.bytes": ConfigDef("1073741824", 3),
     "segment.index.bytes": ConfigDef("10485760", 3),
     "segment.jitter.ms": ConfigDef("0", 5),
     "segment.ms": ConfigDef("604800000", 5),
     "unclean.leader.election.enable": ConfigDef("false", 1),
+    # The gateway's own configs (docs/mapping.md, "Native entries"): which
+    # field of an entry that native code added is the record's value / key.
+    "redis.value.field": ConfigDef("", 2, applied=True),
+    "redis.key.field": ConfigDef("", 2, applied=True),
 }
+
+
+def native_format(info: TopicInfo) -> NativeFormat:
+    value_field = info.configs.get("redis.value.field") or None
+    key_field = info.configs.get("redis.key.field") or None
+    if value_field is None and key_field is None:
+        return DEFAULT_NATIVE
+    return NativeFormat(value_field.encode() if value_field else None,
+                        key_field.encode() if key_field else None)
 
 
 def validate_configs(configs: Mapping[str, str | None]) -> str | None:

@@ -1,6 +1,6 @@
 """One module per API area; ROUTES is the gateway's dispatch table."""
 
-from . import admin, api_versions, fetch, groups, list_offsets, metadata, offsets, produce, producers
+from . import admin, api_versions, fetch, groups, list_offsets, metadata, offsets, produce, producers, records
 
 ROUTES = (
     *api_versions.ROUTES,
@@ -12,4 +12,5 @@ ROUTES = (
     *list_offsets.ROUTES,
     *groups.ROUTES,
     *offsets.ROUTES,
+    *records.ROUTES,
 )

@@ -9,6 +9,12 @@ Redis key of the topic.
 CreatePartitions (key 37) v0-v3: grows a topic; validate_only.
 DescribeConfigs (key 32) v1-v4: topics (every Kafka topic config, with the
 source DYNAMIC_TOPIC_CONFIG or DEFAULT_CONFIG) and this broker.
+AlterConfigs (key 33) v0-v2: replaces a topic's configs; validate_only.
+IncrementalAlterConfigs (key 44) v0-v1: SET, DELETE, and APPEND / SUBTRACT
+on list configs, for topics; validate_only.
+Gaps: broker configs are read-only (altering them gets INVALID_REQUEST);
+configs take effect within the registry cache time (one second) on every
+gateway.
 """
 
 from __future__ import annotations
@@ -194,6 +200,7 @@ def broker_configs(context: RequestContext) -> Mapping[str, tuple[str, int]]:
         "log.message.timestamp.type": ("CreateTime", 2),
         "compression.type": ("producer", 2),
         "log.retention.ms": (TOPIC_CONFIGS["retention.ms"].default, 5),
+        "log.retention.check.interval.ms": (str(config.retention_check_interval_ms), 5),
     }
 
 
@@ -255,11 +262,106 @@ async def handle_describe_configs(context: RequestContext, request: Any) -> Any:
     return make(types.DescribeConfigsResponse, throttle_time=NO_THROTTLE, results=tuple(results))
 
 
+# IncrementalAlterConfigs operations.
+OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
+LIST_TYPE = 7
+
+
+def _incremental(current: Mapping[str, str], changes: Any) -> dict[str, str]:
+    """A topic's configs after IncrementalAlterConfigs operations, or Refused."""
+    configs = dict(current)
+    for change in changes:
+        name, op, value = change.name, change.config_operation, change.value
+        definition = TOPIC_CONFIGS.get(name)
+        if definition is None:
+            raise Refused(ErrorCode.invalid_config, f"Unknown topic config name: {name}")
+        if op == OP_SET:
+            if value is None:
+                raise Refused(ErrorCode.invalid_config, f"Invalid value None for configuration {name}")
+            configs[name] = value
+        elif op == OP_DELETE:
+            configs.pop(name, None)
+        elif op in (OP_APPEND, OP_SUBTRACT):
+            if definition.type_id != LIST_TYPE:
+                raise Refused(ErrorCode.invalid_config,
+                              f"Config value append/subtract is not allowed for config {name}")
+            items = [item for item in config_value_of(configs, name).split(",") if item]
+            given = [item for item in (value or "").split(",") if item]
+            if op == OP_APPEND:
+                items += [item for item in given if item not in items]
+            else:
+                items = [item for item in items if item not in given]
+            configs[name] = ",".join(items)
+        else:
+            raise Refused(ErrorCode.invalid_request, f"Unknown config operation {op}")
+    return configs
+
+
+def config_value_of(configs: Mapping[str, str], name: str) -> str:
+    return configs.get(name, TOPIC_CONFIGS[name].default)
+
+
+async def _alter_resource(context: RequestContext, resource: Any, validate_only: bool,
+                          incremental: bool) -> tuple[ErrorCode, str | None]:
+    if resource.resource_type == BROKER_RESOURCE:
+        return ErrorCode.invalid_request, "Broker configs cannot be altered on kafka-redis-gateway"
+    if resource.resource_type != TOPIC_RESOURCE:
+        return ErrorCode.invalid_request, f"Unsupported resource type {resource.resource_type}"
+    info = await context.storage.topic(resource.resource_name)
+    if info is None:
+        return (ErrorCode.unknown_topic_or_partition,
+                f"Topic '{resource.resource_name}' does not exist.")
+    try:
+        if incremental:
+            configs = _incremental(info.configs, resource.configs)
+        else:
+            configs = {}
+            for change in resource.configs:
+                if change.name in configs:
+                    raise Refused(ErrorCode.invalid_request, f"Duplicate config {change.name}")
+                configs[change.name] = change.value
+        problem = validate_configs(configs)
+        if problem:
+            raise Refused(ErrorCode.invalid_config, problem)
+    except Refused as refused:
+        return refused.code, refused.message
+    if not validate_only:
+        await context.storage.set_topic_configs(info.name, configs)
+    return ErrorCode.none, None
+
+
+async def _alter_configs(context: RequestContext, request: Any, incremental: bool) -> Any:
+    types = response_types(context)
+    results = []
+    for resource in request.resources:
+        try:
+            code, message = await _alter_resource(context, resource, request.validate_only, incremental)
+        except TopicNotFound:
+            code = ErrorCode.unknown_topic_or_partition
+            message = "The topic changed or was deleted meanwhile."
+        except StorageUnavailable as exc:
+            code, message = ErrorCode.request_timed_out, f"Redis unavailable: {exc}"
+        results.append(make(types.AlterConfigsResourceResponse, error_code=code, error_message=message,
+                            resource_type=resource.resource_type, resource_name=resource.resource_name))
+    response = (types.IncrementalAlterConfigsResponse if incremental else types.AlterConfigsResponse)
+    return make(response, throttle_time=NO_THROTTLE, responses=tuple(results))
+
+
+async def handle_alter_configs(context: RequestContext, request: Any) -> Any:
+    return await _alter_configs(context, request, incremental=False)
+
+
+async def handle_incremental_alter_configs(context: RequestContext, request: Any) -> Any:
+    return await _alter_configs(context, request, incremental=True)
+
+
 _NIL_UUID = uuid.UUID(int=0)
 
 ROUTES = (
     Route(19, 2, 7, handle_create_topics),
     Route(20, 1, 6, handle_delete_topics),
     Route(32, 1, 4, handle_describe_configs),
+    Route(33, 0, 2, handle_alter_configs),
     Route(37, 0, 3, handle_create_partitions),
+    Route(44, 0, 1, handle_incremental_alter_configs),
 )

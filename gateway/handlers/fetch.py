@@ -42,7 +42,8 @@ from kio.schema.errors import ErrorCode
 from ..context import RequestContext
 from ..dispatch import Route
 from ..storage import ReadRequest, ReadResult, StorageUnavailable, TopicInfo
-from ..topics import config_value
+from ..storage.entries import DEFAULT_NATIVE
+from ..topics import config_value, native_format
 from ._build import NO_THROTTLE, make, response_types
 
 API_KEY = 1
@@ -105,7 +106,8 @@ async def _read(context: RequestContext, slots: Sequence[Slot], max_bytes: int) 
         return 0
     requests = [
         ReadRequest(slot.topic or "", slot.partition, slot.offset, min(slot.max_bytes, max_bytes),
-                    max(1, min(MAX_RECORDS_PER_PARTITION, slot.max_bytes // ASSUMED_MIN_RECORD_BYTES)))
+                    max(1, min(MAX_RECORDS_PER_PARTITION, slot.max_bytes // ASSUMED_MIN_RECORD_BYTES)),
+                    native_format(slot.info) if slot.info else DEFAULT_NATIVE)
         for slot in readable
     ]
     try:

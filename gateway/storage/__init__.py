@@ -7,6 +7,7 @@ Handlers see the :class:`Storage` protocol and the frozen results it returns;
 from .base import (
     AppendRequest,
     AppendResult,
+    OffsetOutOfRange,
     PartitionOffsets,
     ReadRequest,
     ReadResult,
@@ -21,6 +22,7 @@ from .redis_storage import RedisStorage
 __all__ = [
     "AppendRequest",
     "AppendResult",
+    "OffsetOutOfRange",
     "PartitionOffsets",
     "ReadRequest",
     "ReadResult",

@@ -9,6 +9,8 @@ from typing import Protocol
 
 from kafka_redis_gateway.protocol.records import Record
 
+from .entries import DEFAULT_NATIVE, NativeFormat
+
 
 class StorageUnavailable(Exception):
     """Redis cannot be reached or did not answer in time (retriable)."""
@@ -32,6 +34,14 @@ class NotDurable(Exception):
 
 class TopicNotFound(Exception):
     pass
+
+
+class OffsetOutOfRange(Exception):
+    """DeleteRecords asked for an offset past the end offset."""
+
+    def __init__(self, log_start_offset: int) -> None:
+        super().__init__(f"offset past the end; log start offset {log_start_offset}")
+        self.log_start_offset = log_start_offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +108,8 @@ class ReadRequest:
     offset: int
     max_bytes: int
     max_records: int = 10_000
+    # How entries outside the gateway's record format become records.
+    native: NativeFormat = DEFAULT_NATIVE
 
 
 class Storage(Protocol):
@@ -136,5 +148,11 @@ class Storage(Protocol):
     async def offset_for_time(
         self, topic: str, partition: int, timestamp: int, *, by_append_time: bool = False
     ) -> tuple[int, int]: ...
+
+    async def delete_records(self, topic: str, partition: int, offset: int) -> int: ...
+
+    async def apply_retention(
+        self, topic: str, partition: int, retention_ms: int, retention_bytes: int
+    ) -> int: ...
 
     async def close(self) -> None: ...

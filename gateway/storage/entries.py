@@ -10,13 +10,20 @@ An entry written by the gateway has, in this order:
 
 Reading accepts any entry made of those fields, so a native
 ``XADD topic * value hello`` reads back as a record with value ``hello``, no
-key, and the entry ID's milliseconds as its timestamp. Fields outside this
-set are ignored here (the interop issue maps them).
+key, and the entry ID's milliseconds as its timestamp.
+
+An entry with any other field name is a *native* entry, mapped as the
+topic's :class:`NativeFormat` says (docs/mapping.md, "Native entries"): by
+default the value is a JSON object of all its fields; with a value field
+that field is the value, an optional key field is the key, and the other
+fields are headers. A native entry's timestamp is its ID's milliseconds.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from kafka_redis_gateway.protocol.records import Record
 
@@ -27,6 +34,20 @@ HEADER = b"h:"
 NULL_HEADER = b"h0:"
 
 Arg = bytes | int | str
+
+
+_OWN_FIELDS = frozenset((TS, KEY, VALUE))
+
+
+@dataclass(frozen=True, slots=True)
+class NativeFormat:
+    """How a topic maps native entries (topic configs redis.value.field, redis.key.field)."""
+
+    value_field: bytes | None = None
+    key_field: bytes | None = None
+
+
+DEFAULT_NATIVE = NativeFormat()
 
 
 def append_args(records: Sequence[Record]) -> list[Arg]:
@@ -57,7 +78,20 @@ def id_millis(entry_id: bytes) -> int:
     return int(entry_id[: entry_id.index(b"-")])
 
 
-def entry_to_record(entry_id: bytes, fields: Sequence[bytes]) -> Record:
+def is_native(fields: Sequence[bytes]) -> bool:
+    """Whether an entry has a field outside the gateway's own record format."""
+    for i in range(0, len(fields) - 1, 2):
+        name = fields[i]
+        if name not in _OWN_FIELDS and not name.startswith(HEADER) and not name.startswith(NULL_HEADER):
+            return True
+    return False
+
+
+def entry_to_record(
+    entry_id: bytes, fields: Sequence[bytes], native: NativeFormat = DEFAULT_NATIVE
+) -> Record:
+    # One pass: the first field outside the gateway's format hands the entry
+    # to the native mapping (this runs once per record a fetch returns).
     timestamp: int | None = None
     key: bytes | None = None
     value: bytes | None = None
@@ -74,9 +108,44 @@ def entry_to_record(entry_id: bytes, fields: Sequence[bytes]) -> Record:
             headers.append((name[2:].decode("utf-8", "replace"), fields[i + 1]))
         elif name.startswith(NULL_HEADER):
             headers.append((name[3:].decode("utf-8", "replace"), None))
+        else:
+            return native_to_record(entry_id, fields, native)
     if timestamp is None:
         timestamp = id_millis(entry_id)
     return Record(timestamp, key, value, tuple(headers))
+
+
+def native_to_record(entry_id: bytes, fields: Sequence[bytes], native: NativeFormat) -> Record:
+    """A native entry as a record: the key and value fields, or a JSON object of the fields."""
+    key: bytes | None = None
+    value: bytes | None = None
+    rest: list[tuple[bytes, bytes]] = []
+    for i in range(0, len(fields) - 1, 2):
+        name, field_value = fields[i], fields[i + 1]
+        if native.key_field is not None and name == native.key_field and key is None:
+            key = field_value
+        elif native.value_field is not None and name == native.value_field and value is None:
+            value = field_value
+        else:
+            rest.append((name, field_value))
+    if native.value_field is None:
+        return Record(id_millis(entry_id), key, json_object(rest), ())
+    headers = tuple((name.decode("utf-8", "replace"), field_value) for name, field_value in rest)
+    return Record(id_millis(entry_id), key, value, headers)
+
+
+def json_object(pairs: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """A JSON object of field names and values, UTF-8 encoded; a repeated name keeps its last value.
+
+    Bytes that are not valid UTF-8 become JSON escapes of lone surrogates,
+    ``\\udc80``-``\\udcff`` for bytes 0x80-0xff (Python's surrogateescape):
+    valid UTF-8 text never decodes to those, so the escape is unambiguous,
+    and ``json.loads(v)`` then ``.encode("utf-8", "surrogateescape")``
+    gives the original bytes back.
+    """
+    obj = {name.decode("utf-8", "surrogateescape"): field_value.decode("utf-8", "surrogateescape")
+           for name, field_value in pairs}
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
 
 
 def _int_or_none(raw: bytes) -> int | None:

@@ -18,6 +18,7 @@ from .base import (
     AppendRequest,
     AppendResult,
     NotDurable,
+    OffsetOutOfRange,
     PartitionOffsets,
     ProducerRefused,
     ReadRequest,
@@ -55,6 +56,8 @@ INIT_PRODUCER = LuaScript.load("init_producer.lua")
 READ = LuaScript.load("read.lua", prelude=True)
 OFFSETS = LuaScript.load("offsets.lua", prelude=True)
 OFFSET_FOR_TIME = LuaScript.load("offset_for_time.lua", prelude=True)
+DELETE_RECORDS = LuaScript.load("delete_records.lua", prelude=True)
+RETENTION = LuaScript.load("retention.lua", prelude=True)
 
 
 class RedisStorage:
@@ -305,7 +308,7 @@ class RedisStorage:
                 if isinstance(reply, list) and reply[0] == 2:
                     again.append(index)  # a long seek yielded; continue it
                 else:
-                    results[index] = _read_result(requests[index].offset, reply)
+                    results[index] = _read_result(requests[index], reply)
             pending = again
         return [result for result in results if result is not None]
 
@@ -356,6 +359,30 @@ class RedisStorage:
                 return int(reply[0]), int(reply[1])
             after = [reply[1]]  # scanned TIMESTAMP_SCAN entries without an answer; go on
 
+    async def delete_records(self, topic: str, partition: int, offset: int) -> int:
+        """Trim a partition so that ``offset`` (-1: the end) is its log start; the new log start.
+
+        Raises OffsetOutOfRange when the offset is past the end offset.
+        """
+        status, start = await self._one(
+            ScriptCall(DELETE_RECORDS,
+                       [keys.stream(topic, partition), keys.offset_index(topic, partition)], [offset]),
+            idempotent=True)
+        if int(status) == 1:
+            raise OffsetOutOfRange(int(start))
+        return int(start)
+
+    async def apply_retention(
+        self, topic: str, partition: int, retention_ms: int, retention_bytes: int
+    ) -> int:
+        """Trim a partition by age (entry ID time) and approximate size; the new log start."""
+        start = await self._one(
+            ScriptCall(RETENTION,
+                       [keys.stream(topic, partition), keys.offset_index(topic, partition)],
+                       [retention_ms, retention_bytes]),
+            idempotent=True)
+        return int(start)
+
 
 class FastPackingConnection(aioredis.Connection):
     """redis-py's asyncio connection with hiredis's C command packer.
@@ -403,14 +430,14 @@ def _durable(trailer: Sequence[Any], reply: Any) -> bool:
     return int(reply) >= int(trailer[1])
 
 
-def _read_result(offset: int, reply: Any) -> ReadResult | Exception:
+def _read_result(request: ReadRequest, reply: Any) -> ReadResult | Exception:
     if isinstance(reply, Exception):
         return _classify(reply)
     status, start, end, last_id, entries = reply
     ids = [entry[0] for entry in entries]
     return ReadResult(
-        offset=offset,
-        records=[entry_to_record(entry_id, fields) for entry_id, fields in entries],
+        offset=request.offset,
+        records=[entry_to_record(entry_id, fields, request.native) for entry_id, fields in entries],
         append_times=[id_millis(entry_id) for entry_id in ids],
         log_start_offset=int(start),
         high_watermark=int(end),

@@ -146,11 +146,12 @@ async def test_native_entries_take_offsets_between_appends(storage: RedisStorage
     assert [r.value for r in (await read(storage, topic, 4)).records] == [b"4", b"5", b"6", b"7"]
 
 
-async def test_native_entries_with_unknown_fields_read_as_empty_records(
+async def test_native_entries_with_unknown_fields_read_as_json_records(
         storage: RedisStorage, topic: str, redis_client: redis.Redis) -> None:
     entry_id = redis_client.xadd(stream_key(topic), {"temperature": "21.5", "ts": "not a number"})
     (record,) = (await read(storage, topic, 0)).records
-    assert record == Record(int(entry_id.split(b"-")[0]), None, None, ())
+    assert record == Record(int(entry_id.split(b"-")[0]), None,
+                            b'{"temperature":"21.5","ts":"not a number"}', ())
 
 
 async def test_seeks_through_a_region_added_natively(storage: RedisStorage, topic: str,

@@ -1,0 +1,54 @@
+"""``kafka-redis-gateway inspect [topic] [--json] --redis-url URL``: the Kafka-to-Redis mapping.
+
+For each topic (or the one named): per partition its stream key, length,
+log start and end offsets, first and last entry IDs, MEMORY USAGE, and the
+Redis consumer groups on it with their lag, marked when they are Kafka
+groups (registered through OffsetCommit). Plain text for people, ``--json``
+for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .storage.inspect import inspect_topics
+
+
+def render(topics: list[dict[str, Any]]) -> str:
+    lines = []
+    for topic in topics:
+        configs = ",".join(f"{k}={v}" for k, v in sorted(topic["configs"].items()))
+        lines.append(f"topic {topic['topic']} ({len(topic['partitions'])} partitions) {configs}".rstrip())
+        for p in topic["partitions"]:
+            lines.append(f"  {p['partition']}: {p['stream']} length {p['length']} offsets "
+                         f"{p['start_offset']}..{p['end_offset']} ids {p['first_id']}..{p['last_id']} "
+                         f"memory {p['memory_bytes']} B")
+            for group in p["groups"]:
+                kind = "kafka" if group["kafka"] else "redis"
+                lines.append(f"     {kind} group {group['name']}: read {group['entries_read']} "
+                             f"lag {group['lag']} pending {group['pending']}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="kafka-redis-gateway inspect",
+                                     description="Show how topics map onto Redis streams.")
+    parser.add_argument("topic", nargs="?", help="only this topic")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--redis-url", default=os.environ.get("KRG_REDIS_URL"),
+                        help="redis://HOST:PORT/DB [env KRG_REDIS_URL]")
+    args = parser.parse_args(argv)
+    if not args.redis_url:
+        parser.error("--redis-url is required")
+    topics = asyncio.run(inspect_topics(args.redis_url, args.topic))
+    if args.topic is not None and not topics:
+        print(f"no topic {args.topic}", file=sys.stderr)
+        return 1
+    print(json.dumps(topics, indent=2) if args.json else render(topics))
+    return 0

@@ -1,0 +1,33 @@
+-- DeleteRecords: trim a partition's stream up to (not including) an offset.
+--
+-- KEYS[1]  the partition's stream
+-- KEYS[2]  its sparse offset index
+-- ARGV[1]  the new log start offset; -1 for the end offset (high watermark)
+--
+-- Returns {0, log_start_offset} after trimming (an offset at or below the
+-- log start offset trims nothing), or {1, log_start_offset} when the offset
+-- is past the end offset (Kafka's OFFSET_OUT_OF_RANGE).
+--
+-- XTRIM MINID <ID of the entry at the offset> removes exactly the entries
+-- before it, because offsets are positions (no XDEL in the middle); index
+-- points below the new log start go with them.
+
+local stream, index = KEYS[1], KEYS[2]
+local target = tonumber(ARGV[1])
+local start, end_offset, first_id = stream_info(stream)
+if target == -1 then
+  target = end_offset
+end
+if target < 0 or target > end_offset then
+  return {1, start}
+end
+if target > start then
+  if target == end_offset then
+    redis.call('XTRIM', stream, 'MAXLEN', 0)
+  else
+    redis.call('XTRIM', stream, 'MINID', entry_id_at(stream, index, target, start, end_offset, first_id))
+  end
+  start = stream_info(stream)
+end
+redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. string.format('%d', start))
+return {0, start}
