@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--group-initial-rebalance-delay-ms", "GROUP_INITIAL_REBALANCE_DELAY_MS",
          "how long a consumer group that starts empty waits for more members before its first "
          "generation (Kafka's group.initial.rebalance.delay.ms)", default="3000")
+    flag("--retention-check-interval-ms", "RETENTION_CHECK_INTERVAL_MS",
+         "how often topics with retention.ms or retention.bytes are trimmed "
+         "(Kafka's log.retention.check.interval.ms)", default="30000")
     flag("--log-level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", default="INFO")
     return parser
 
@@ -85,6 +88,7 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
             acks_all_fsync=_bool(args.acks_all_fsync),
             acks_all_replicas=int(args.acks_all_replicas),
             group_initial_rebalance_delay_ms=int(args.group_initial_rebalance_delay_ms),
+            retention_check_interval_ms=int(args.retention_check_interval_ms),
             log_level=args.log_level.upper(),
         )
     except (ValueError, argparse.ArgumentTypeError) as exc:
@@ -92,6 +96,15 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["bench"]:  # benchmark tool, gateway/bench/ (docs/benchmarks.md)
+        from .bench import main as bench_main
+
+        return bench_main(arguments[1:])
+    if arguments[:1] == ["inspect"]:  # the topic-to-stream mapping, gateway/inspect.py
+        from .inspect import main as inspect_main
+
+        return inspect_main(arguments[1:])
     config = parse_config(argv)
     logging.basicConfig(
         level=config.log_level,

@@ -25,6 +25,8 @@ local max_entries = tonumber(ARGV[2])
 local max_bytes = tonumber(ARGV[3])
 local interval = tonumber(ARGV[4])
 local max_steps = tonumber(ARGV[5])
+-- Entries the first XRANGE of a read asks for beyond the seek (see below).
+local FIRST_CHUNK = 128
 
 local start, end_offset, first_id, last_id = stream_info(stream)
 if offset < start or offset > end_offset then
@@ -57,32 +59,51 @@ if tail > interval then
 end
 
 local skip = offset - seek_offset
-local found
-local first
+local entries = {}
+local size = 0
+
+-- Appends found[from..] to entries until max_entries or max_bytes is reached
+-- (true when it is).
+local function take(found, from)
+  for i = from, #found do
+    if #entries >= max_entries then
+      return true
+    end
+    local entry = found[i]
+    local fields = entry[2]
+    for j = 1, #fields do
+      size = size + #fields[j]
+    end
+    if size > max_bytes and #entries > 0 then
+      return true
+    end
+    entries[#entries + 1] = entry
+  end
+  return false
+end
+
 if tail <= skip then
   -- Near the end: count back from the last entry instead.
   local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', tail)
-  found = {}
+  local found = {}
   for i = #newest, 1, -1 do
     found[#found + 1] = newest[i]
   end
-  first = 1
+  take(found, 1)
 else
-  found = redis.call('XRANGE', stream, seek_id, '+', 'COUNT', skip + max_entries)
-  first = skip + 1
-end
-
-local entries = {}
-local size = 0
-for i = first, math.min(#found, first + max_entries - 1) do
-  local entry = found[i]
-  local fields = entry[2]
-  for j = 1, #fields do
-    size = size + #fields[j]
+  -- Read in chunks, the later ones sized from the entries seen so far, so
+  -- that a request allowing many small entries (max_entries) does not copy
+  -- that many large ones when max_bytes stops it after a few.
+  local want = math.min(max_entries, FIRST_CHUNK)
+  local found = redis.call('XRANGE', stream, seek_id, '+', 'COUNT', skip + want)
+  local full = take(found, skip + 1)
+  while not full and #found == want + skip and #entries < max_entries do
+    skip = 0
+    local average = size / #entries
+    want = math.min(max_entries - #entries,
+                    math.max(FIRST_CHUNK, math.floor((max_bytes - size) / average) + 1))
+    found = redis.call('XRANGE', stream, '(' .. found[#found][1], '+', 'COUNT', want)
+    full = take(found, 1)
   end
-  if size > max_bytes and #entries > 0 then
-    break
-  end
-  entries[#entries + 1] = entry
 end
 return {0, start, end_offset, last_id, entries}

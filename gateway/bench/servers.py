@@ -1,0 +1,110 @@
+"""A valkey-server and a gateway started by ``bench --start-gateway``.
+
+Both are child processes bound to free loopback ports, logging into the
+report directory, and are stopped when the run ends.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from ..embedded import find_server_binary, free_port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+class LocalServers:
+    """valkey-server + gateway on loopback, for one bench run."""
+
+    def __init__(self, work_dir: Path, *, appendfsync: str = "everysec",
+                 gateway_args: list[str] | None = None) -> None:
+        self.work_dir = work_dir
+        self.appendfsync = appendfsync
+        self.gateway_args = gateway_args or []
+        self.redis_port = free_port()
+        self.gateway_port = free_port()
+        self.binary = find_server_binary()
+        self.redis_process: subprocess.Popen[bytes] | None = None
+        self.gateway_process: subprocess.Popen[bytes] | None = None
+        self._log: object = None
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.gateway_port}"
+
+    def server_version(self) -> str:
+        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    def start(self) -> LocalServers:
+        data = self.work_dir / "redis-data"
+        data.mkdir(parents=True, exist_ok=True)
+        self.redis_process = subprocess.Popen(
+            [self.binary, "--bind", "127.0.0.1", "--port", str(self.redis_port), "--dir", str(data),
+             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
+             "--daemonize", "no", "--logfile", "redis.log"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.redis_port, self.redis_process)
+        client = redis.Redis.from_url(self.redis_url)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.BusyLoadingError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+        log = open(self.work_dir / "gateway.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._log = log
+        self.gateway_process = subprocess.Popen(
+            [sys.executable, "-m", "kafka_redis_gateway.gateway", "--listen", self.bootstrap,
+             "--redis-url", self.redis_url, "--group-initial-rebalance-delay-ms", "0",
+             "--log-level", "WARNING", *self.gateway_args],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )
+        wait_for_port(self.gateway_port, self.gateway_process)
+        return self
+
+    def stop(self) -> None:
+        for process in (self.gateway_process, self.redis_process):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self.gateway_process = self.redis_process = None
+        if hasattr(self._log, "close"):
+            self._log.close()
+
+    def __enter__(self) -> LocalServers:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
