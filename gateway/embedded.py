@@ -56,6 +56,43 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None,
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def wait_for_redis(port: int, process: subprocess.Popen[bytes] | None = None,
+                   timeout: float = 30.0) -> None:
+    """Block until the server on 127.0.0.1:port answers PING with PONG.
+
+    A server replaying its append-only file answers -LOADING until it is
+    done, so listening is not enough.
+    """
+    deadline = time.monotonic() + timeout
+    wait_for_port(port, process, timeout)
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"the server on 127.0.0.1:{port} did not answer PING within {timeout}s")
+
+
+def server_command(binary: str, port: int, data_dir: Path, appendfsync: str) -> list[str]:
+    """A loopback-only valkey/redis server persisting with the append-only file."""
+    return [
+        binary,
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        "--appendfsync", appendfsync,
+        "--save", "",
+        "--daemonize", "no",
+        "--protected-mode", "yes",
+        "--logfile", "redis.log",
+    ]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -81,18 +118,7 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def command(self) -> list[str]:
-        return [
-            self.binary,
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", self.appendfsync,
-            "--save", "",
-            "--daemonize", "no",
-            "--protected-mode", "yes",
-            "--logfile", "redis.log",
-        ]
+        return server_command(self.binary, self.port, self.data_dir, self.appendfsync)
 
     async def start(self, timeout: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

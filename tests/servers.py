@@ -10,11 +10,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import redis
-from kafka_redis_gateway.gateway.embedded import find_server_binary, free_port, wait_for_port
+from kafka_redis_gateway.gateway.embedded import (
+    find_server_binary,
+    free_port,
+    server_command,
+    wait_for_port,
+    wait_for_redis,
+)
 
 
 class RedisServer:
@@ -31,22 +36,10 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [find_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port),
-             "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", self.appendfsync,
-             "--save", "", "--daemonize", "no", "--logfile", "redis.log"],
+            server_command(find_server_binary(), self.port, self.data_dir, self.appendfsync),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_for_port(self.port, self.process)
-        client = self.client()
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.BusyLoadingError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_for_redis(self.port, self.process)
         return self
 
     def client(self) -> redis.Redis:

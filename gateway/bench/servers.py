@@ -9,12 +9,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import redis
-
-from ..embedded import find_server_binary, free_port, wait_for_port
+from ..embedded import find_server_binary, free_port, server_command, wait_for_port, wait_for_redis
 
 
 class LocalServers:
@@ -48,23 +45,10 @@ class LocalServers:
         data = self.work_dir / "redis-data"
         data.mkdir(parents=True, exist_ok=True)
         self.redis_process = subprocess.Popen(
-            [self.binary, "--bind", "127.0.0.1", "--port", str(self.redis_port), "--dir", str(data),
-             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
-             "--daemonize", "no", "--logfile", "redis.log"],
+            server_command(self.binary, self.redis_port, data, self.appendfsync),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_for_port(self.redis_port, self.redis_process)
-        client = redis.Redis.from_url(self.redis_url)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.BusyLoadingError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
+        wait_for_redis(self.redis_port, self.redis_process)
         log = open(self.work_dir / "gateway.log", "ab")  # noqa: SIM115 - closed in stop()
         self._log = log
         self.gateway_process = subprocess.Popen(

@@ -17,7 +17,7 @@ from kio.schema.errors import ErrorCode
 from ..context import RequestContext
 from ..dispatch import Route
 from ..storage import ReadRequest, StorageUnavailable, TopicInfo
-from ..topics import config_value
+from ..topics import config_value, topic_or_none
 from ._build import NO_THROTTLE, make, response_types
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL = -1, -2, -3, -4
@@ -75,10 +75,7 @@ async def handle(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     topics = []
     for topic in request.topics:
-        try:
-            info = await context.storage.topic(topic.name)
-        except StorageUnavailable:
-            info = None
+        info = await topic_or_none(context.storage, topic.name)
         partitions = tuple([await _partition(context, types, info, p) for p in topic.partitions])
         topics.append(make(types.ListOffsetsTopicResponse, name=topic.name, partitions=partitions))
     return make(types.ListOffsetsResponse, throttle_time=NO_THROTTLE, topics=tuple(topics))

@@ -20,6 +20,7 @@ from kio.schema.errors import ErrorCode
 from ..context import RequestContext
 from ..dispatch import Route
 from ..storage import OffsetOutOfRange, StorageUnavailable
+from ..topics import topic_or_none
 from ._build import NO_THROTTLE, make, response_types
 
 API_KEY = 21
@@ -42,10 +43,7 @@ async def handle(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     topics = []
     for topic in request.topics:
-        try:
-            info = await context.storage.topic(topic.name)
-        except StorageUnavailable:
-            info = None
+        info = await topic_or_none(context.storage, topic.name)
         partitions = None if info is None else info.partitions
         results = []
         for partition in topic.partitions:
