@@ -136,8 +136,7 @@ async def handle_delete_topics(context: RequestContext, request: Any) -> Any:
         code, message = ErrorCode.none, None
         try:
             if name is None:
-                by_id = {i.topic_id: i for i in (await context.storage.topics()).values()}
-                found = by_id.get(topic_id)
+                found = await context.storage.topic_by_id(topic_id)
                 if found is None:
                     raise TopicNotFound(str(topic_id))
                 name = found.name

@@ -75,15 +75,12 @@ class Slot:
 
 
 async def _resolve(context: RequestContext, request: Any) -> list[Slot]:
-    by_id: dict[uuid.UUID, TopicInfo] | None = None
     slots = []
     for topic in request.topics:
         name = getattr(topic, "topic", None)
         topic_id = getattr(topic, "topic_id", None)
         if context.api_version >= 13:
-            if by_id is None:
-                by_id = {i.topic_id: i for i in (await context.storage.topics()).values()}
-            info = by_id.get(topic_id) if topic_id is not None else None
+            info = await context.storage.topic_by_id(topic_id) if topic_id is not None else None
             missing = ErrorCode.unknown_topic_id
         else:
             info = await context.storage.topic(name) if name else None

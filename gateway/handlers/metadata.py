@@ -54,13 +54,10 @@ async def _requested_topics(context: RequestContext, request: Any, types: Any) -
         return tuple(_topic(types, context, name, info, ErrorCode.none)
                      for name, info in (await storage.topics()).items())
     allow = getattr(request, "allow_auto_topic_creation", True)
-    by_id: dict[Any, TopicInfo] | None = None
     results = []
     for wanted in request.topics:
         if wanted.name is None:
-            if by_id is None:
-                by_id = {info.topic_id: info for info in (await storage.topics()).values()}
-            info = by_id.get(wanted.topic_id)
+            info = await storage.topic_by_id(wanted.topic_id)
             code = ErrorCode.none if info else ErrorCode.unknown_topic_id
             results.append(_topic(types, context, None, info, code, wanted.topic_id))
             continue

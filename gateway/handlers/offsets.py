@@ -44,8 +44,7 @@ MAX_METADATA_BYTES = 4096
 
 async def _topic(context: RequestContext, name: str | None, topic_id: uuid.UUID | None) -> TopicInfo | None:
     if topic_id is not None:
-        return next((info for info in (await context.storage.topics()).values()
-                     if info.topic_id == topic_id), None)
+        return await context.storage.topic_by_id(topic_id)
     return await context.storage.topic(name or "")
 
 

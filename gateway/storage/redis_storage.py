@@ -87,6 +87,9 @@ class RedisStorage:
             )
         )
         self._topic_cache: dict[str, tuple[float, TopicInfo | None]] = {}
+        # Topic ID -> name, as of the last full registry read (and when).
+        self._topic_names: dict[uuid.UUID, str] = {}
+        self._topic_names_at = -TOPIC_CACHE_SECONDS
         # The command that makes acks=all wait (WAITAOF or WAIT), minus its
         # timeout; None when acks=all waits for nothing beyond the write.
         self._durability_wait: tuple[Any, ...] | None = None
@@ -150,7 +153,23 @@ class RedisStorage:
         now = time.monotonic()
         for name, info in found.items():
             self._topic_cache[name] = (now, info)
+        self._topic_names = {info.topic_id: name for name, info in found.items()}
+        self._topic_names_at = now
         return dict(sorted(found.items()))
+
+    async def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
+        """A topic by its ID, from the same one-second cache as by name.
+
+        Fetch and OffsetCommit name topics by ID from v13 and v10, so this is
+        on the hot path: the whole registry is read at most once a second,
+        or when an ID is not known yet.
+        """
+        fresh = time.monotonic() - self._topic_names_at < TOPIC_CACHE_SECONDS
+        if not fresh or topic_id not in self._topic_names:
+            await self.topics()
+        name = self._topic_names.get(topic_id)
+        info = None if name is None else await self.topic(name)
+        return info if info is not None and info.topic_id == topic_id else None
 
     async def topic(self, name: str) -> TopicInfo | None:
         cached = self._topic_cache.get(name)
