@@ -105,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .inspect import main as inspect_main
 
         return inspect_main(arguments[1:])
+    if arguments[:1] == ["adopt"]:  # existing streams as a topic, gateway/adopt.py
+        from .adopt import main as adopt_main
+
+        return adopt_main(arguments[1:])
     config = parse_config(argv)
     logging.basicConfig(
         level=config.log_level,

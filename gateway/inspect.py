@@ -26,7 +26,8 @@ def render(topics: list[dict[str, Any]]) -> str:
         configs = ",".join(f"{k}={v}" for k, v in sorted(topic["configs"].items()))
         lines.append(f"topic {topic['topic']} ({len(topic['partitions'])} partitions) {configs}".rstrip())
         for p in topic["partitions"]:
-            lines.append(f"  {p['partition']}: {p['stream']} length {p['length']} offsets "
+            adopted = " (adopted)" if p.get("adopted") else ""
+            lines.append(f"  {p['partition']}: {p['stream']}{adopted} length {p['length']} offsets "
                          f"{p['start_offset']}..{p['end_offset']} ids {p['first_id']}..{p['last_id']} "
                          f"memory {p['memory_bytes']} B")
             for group in p["groups"]:

@@ -43,7 +43,8 @@ class Gateway:
         self.storage = RedisStorage(redis_url, timeout=self.config.redis_timeout)
         cluster_id = await self._cluster_id()
         self.coordinator = GroupCoordinator(
-            RedisGroupStorage(redis_url, timeout=self.config.redis_timeout),
+            RedisGroupStorage(redis_url, timeout=self.config.redis_timeout,
+                              partition_keys=self.storage.partition_keys),
             CoordinatorConfig(initial_rebalance_delay_ms=self.config.group_initial_rebalance_delay_ms),
         )
         log.info("%s", await self.storage.configure_durability(

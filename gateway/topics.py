@@ -11,6 +11,7 @@ from kio.schema.errors import ErrorCode
 from .config import Config
 from .storage import Storage, StorageUnavailable, TopicExists, TopicInfo
 from .storage.entries import DEFAULT_NATIVE, NativeFormat
+from .storage.keys import STREAM_KEYS_CONFIG, adopted_streams, adoption_problem
 
 # Kafka's legal topic names.
 _LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
@@ -35,6 +36,8 @@ class ConfigDef:
     choices: tuple[str, ...] = ()
     # Whether the gateway acts on it (docs/compatibility.md lists which).
     applied: bool = False
+    # Set when the topic is created and never altered afterwards.
+    read_only: bool = False
 
     def valid(self, value: str) -> bool:
         if self.choices:
@@ -96,6 +99,9 @@ TOPIC_CONFIGS: Mapping[str, ConfigDef] = {
     # field of an entry that native code added is the record's value / key.
     "redis.value.field": ConfigDef("", 2, applied=True),
     "redis.key.field": ConfigDef("", 2, applied=True),
+    # Existing streams the topic's partitions are, in partition order
+    # (docs/mapping.md, "Adopted streams").
+    STREAM_KEYS_CONFIG: ConfigDef("", 7, applied=True, read_only=True),
 }
 
 
@@ -118,6 +124,10 @@ def validate_configs(configs: Mapping[str, str | None]) -> str | None:
             return f"Invalid value {value!r} for configuration {name}"
         if name == "cleanup.policy" and "compact" in value:
             return "cleanup.policy=compact is not supported by kafka-redis-gateway"
+        if name == STREAM_KEYS_CONFIG and value:
+            problem = adoption_problem(adopted_streams({name: value}))
+            if problem:
+                return problem
     return None
 
 

@@ -27,7 +27,8 @@ from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Route
-from ..storage import StorageUnavailable, TopicExists, TopicInfo, TopicNotFound
+from ..storage import InvalidStream, StorageUnavailable, TopicExists, TopicInfo, TopicNotFound
+from ..storage.keys import STREAM_KEYS_CONFIG, adopted_streams
 from ..topics import TOPIC_CONFIGS, config_value, invalid_name, validate_configs
 from ._build import NO_THROTTLE, make, response_types
 
@@ -48,6 +49,13 @@ def _check_new_topic(context: RequestContext, topic: Any) -> tuple[int, dict[str
     if invalid_name(topic.name):
         raise Refused(ErrorCode.invalid_topic_exception, f"Invalid topic name {topic.name!r}")
     partitions = topic.num_partitions
+    configs = {c.name: c.value for c in topic.configs}
+    problem = validate_configs(configs)
+    if problem:
+        raise Refused(ErrorCode.invalid_config, problem)
+    adopted = adopted_streams({k: v for k, v in configs.items() if v is not None})
+    if adopted and partitions == -1 and not topic.assignments:
+        partitions = len(adopted)  # one partition per adopted stream
     if topic.assignments:
         if partitions != -1 or topic.replication_factor != -1:
             raise Refused(ErrorCode.invalid_request,
@@ -66,10 +74,9 @@ def _check_new_topic(context: RequestContext, topic: Any) -> tuple[int, dict[str
                       "The target replication factor of "
                       f"{topic.replication_factor} cannot be reached because only 1 broker(s) "
                       "are registered.")
-    configs = {c.name: c.value for c in topic.configs}
-    problem = validate_configs(configs)
-    if problem:
-        raise Refused(ErrorCode.invalid_config, problem)
+    if adopted and partitions != len(adopted):
+        raise Refused(ErrorCode.invalid_partitions,
+                      f"{STREAM_KEYS_CONFIG} names {len(adopted)} stream(s) for {partitions} partition(s)")
     return partitions, {name: value for name, value in configs.items() if value is not None}
 
 
@@ -78,7 +85,7 @@ def _created_configs(types: Any, info: TopicInfo) -> tuple[Any, ...] | None:
         return None
     return tuple(
         make(types.CreatableTopicConfigs, name=name, value=config_value(info, name),
-             read_only=False, is_sensitive=False,
+             read_only=TOPIC_CONFIGS[name].read_only, is_sensitive=False,
              config_source=SOURCE_DYNAMIC_TOPIC if name in info.configs else SOURCE_DEFAULT)
         for name in TOPIC_CONFIGS
     )
@@ -105,6 +112,8 @@ async def _create_one(context: RequestContext, types: Any, topic: Any, validate_
         return result(refused.code, refused.message)
     except TopicExists:
         return result(ErrorCode.topic_already_exists, f"Topic '{topic.name}' already exists.")
+    except InvalidStream as exc:
+        return result(ErrorCode.invalid_config, str(exc))
     except StorageUnavailable as exc:
         return result(ErrorCode.request_timed_out, f"Redis unavailable: {exc}")
     return result(ErrorCode.none, None, info)
@@ -203,12 +212,13 @@ def broker_configs(context: RequestContext) -> Mapping[str, tuple[str, int]]:
     }
 
 
-def _config_entry(types: Any, request: Any, name: str, value: str, source: int, type_id: int) -> Any:
+def _config_entry(types: Any, request: Any, name: str, value: str, source: int, type_id: int,
+                  read_only: bool = False) -> Any:
     synonyms = (
         (make(types.DescribeConfigsSynonym, name=name, value=value, source=source),)
         if getattr(request, "include_synonyms", False) else ()
     )
-    return make(types.DescribeConfigsResourceResult, name=name, value=value, read_only=False,
+    return make(types.DescribeConfigsResourceResult, name=name, value=value, read_only=read_only,
                 config_source=source, is_default=source == SOURCE_DEFAULT, is_sensitive=False,
                 synonyms=synonyms, config_type=type_id, documentation=None)
 
@@ -230,7 +240,7 @@ async def _describe_resource(context: RequestContext, types: Any, request: Any,
         entries = tuple(
             _config_entry(types, request, name, config_value(info, name),
                           SOURCE_DYNAMIC_TOPIC if name in info.configs else SOURCE_DEFAULT,
-                          definition.type_id)
+                          definition.type_id, definition.read_only)
             for name, definition in TOPIC_CONFIGS.items() if keys is None or name in keys
         )
         return result(ErrorCode.none, None, entries)
@@ -296,6 +306,21 @@ def _incremental(current: Mapping[str, str], changes: Any) -> dict[str, str]:
     return configs
 
 
+def _keep_read_only(current: Mapping[str, str], altered: dict[str, str], changes: Any,
+                    incremental: bool) -> dict[str, str]:
+    """Refuse changes to configs fixed at creation; AlterConfigs, which replaces
+    every config, keeps those it does not name."""
+    named = {change.name for change in changes}
+    for name, definition in TOPIC_CONFIGS.items():
+        if not definition.read_only or altered.get(name) == current.get(name):
+            continue
+        if not incremental and name not in named and name in current:
+            altered[name] = current[name]
+            continue
+        raise Refused(ErrorCode.invalid_config, f"{name} is set when a topic is created and cannot change")
+    return altered
+
+
 def config_value_of(configs: Mapping[str, str], name: str) -> str:
     return configs.get(name, TOPIC_CONFIGS[name].default)
 
@@ -322,6 +347,7 @@ async def _alter_resource(context: RequestContext, resource: Any, validate_only:
         problem = validate_configs(configs)
         if problem:
             raise Refused(ErrorCode.invalid_config, problem)
+        configs = _keep_read_only(info.configs, configs, resource.configs, incremental)
     except Refused as refused:
         return refused.code, refused.message
     if not validate_only:

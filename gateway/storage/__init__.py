@@ -7,6 +7,7 @@ Handlers see the :class:`Storage` protocol and the frozen results it returns;
 from .base import (
     AppendRequest,
     AppendResult,
+    InvalidStream,
     OffsetOutOfRange,
     PartitionOffsets,
     ReadRequest,
@@ -22,6 +23,7 @@ from .redis_storage import RedisStorage
 __all__ = [
     "AppendRequest",
     "AppendResult",
+    "InvalidStream",
     "OffsetOutOfRange",
     "PartitionOffsets",
     "ReadRequest",

@@ -36,6 +36,10 @@ class TopicNotFound(Exception):
     pass
 
 
+class InvalidStream(Exception):
+    """A topic cannot adopt these stream keys (INVALID_CONFIG, with this message)."""
+
+
 class OffsetOutOfRange(Exception):
     """DeleteRecords asked for an offset past the end offset."""
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
+from ..metrics import REDIS_LATENCY, REDIS_RECONNECTS
 from . import keys
 from .base import StorageUnavailable
 from .group_base import CommittedOffset, OffsetCommit
@@ -30,6 +31,7 @@ from .redis_storage import UNAVAILABLE
 from .scripts import LuaScript, ScriptCall, run_calls
 
 T = TypeVar("T")
+KeysOf = Callable[[str, int], Awaitable[keys.PartitionKeys]]
 
 COMMIT = LuaScript.load("commit_offset.lua", prelude=True)
 COMMITTED = LuaScript.load("committed_offset.lua", prelude=True)
@@ -53,7 +55,11 @@ class RedisGroupStorage:
     commits, admin scans) never waits behind produce and fetch.
     """
 
-    def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 32) -> None:
+    def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 32,
+                 partition_keys: KeysOf | None = None) -> None:
+        # Where a topic's partitions live (RedisStorage.partition_keys knows
+        # adopted streams); the gateway's own keys when not given.
+        self._keys_of: KeysOf = partition_keys or _own_keys
         self._redis = aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
                 url, max_connections=max_connections, timeout=timeout,
@@ -63,10 +69,14 @@ class RedisGroupStorage:
         )
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        started = time.perf_counter()
         try:
             return await operation()
         except UNAVAILABLE as exc:
+            REDIS_RECONNECTS.inc()
             raise StorageUnavailable(str(exc)) from exc
+        finally:
+            REDIS_LATENCY.observe(time.perf_counter() - started)
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -82,7 +92,7 @@ class RedisGroupStorage:
             return []
         now = int(time.time() * 1000)
         calls = [
-            ScriptCall(COMMIT, _partition_keys(c.topic, c.partition),
+            ScriptCall(COMMIT, _commit_keys(await self._keys_of(c.topic, c.partition)),
                        [group, c.offset, c.leader_epoch, now, c.metadata])
             for c in commits
         ]
@@ -106,7 +116,7 @@ class RedisGroupStorage:
                             partitions: Sequence[tuple[str, int]]) -> list[CommittedOffset]:
         if not partitions:
             return []
-        calls = [ScriptCall(COMMITTED, _partition_keys(topic, partition), [group])
+        calls = [ScriptCall(COMMITTED, _commit_keys(await self._keys_of(topic, partition)), [group])
                  for topic, partition in partitions]
         replies = await self._call(lambda: run_calls(self._redis, calls))
         results = []
@@ -129,8 +139,10 @@ class RedisGroupStorage:
     async def delete_offsets(self, group: str, partitions: Sequence[tuple[str, int]]) -> None:
         if not partitions:
             return
-        calls = [ScriptCall(FORGET, [keys.stream(t, p), keys.partition_commits(t, p)], [group])
-                 for t, p in partitions]
+        calls = []
+        for topic, partition in partitions:
+            partition_keys = await self._keys_of(topic, partition)
+            calls.append(ScriptCall(FORGET, [partition_keys.stream, partition_keys.commits], [group]))
         replies = await self._call(lambda: run_calls(self._redis, calls))
         for reply in replies:
             if isinstance(reply, Exception):
@@ -169,9 +181,12 @@ class RedisGroupStorage:
         await self._call(unregister)
 
 
-def _partition_keys(topic: str, partition: int) -> list[str]:
-    return [keys.stream(topic, partition), keys.offset_index(topic, partition),
-            keys.partition_commits(topic, partition)]
+async def _own_keys(topic: str, partition: int) -> keys.PartitionKeys:
+    return keys.own_partition_keys(topic, partition)
+
+
+def _commit_keys(partition_keys: keys.PartitionKeys) -> list[str]:
+    return [partition_keys.stream, partition_keys.index, partition_keys.commits]
 
 
 def _text(value: Any) -> str:

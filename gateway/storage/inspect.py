@@ -26,9 +26,14 @@ async def inspect_topics(url: str, topic: str | None = None) -> list[dict[str, A
             if topic is not None and info.name != topic:
                 continue
             partitions = []
+            streams = keys.StreamKeyMap()
+            streams.learn(info.name, info.configs)
+            adopted = keys.adopted_streams(info.configs)
             for partition in range(info.partitions):
-                partitions.append(await _partition(client, keys.stream(info.name, partition),
-                                                   partition, kafka_groups))
+                found = await _partition(client, streams.stream(info.name, partition),
+                                         partition, kafka_groups)
+                found["adopted"] = partition < len(adopted)
+                partitions.append(found)
             topics.append({"topic": info.name, "topic_id": str(info.topic_id),
                            "configs": dict(info.configs), "partitions": partitions})
         return topics

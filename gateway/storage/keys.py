@@ -5,9 +5,16 @@ so the stream, its offset index and its metadata share one Redis Cluster slot
 (one script touches them all) while different partitions spread over slots.
 Kafka topic names are limited to ``[a-zA-Z0-9._-]``, so they never contain
 the braces or colons that would confuse the tag.
+
+An adopted stream (a key that native code already writes, mapped to a topic
+partition with the topic config ``redis.stream.keys``) keeps its own name;
+its auxiliary keys take the stream's hash tag, so they share its slot too.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 TOPICS = "kafka:topics"
 CLUSTER = "kafka:cluster"
@@ -57,3 +64,120 @@ def partition_commits(topic: str, partition: int) -> str:
 def group_partitions(group: str) -> str:
     """The set of "<topic>:<partition>" a group committed on."""
     return f"kafka:groups:{group}"
+
+
+# -- adopted streams ------------------------------------------------------------
+
+# The topic config that maps partitions 0..n-1 onto existing streams, in
+# partition order, comma-separated. Partitions past the list (CreatePartitions
+# on an adopted topic) get the gateway's own keys.
+STREAM_KEYS_CONFIG = "redis.stream.keys"
+# Adopting keys in the gateway's namespace would let two topics share keys.
+RESERVED_PREFIX = "kafka:"
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionKeys:
+    """The Redis keys of one partition; all in one Cluster slot."""
+
+    stream: str
+    index: str
+    meta: str
+    producers: str
+    commits: str
+
+    @property
+    def for_append(self) -> list[str]:
+        """The keys in the order the append script takes them."""
+        return [self.stream, self.index, self.meta, self.producers]
+
+    @property
+    def auxiliary(self) -> list[str]:
+        """Every key but the stream: what the gateway alone writes."""
+        return [self.index, self.meta, self.producers, self.commits]
+
+
+def own_partition_keys(topic: str, partition: int) -> PartitionKeys:
+    return PartitionKeys(stream(topic, partition), offset_index(topic, partition),
+                         partition_meta(topic, partition), producer_state(topic, partition),
+                         partition_commits(topic, partition))
+
+
+def hash_tag(key: str) -> str | None:
+    """What Redis Cluster hashes of ``key`` when it has a non-empty ``{tag}``."""
+    start = key.find("{")
+    if start == -1:
+        return None
+    end = key.find("}", start + 1)
+    if end <= start + 1:
+        return None
+    return key[start + 1:end]
+
+
+def adopted_partition_keys(stream_key: str) -> PartitionKeys:
+    # A key without a tag hashes whole, so "{<key>}" puts the auxiliary keys
+    # in its slot; a tagged key lends its tag. The stream key itself follows
+    # the tag so two adopted streams with one tag never share auxiliary keys.
+    base = f"kafka:{{{hash_tag(stream_key) or stream_key}}}:adopted:{stream_key}"
+    return PartitionKeys(stream_key, f"{base}:idx", f"{base}:meta", f"{base}:producers",
+                         f"{base}:commits")
+
+
+def adopted_streams(configs: Mapping[str, str]) -> tuple[str, ...]:
+    """The stream keys a topic's configs adopt, in partition order."""
+    value = configs.get(STREAM_KEYS_CONFIG, "")
+    return tuple(key.strip() for key in value.split(",")) if value.strip() else ()
+
+
+def adoption_problem(stream_keys: Sequence[str]) -> str | None:
+    """Why these keys cannot be adopted (before asking Redis), or None."""
+    if not stream_keys:
+        return f"{STREAM_KEYS_CONFIG} names no stream"
+    if len(set(stream_keys)) != len(stream_keys):
+        return f"{STREAM_KEYS_CONFIG} names a stream twice"
+    for key in stream_keys:
+        if not key:
+            return f"{STREAM_KEYS_CONFIG} has an empty stream key"
+        if key.startswith(RESERVED_PREFIX):
+            return f"stream key {key!r} is in the gateway's own namespace {RESERVED_PREFIX!r}"
+        if hash_tag(key) is None and ("{" in key or "}" in key):
+            # Its auxiliary keys could not be given the key's slot.
+            return f"stream key {key!r} has braces but no hash tag"
+    return None
+
+
+class StreamKeyMap:
+    """Which topics live (partly) in adopted streams, as of the last registry read.
+
+    The storage layer feeds it every topic it decodes from the registry;
+    handlers look a topic up before touching its partitions, so the map is
+    as fresh as the lookup that preceded the operation.
+    """
+
+    def __init__(self) -> None:
+        self._adopted: dict[str, tuple[str, ...]] = {}
+
+    def learn(self, topic: str, configs: Mapping[str, str]) -> None:
+        adopted = adopted_streams(configs)
+        if adopted:
+            self._adopted[topic] = adopted
+        else:
+            self._adopted.pop(topic, None)
+
+    def forget(self, topic: str) -> None:
+        self._adopted.pop(topic, None)
+
+    def adopted(self) -> Mapping[str, tuple[str, ...]]:
+        return self._adopted
+
+    def partition(self, topic: str, partition: int) -> PartitionKeys:
+        adopted = self._adopted.get(topic)
+        if adopted is not None and partition < len(adopted):
+            return adopted_partition_keys(adopted[partition])
+        return own_partition_keys(topic, partition)
+
+    def stream(self, topic: str, partition: int) -> str:
+        adopted = self._adopted.get(topic)
+        if adopted is not None and partition < len(adopted):
+            return adopted[partition]
+        return stream(topic, partition)

@@ -17,6 +17,7 @@ from . import keys
 from .base import (
     AppendRequest,
     AppendResult,
+    InvalidStream,
     NotDurable,
     OffsetOutOfRange,
     PartitionOffsets,
@@ -87,6 +88,8 @@ class RedisStorage:
             )
         )
         self._topic_cache: dict[str, tuple[float, TopicInfo | None]] = {}
+        # Partitions that live in adopted streams, learnt from every registry read.
+        self.streams = keys.StreamKeyMap()
         # Topic ID -> name, as of the last full registry read (and when).
         self._topic_names: dict[uuid.UUID, str] = {}
         self._topic_names_at = -TOPIC_CACHE_SECONDS
@@ -153,6 +156,9 @@ class RedisStorage:
         now = time.monotonic()
         for name, info in found.items():
             self._topic_cache[name] = (now, info)
+            self.streams.learn(name, info.configs)
+        for name in set(self.streams.adopted()) - set(found):
+            self.streams.forget(name)
         self._topic_names = {info.topic_id: name for name, info in found.items()}
         self._topic_names_at = now
         return dict(sorted(found.items()))
@@ -178,15 +184,51 @@ class RedisStorage:
         raw = await self._call(lambda: self._redis.hget(keys.TOPICS, name), idempotent=True)
         info = None if raw is None else _decode_topic(name, raw)
         self._topic_cache[name] = (time.monotonic(), info)
+        self.streams.learn(name, {} if info is None else info.configs)
         return info
 
     async def create_topic(self, name: str, partitions: int, configs: Mapping[str, str]) -> TopicInfo:
         info = TopicInfo(name, uuid.uuid4(), partitions, dict(configs))
+        adopted = keys.adopted_streams(configs)
+        if adopted:
+            await self._check_adoptable(name, adopted)
         created = await self._call(lambda: self._redis.hsetnx(keys.TOPICS, name, _encode_topic(info)))
         if not created:
             raise TopicExists(name)
         self._topic_cache[name] = (time.monotonic(), info)
+        self.streams.learn(name, info.configs)
         return info
+
+    async def partition_keys(self, topic: str, partition: int) -> keys.PartitionKeys:
+        """A partition's keys, after a registry lookup (cached for a second)."""
+        await self.topic(topic)
+        return self.streams.partition(topic, partition)
+
+    async def _check_adoptable(self, name: str, stream_keys: Sequence[str]) -> None:
+        """Refuse keys that are not streams or that another topic already maps.
+
+        Two gateways adopting one key at the same instant are not caught: the
+        registry is in another slot than the streams, so no script sees both.
+        """
+        problem = keys.adoption_problem(stream_keys)
+        if problem is None:
+            types = await self._call(lambda: self._key_types(stream_keys), idempotent=True)
+            problem = next((f"key {key!r} is a {kind}, not a stream"
+                            for key, kind in zip(stream_keys, types, strict=True)
+                            if kind not in ("stream", "none")), None)
+        if problem is None:
+            for other in (await self.topics()).values():
+                taken = set(stream_keys) & set(keys.adopted_streams(other.configs))
+                if taken and other.name != name:
+                    problem = f"stream {sorted(taken)[0]!r} is already topic {other.name!r}"
+        if problem is not None:
+            raise InvalidStream(problem)
+
+    async def _key_types(self, names: Sequence[str]) -> list[str]:
+        pipe = self._redis.pipeline(transaction=False)
+        for key in names:
+            pipe.type(key)
+        return [kind.decode() if isinstance(kind, bytes) else str(kind) for kind in await pipe.execute()]
 
     async def delete_topic(self, name: str) -> TopicInfo:
         info = await self._fresh_topic(name)
@@ -194,15 +236,22 @@ class RedisStorage:
         if not removed:
             raise TopicNotFound(name)
         self._topic_cache.pop(name, None)
+        adopted = keys.adopted_streams(info.configs)
+        self.streams.forget(name)
 
         async def delete_keys() -> None:
             # One DEL per partition: a partition's keys share a slot, different
             # partitions need not.
             pipe = self._redis.pipeline(transaction=False)
             for partition in range(info.partitions):
-                # The stream takes its Redis consumer groups with it.
-                pipe.delete(*keys.partition_keys(name, partition),
-                            keys.partition_commits(name, partition))
+                if partition < len(adopted):
+                    # An adopted stream belongs to the native application that
+                    # writes it: only the gateway's own keys go.
+                    pipe.delete(*keys.adopted_partition_keys(adopted[partition]).auxiliary)
+                else:
+                    # The stream takes its Redis consumer groups with it.
+                    pipe.delete(keys.stream(name, partition),
+                                *keys.own_partition_keys(name, partition).auxiliary)
             await pipe.execute()
 
         await self._call(delete_keys)
@@ -244,6 +293,7 @@ class RedisStorage:
         if not await self._call(swap):
             raise TopicNotFound(old.name)
         self._topic_cache[new.name] = (time.monotonic(), new)
+        self.streams.learn(new.name, new.configs)
         return new
 
     # -- the log --------------------------------------------------------------
@@ -293,7 +343,7 @@ class RedisStorage:
         calls = [
             ScriptCall(
                 APPEND,
-                keys.partition_keys(request.topic, request.partition),
+                self.streams.partition(request.topic, request.partition).for_append,
                 [INDEX_INTERVAL, request.max_timestamp, request.max_timestamp_delta,
                  request.producer_id, request.producer_epoch, request.first_sequence,
                  request.last_sequence, *append_args(request.records)],
@@ -331,12 +381,11 @@ class RedisStorage:
             pending = again
         return [result for result in results if result is not None]
 
-    @staticmethod
-    def _read_call(request: ReadRequest) -> ScriptCall:
+    def _read_call(self, request: ReadRequest) -> ScriptCall:
+        partition = self.streams.partition(request.topic, request.partition)
         return ScriptCall(
             READ,
-            [keys.stream(request.topic, request.partition),
-             keys.offset_index(request.topic, request.partition)],
+            [partition.stream, partition.index],
             [request.offset, request.max_records, request.max_bytes, INDEX_INTERVAL, MAX_SEEK_STEPS],
         )
 
@@ -351,14 +400,13 @@ class RedisStorage:
         if not positions or timeout_ms <= 0:
             return
         streams: dict[Any, Any] = {
-            keys.stream(topic, partition): last_id for topic, partition, last_id in positions
+            self.streams.stream(topic, partition): last_id for topic, partition, last_id in positions
         }
         await self._call(lambda: self._blocking.xread(streams, count=1, block=timeout_ms))
 
     async def offsets(self, topic: str, partition: int) -> PartitionOffsets:
-        reply = await self._one(
-            ScriptCall(OFFSETS, [keys.stream(topic, partition), keys.partition_meta(topic, partition)], [])
-        )
+        partition_keys = self.streams.partition(topic, partition)
+        reply = await self._one(ScriptCall(OFFSETS, [partition_keys.stream, partition_keys.meta], []))
         start, end, max_offset, max_ts = (int(value) for value in reply)
         return PartitionOffsets(start, end, max_offset, max_ts)
 
@@ -370,7 +418,7 @@ class RedisStorage:
             reply = await self._one(
                 ScriptCall(
                     OFFSET_FOR_TIME,
-                    [keys.stream(topic, partition), keys.offset_index(topic, partition)],
+                    self._stream_and_index(topic, partition),
                     [timestamp, TIMESTAMP_SCAN, int(by_append_time), *after],
                 )
             )
@@ -384,8 +432,7 @@ class RedisStorage:
         Raises OffsetOutOfRange when the offset is past the end offset.
         """
         status, start = await self._one(
-            ScriptCall(DELETE_RECORDS,
-                       [keys.stream(topic, partition), keys.offset_index(topic, partition)], [offset]),
+            ScriptCall(DELETE_RECORDS, self._stream_and_index(topic, partition), [offset]),
             idempotent=True)
         if int(status) == 1:
             raise OffsetOutOfRange(int(start))
@@ -396,11 +443,14 @@ class RedisStorage:
     ) -> int:
         """Trim a partition by age (entry ID time) and approximate size; the new log start."""
         start = await self._one(
-            ScriptCall(RETENTION,
-                       [keys.stream(topic, partition), keys.offset_index(topic, partition)],
+            ScriptCall(RETENTION, self._stream_and_index(topic, partition),
                        [retention_ms, retention_bytes]),
             idempotent=True)
         return int(start)
+
+    def _stream_and_index(self, topic: str, partition: int) -> list[str]:
+        partition_keys = self.streams.partition(topic, partition)
+        return [partition_keys.stream, partition_keys.index]
 
 
 class FastPackingConnection(aioredis.Connection):
