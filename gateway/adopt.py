@@ -1,4 +1,4 @@
-"""``kafka-redis-gateway adopt TOPIC STREAM [STREAM ...] --redis-url URL``.
+"""``kafka-redis-gateway adopt TOPIC STREAM [STREAM ...] [--redis-url URL]``.
 
 Makes existing Redis streams the partitions of a new Kafka topic, in the
 order given, without copying: the same as CreateTopics with the topic config
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Sequence
 
 from .storage import InvalidStream, RedisStorage, TopicExists, TopicInfo
 from .storage.keys import STREAM_KEYS_CONFIG
+from .tool_args import add_redis_arguments, redis_url
 from .topics import invalid_name, validate_configs
 
 
@@ -64,13 +64,10 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("streams", nargs="+", help="stream keys, one per partition, in order")
     parser.add_argument("--config", action="append", default=[], metavar="NAME=VALUE",
                         help="a topic config, e.g. redis.value.field=payload (repeatable)")
-    parser.add_argument("--redis-url", default=os.environ.get("KRG_REDIS_URL"),
-                        help="redis://HOST:PORT/DB [env KRG_REDIS_URL]")
+    add_redis_arguments(parser)
     args = parser.parse_args(argv)
-    if not args.redis_url:
-        parser.error("--redis-url is required")
     try:
-        info = asyncio.run(adopt(args.redis_url, args.topic, args.streams, args.config))
+        info = asyncio.run(adopt(redis_url(parser, args), args.topic, args.streams, args.config))
     except AdoptionRefused as exc:
         print(f"not adopted: {exc}", file=sys.stderr)
         return 1

@@ -100,6 +100,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+# Where a running embedded server's URL is written, in its data directory, so
+# that `inspect` and `adopt` find it without --redis-url.
+URL_FILE = "redis-url"
+
+
+def running_url(data_dir: Path) -> str | None:
+    """The URL of the embedded server running with this data directory, if any."""
+    try:
+        return (data_dir / URL_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
 class EmbeddedRedis:
     """A child valkey/redis server on a free loopback port."""
 
@@ -133,6 +146,7 @@ class EmbeddedRedis:
             if asyncio.get_running_loop().time() > deadline:
                 raise RuntimeError(f"{self.binary} did not start within {timeout}s")
             await asyncio.sleep(0.05)
+        (self.data_dir / URL_FILE).write_text(self.url + "\n")
         log.info("embedded server %s on %s, data in %s", self.binary, self.url, self.data_dir)
 
     async def _answers_ping(self) -> bool:
@@ -154,6 +168,7 @@ class EmbeddedRedis:
         process = self._process
         if process is None or process.returncode is not None:
             return
+        (self.data_dir / URL_FILE).unlink(missing_ok=True)
         process.terminate()  # SIGTERM: the server flushes the AOF and exits
         try:
             await asyncio.wait_for(process.wait(), timeout)

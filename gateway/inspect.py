@@ -1,4 +1,4 @@
-"""``kafka-redis-gateway inspect [topic] [--json] --redis-url URL``: the Kafka-to-Redis mapping.
+"""``kafka-redis-gateway inspect [topic] [--json] [--redis-url URL]``: the Kafka-to-Redis mapping.
 
 For each topic (or the one named): per partition its stream key, length,
 log start and end offsets, first and last entry IDs, MEMORY USAGE, and the
@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from .storage.inspect import inspect_topics
+from .tool_args import add_redis_arguments, redis_url
 
 
 def render(topics: list[dict[str, Any]]) -> str:
@@ -42,12 +42,9 @@ def main(argv: Sequence[str]) -> int:
                                      description="Show how topics map onto Redis streams.")
     parser.add_argument("topic", nargs="?", help="only this topic")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--redis-url", default=os.environ.get("KRG_REDIS_URL"),
-                        help="redis://HOST:PORT/DB [env KRG_REDIS_URL]")
+    add_redis_arguments(parser)
     args = parser.parse_args(argv)
-    if not args.redis_url:
-        parser.error("--redis-url is required")
-    topics = asyncio.run(inspect_topics(args.redis_url, args.topic))
+    topics = asyncio.run(inspect_topics(redis_url(parser, args), args.topic))
     if args.topic is not None and not topics:
         print(f"no topic {args.topic}", file=sys.stderr)
         return 1
