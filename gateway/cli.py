@@ -29,6 +29,18 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+# Config is a slots dataclass: its class attributes are slot descriptors, so
+# the defaults are read from an instance.
+_DEFAULTS = Config()
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kafka-redis-gateway",
@@ -53,6 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
          "partitions of auto-created topics and of CreateTopics asking for -1", default="1")
     flag("--max-request-size", "MAX_REQUEST_SIZE", "largest request accepted, bytes",
          default=str(100 * 1024 * 1024))
+    flag("--max-connections", "MAX_CONNECTIONS",
+         "client connections open at once; more are closed on accept (Kafka's max.connections)",
+         default=str(_DEFAULTS.max_connections))
+    flag("--max-queued-requests", "MAX_QUEUED_REQUESTS",
+         "requests a connection reads ahead of the one being handled before it stops reading",
+         default=str(_DEFAULTS.max_queued_requests))
+    flag("--connections-max-idle-ms", "CONNECTIONS_MAX_IDLE_MS",
+         "close a connection with no request and nothing in flight for this long "
+         "(Kafka's connections.max.idle.ms)", default=str(_DEFAULTS.connections_max_idle_ms))
+    flag("--request-read-timeout-ms", "REQUEST_READ_TIMEOUT_MS",
+         "close a connection whose request, once begun, is not complete within this",
+         default=str(_DEFAULTS.request_read_timeout_ms))
+    flag("--response-write-timeout-ms", "RESPONSE_WRITE_TIMEOUT_MS",
+         "close a connection that does not take a response within this (a client not reading)",
+         default=str(_DEFAULTS.response_write_timeout_ms))
+    flag("--metrics-listen", "METRICS_LISTEN",
+         "HOST:PORT to serve Prometheus metrics on (default: no metrics endpoint)")
     flag("--redis-timeout", "REDIS_TIMEOUT", "seconds to wait for Redis before a retriable error",
          default="5")
     flag("--acks-all-fsync", "ACKS_ALL_FSYNC",
@@ -84,6 +113,12 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
             auto_create_topics=_bool(args.auto_create_topics),
             default_partitions=int(args.default_partitions),
             max_request_size=int(args.max_request_size),
+            max_connections=_positive(args.max_connections),
+            max_queued_requests=_positive(args.max_queued_requests),
+            connections_max_idle_ms=_positive(args.connections_max_idle_ms),
+            request_read_timeout_ms=_positive(args.request_read_timeout_ms),
+            response_write_timeout_ms=_positive(args.response_write_timeout_ms),
+            metrics_listen=HostPort.parse(args.metrics_listen) if args.metrics_listen else None,
             redis_timeout=float(args.redis_timeout),
             acks_all_fsync=_bool(args.acks_all_fsync),
             acks_all_replicas=int(args.acks_all_replicas),

@@ -41,6 +41,21 @@ class Config:
     default_partitions: int = 1
     # Kafka's socket.request.max.bytes.
     max_request_size: int = 100 * 1024 * 1024
+    # Kafka's max.connections: connections beyond it are closed on accept.
+    max_connections: int = 2_147_483_647
+    # Requests a connection reads ahead of the one being handled; a full
+    # queue stops reading the socket (TCP backpressure). The Java producer's
+    # max.in.flight.requests.per.connection, so its pipeline is read whole.
+    max_queued_requests: int = 5
+    # Kafka's connections.max.idle.ms: no request and nothing in flight.
+    connections_max_idle_ms: int = 600_000
+    # A frame begun must be complete within this (half a frame, then silence).
+    request_read_timeout_ms: int = 30_000
+    # A response must be taken by the client within this (a client that
+    # stopped reading).
+    response_write_timeout_ms: int = 30_000
+    # HOST:PORT of the Prometheus endpoint; None serves none.
+    metrics_listen: HostPort | None = None
     redis_timeout: float = 5.0
     # What acks=all waits for: the local append-only file's fsync, and this
     # many replicas (Kafka's min.insync.replicas minus the leader).

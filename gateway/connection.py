@@ -1,9 +1,19 @@
-"""One client connection: read frames, dispatch, answer in order.
+"""One client connection: read frames ahead, handle them one at a time, answer in order.
 
-Like a Kafka broker, a connection handles one request at a time and writes
-its response before taking the next, so responses come back in request order
-and one producer's pipelined batches reach a partition in the order sent.
-Many connections run concurrently on the event loop.
+Two tasks share a connection. The reader reads frames into a bounded queue
+(``--max-queued-requests``); when the queue is full it stops reading, and
+TCP's flow control holds the client back (librdkafka pipelines up to a
+million requests, so a full queue must slow it, not close it). The
+processor takes the requests one at a time, in order, and writes each
+response before it takes the next, as a Kafka broker does: responses stay
+in request order and one producer's pipelined batches reach a partition in
+the order sent (idempotent producers rely on it). Many connections run
+concurrently on the event loop.
+
+Every wait a client can cause is bounded, so a misbehaving client costs
+only its own connection: half a frame (``--request-read-timeout-ms``), a
+response the client does not take (``--response-write-timeout-ms``) and
+silence (``--connections-max-idle-ms``) close it.
 """
 
 from __future__ import annotations
@@ -11,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
-from kafka_redis_gateway.protocol.framing import FrameError, frame, read_frame
+from kafka_redis_gateway.protocol.framing import FrameError, FrameTimeout, frame, read_frame
 from kafka_redis_gateway.protocol.messages import (
     MalformedRequest,
     decode_request,
@@ -22,17 +33,31 @@ from kafka_redis_gateway.protocol.messages import (
     request_schema,
 )
 
+from . import metrics
 from .context import RequestContext
 from .handlers import api_versions
 
 if TYPE_CHECKING:
+    from .dispatch import Router
     from .server import Gateway
 
 log = logging.getLogger(__name__)
 
+# What the reader queues: a request frame, the error that ended reading, or
+# None for the client's clean end of stream.
+Queued = bytes | Exception | None
+
 
 class CloseConnection(Exception):
     """The request cannot be answered; Kafka closes the connection."""
+
+
+class IdleTimeout(Exception):
+    """No request and nothing in flight for connections.max.idle.ms."""
+
+
+class WriteTimeout(Exception):
+    """The client did not take a response in time (it stopped reading)."""
 
 
 class Connection:
@@ -45,34 +70,145 @@ class Connection:
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.closing = False
+        # Handling a request now: shutdown lets it finish (server.py).
         self.busy = False
+        config = gateway.config
+        self._max_request_size = config.max_request_size
+        self._read_timeout = config.request_read_timeout_ms / 1000
+        self._write_timeout = config.response_write_timeout_ms / 1000
+        self._idle_timeout = config.connections_max_idle_ms / 1000
+        self._requests: asyncio.Queue[Queued] = asyncio.Queue(maxsize=config.max_queued_requests)
+        # Requests read and not yet answered, for the in-flight gauge.
+        self._in_flight = 0
+        self._idle_since = asyncio.get_running_loop().time()
 
     async def serve(self) -> None:
+        reading = asyncio.create_task(self._read_requests())
+        abort = False
         try:
-            while not self.closing:
-                request = await read_frame(self.reader, self.gateway.config.max_request_size)
-                if request is None:
-                    break
-                self.busy = True
-                response = await self.handle(request)
-                if response is not None:
-                    self.writer.write(frame(response))
-                    await self.writer.drain()
-                self.busy = False
+            await self._process_requests()
+        except FrameTimeout as exc:
+            metrics.CONNECTIONS_TIMED_OUT.labels("request_read").inc()
+            log.warning("closing connection from %s: %s", self.peer, exc)
+        except WriteTimeout as exc:
+            metrics.CONNECTIONS_TIMED_OUT.labels("response_write").inc()
+            log.warning("closing connection from %s: %s", self.peer, exc)
+            abort = True  # a graceful close would wait for the unread responses to flush
+        except IdleTimeout as exc:
+            metrics.CONNECTIONS_TIMED_OUT.labels("idle").inc()
+            log.info("closing connection from %s: %s", self.peer, exc)
         except (FrameError, CloseConnection) as exc:
             log.warning("closing connection from %s: %s", self.peer, exc)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except Exception:
+            log.exception("closing connection from %s after an unexpected error", self.peer)
         finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+            metrics.IN_FLIGHT.dec(self._in_flight)
+            self._in_flight = 0
+            await self._close(abort)
+
+    # -- reading ----------------------------------------------------------------
+
+    async def _read_requests(self) -> None:
+        """Read frames ahead of the processor until the stream ends or breaks."""
+        end: Exception | None = None
+        try:
+            while True:
+                request = await read_frame(self.reader, self._max_request_size, self._read_timeout)
+                if request is None:
+                    break
+                metrics.BYTES_IN.inc(len(request) + 4)
+                metrics.IN_FLIGHT.inc()
+                self._in_flight += 1
+                await self._requests.put(request)  # waits while the queue is full
+        except Exception as exc:  # handed to the processor, which closes after what came before
+            end = exc
+        await self._requests.put(end)
+
+    # -- processing -------------------------------------------------------------
+
+    async def _process_requests(self) -> None:
+        while not self.closing:
+            queued = await self._next_request()
+            if queued is None:
+                return
+            if isinstance(queued, Exception):
+                raise queued
+            self.busy = True
+            try:
+                response = await self.handle(queued)
+                if response is not None:
+                    await self._send(response)
+            finally:
+                self.busy = False
+                self._in_flight -= 1
+                metrics.IN_FLIGHT.dec()
+                self._idle_since = asyncio.get_running_loop().time()
+
+    async def _next_request(self) -> Queued:
+        # A later step could decode request N+1 here (while request N waits on
+        # Redis) and keep executing strictly in order; the queue already holds
+        # the frames that would need.
+        with contextlib.suppress(asyncio.QueueEmpty):
+            return self._requests.get_nowait()
+        # Nothing queued and nothing being handled: the idle clock runs from
+        # the last answer.
+        try:
+            async with asyncio.timeout_at(self._idle_since + self._idle_timeout):
+                return await self._requests.get()
+        except TimeoutError:
+            raise IdleTimeout(f"idle for {self._idle_timeout:g} s") from None
+
+    async def _send(self, response: bytes) -> None:
+        data = frame(response)
+        self.writer.write(data)
+        metrics.BYTES_OUT.inc(len(data))
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                await self.writer.drain()
+        except TimeoutError:
+            raise WriteTimeout(
+                f"response not taken within {self._write_timeout:g} s (client not reading)"
+            ) from None
+
+    async def _close(self, abort: bool) -> None:
+        if abort:
+            self.writer.transport.abort()
+        else:
             self.writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
+        try:
+            # close() flushes what is buffered first; a client that stopped
+            # reading must not keep the socket open for ever.
+            async with asyncio.timeout(self._write_timeout):
                 await self.writer.wait_closed()
+        except TimeoutError:
+            self.writer.transport.abort()
+        except (ConnectionError, OSError):
+            pass
 
     async def handle(self, request: bytes) -> bytes | None:
+        started = time.perf_counter()
         try:
             api_key, api_version, correlation_id = peek_header(request)
         except MalformedRequest as exc:
+            metrics.api("unknown").errors.inc()
             raise CloseConnection(str(exc)) from exc
+        api = _api_metrics(self.gateway.router, api_key)
+        api.requests.inc()
+        try:
+            response = await self._answer(request, api_key, api_version, correlation_id, api)
+        except CloseConnection:
+            api.errors.inc()
+            raise
+        api.latency.observe(time.perf_counter() - started)
+        return response
+
+    async def _answer(self, request: bytes, api_key: int, api_version: int, correlation_id: int,
+                      api: metrics.ApiMetrics) -> bytes | None:
         route = self.gateway.router.get(api_key)
         if route is None:
             raise CloseConnection(f"unsupported API key {api_key}")
@@ -104,4 +240,25 @@ class Connection:
             raise CloseConnection(f"internal error: {exc!r}") from exc
         if response is None:
             return None
+        # Only the top-level code: walking every partition of every response
+        # would cost more than the request on the produce path.
+        if getattr(response, "error_code", 0):
+            api.errors.inc()
         return encode_response(correlation_id, response)
+
+
+# API key -> its metrics, labelled with Kafka's name for the API ("Produce").
+_API_METRICS: dict[int, metrics.ApiMetrics] = {}
+
+
+def _api_metrics(router: Router, api_key: int) -> metrics.ApiMetrics:
+    found = _API_METRICS.get(api_key)
+    if found is None:
+        route = router.get(api_key)
+        # Unknown keys share one label, so a client cannot mint label values.
+        schema = None if route is None else request_schema(api_key, route.max_version)
+        name = "unknown" if schema is None else schema.__name__.removesuffix("Request")
+        found = metrics.api(name)
+        if route is not None:
+            _API_METRICS[api_key] = found
+    return found

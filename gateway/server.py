@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 
+from . import metrics
 from .config import Config
 from .connection import Connection
 from .context import Broker
@@ -33,6 +34,7 @@ class Gateway:
         self._connections: dict[Connection, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._retention: asyncio.Task[None] | None = None
+        self._metrics_server: metrics.MetricsServer | None = None
 
     async def start(self) -> None:
         redis_url = self.config.redis_url
@@ -49,6 +51,10 @@ class Gateway:
         )
         log.info("%s", await self.storage.configure_durability(
             self.config.acks_all_fsync, self.config.acks_all_replicas))
+        metrics.GROUPS.add(self._group_states)
+        if self.config.metrics_listen is not None:
+            listen = self.config.metrics_listen
+            self._metrics_server = metrics.MetricsServer(listen.host, listen.port)
         advertised = self.config.advertised
         self.broker = Broker(self.config.node_id, advertised.host, advertised.port, cluster_id)
         self._retention = asyncio.create_task(
@@ -78,17 +84,35 @@ class Gateway:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
+    def _group_states(self) -> list[str]:
+        # Called on the metrics server's thread: groups() copies the table in
+        # one step, and a group's state is one attribute read.
+        return [group.state.value for group in self.coordinator.groups()]
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= self.config.max_connections:
+            await self._refuse(writer)
+            return
         connection = Connection(self, reader, writer)
         task = asyncio.current_task()
         assert task is not None
         self._connections[connection] = task
+        metrics.OPEN_CONNECTIONS.inc()
         try:
             await connection.serve()
         except asyncio.CancelledError:
             pass  # shutdown cancels idle connections; nothing to report
         finally:
             self._connections.pop(connection, None)
+            metrics.OPEN_CONNECTIONS.dec()
+
+    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        """Close a connection over --max-connections at once (Kafka's max.connections)."""
+        metrics.CONNECTIONS_REFUSED.inc()
+        peer = writer.get_extra_info("peername")
+        log.warning("refusing connection from %s: %d connections open, the --max-connections limit",
+                    f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else peer, len(self._connections))
+        writer.transport.abort()  # nothing was read or written; no need to linger
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -134,6 +158,9 @@ class Gateway:
             _, still_running = await asyncio.wait(pending, timeout=self.config.shutdown_grace)
             for task in still_running:
                 task.cancel()
+        metrics.GROUPS.remove(self._group_states)
+        if self._metrics_server is not None:
+            await asyncio.to_thread(self._metrics_server.stop)
         if hasattr(self, "storage"):
             await self.storage.close()
         if hasattr(self, "coordinator"):

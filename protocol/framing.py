@@ -18,13 +18,33 @@ class FrameError(Exception):
     """The peer sent a frame we refuse to read; the connection must close."""
 
 
-async def read_frame(reader: asyncio.StreamReader, max_size: int) -> bytes | None:
-    """Read one frame; None at a clean end of stream between frames."""
+class FrameTimeout(FrameError):
+    """A frame was begun and not finished in time (a stalled or hostile peer)."""
+
+
+async def read_frame(
+    reader: asyncio.StreamReader, max_size: int, timeout: float | None = None
+) -> bytes | None:
+    """Read one frame; None at a clean end of stream between frames.
+
+    Waiting for a frame to begin is unbounded (idleness is the caller's
+    business), but once its first byte has arrived the rest must arrive
+    within ``timeout`` seconds, so half a frame cannot hold a reader forever.
+    """
+    first = await reader.read(1)
+    if not first:
+        return None
     try:
-        prefix = await reader.readexactly(4)
+        async with asyncio.timeout(timeout):
+            return await _rest_of_frame(reader, first, max_size)
+    except TimeoutError as exc:
+        raise FrameTimeout(f"frame not complete within {timeout:g} s of its first byte") from exc
+
+
+async def _rest_of_frame(reader: asyncio.StreamReader, first: bytes, max_size: int) -> bytes:
+    try:
+        prefix = first + await reader.readexactly(3)
     except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
         raise FrameError("connection closed inside a frame size") from exc
     (size,) = _SIZE.unpack(prefix)
     if size < 0 or size > max_size:

@@ -13,6 +13,7 @@ import hiredis
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
+from ..metrics import REDIS_LATENCY, REDIS_RECONNECTS
 from . import keys
 from .base import (
     AppendRequest,
@@ -97,7 +98,8 @@ class RedisStorage:
         # timeout; None when acks=all waits for nothing beyond the write.
         self._durability_wait: tuple[Any, ...] | None = None
 
-    async def _call(self, operation: Callable[[], Awaitable[T]], *, idempotent: bool = False) -> T:
+    async def _call(self, operation: Callable[[], Awaitable[T]], *, idempotent: bool = False,
+                    timed: bool = True) -> T:
         """Run a Redis operation; Redis unreachable becomes StorageUnavailable.
 
         After Redis restarts, every pooled connection is dead. The first
@@ -106,10 +108,15 @@ class RedisStorage:
         would write again) is tried once more on a new connection. Appends
         are never repeated here: the failed attempt may have run, and only
         the producer (idempotent or not) may decide to send them again.
+
+        ``timed`` feeds the Redis latency histogram; long polls opt out, as
+        their time is the client's wait, not Redis's.
         """
+        started = time.perf_counter()
         try:
             return await operation()
         except UNAVAILABLE as first:
+            REDIS_RECONNECTS.inc()
             await self._redis.connection_pool.disconnect(inuse_connections=False)
             if not idempotent:
                 raise StorageUnavailable(str(first)) from first
@@ -117,6 +124,9 @@ class RedisStorage:
                 return await operation()
             except UNAVAILABLE as exc:
                 raise StorageUnavailable(str(exc)) from exc
+        finally:
+            if timed:
+                REDIS_LATENCY.observe(time.perf_counter() - started)
 
     async def _round(self, calls: list[ScriptCall]) -> list[Any]:
         return await self._call(lambda: run_calls(self._redis, calls), idempotent=True)
@@ -402,7 +412,7 @@ class RedisStorage:
         streams: dict[Any, Any] = {
             self.streams.stream(topic, partition): last_id for topic, partition, last_id in positions
         }
-        await self._call(lambda: self._blocking.xread(streams, count=1, block=timeout_ms))
+        await self._call(lambda: self._blocking.xread(streams, count=1, block=timeout_ms), timed=False)
 
     async def offsets(self, topic: str, partition: int) -> PartitionOffsets:
         partition_keys = self.streams.partition(topic, partition)
