@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--count", type=int, default=200_000, help="records per produce step")
     add("--max-bytes", type=int, default=200_000_000,
         help="cap on count x record size per produce step (large records get fewer)")
-    add("--partitions", type=int, default=1)
+    add("--partitions", type=int, default=1, help="partitions of each produced topic (round robin)")
+    add("--producers", type=int, default=1,
+        help="concurrent producers of the produce workload, one thread and connection each")
     add("--acks", default="1", choices=["0", "1", "all", "-1"])
     add("--compression", default="none", choices=["none", "gzip", "snappy", "lz4", "zstd"])
     add("--batch-size", type=int, default=1_000_000, help="librdkafka batch.size (bytes)")
@@ -153,7 +155,8 @@ def execute(args: argparse.Namespace, workloads: list[str], kafka: dict[str, str
     targets += [KafkaTarget(name, address) for name, address in kafka.items()]
     targets += [RedisTarget(name, url) for name, url in redis_targets.items()]
 
-    base = Params(partitions=args.partitions, acks=args.acks, compression=args.compression,
+    base = Params(partitions=args.partitions, producers=max(1, args.producers), acks=args.acks,
+                  compression=args.compression,
                   batch_size=args.batch_size, linger_ms=args.linger_ms, redis_pipeline=args.redis_pipeline,
                   latency_linger_ms=args.latency_linger_ms, step_timeout=args.step_timeout,
                   extra=dict(args.producer_config))
@@ -197,6 +200,7 @@ def execute(args: argparse.Namespace, workloads: list[str], kafka: dict[str, str
 
                     topic = unique_name(f"produce-{number}")
                     row["topic"] = topic
+                    row["producers"], row["partitions"] = params.producers, params.partitions
                     row.update(target.produce(topic, params))
                     produced[(target.name, number)] = (topic, count)
                     row.update(target.memory(topic, params, count))

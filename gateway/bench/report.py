@@ -23,7 +23,8 @@ def _fmt(value: Any) -> str:
 
 
 COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "produce": [("records_per_s", "records/s"), ("mb_per_s", "MB/s"), ("records", "records"),
+    "produce": [("producers", "producers"), ("partitions", "partitions"),
+                ("records_per_s", "records/s"), ("mb_per_s", "MB/s"), ("records", "records"),
                 ("seconds", "s"), ("bytes_per_record", "Redis bytes/record")],
     "consume": [("records_per_s", "records/s"), ("mb_per_s", "MB/s"), ("records", "records"),
                 ("seconds", "s")],

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import redis
@@ -32,6 +33,7 @@ class Params:
     record_size: int = 100
     count: int = 100_000
     partitions: int = 1
+    producers: int = 1
     acks: str = "1"
     compression: str = "none"
     batch_size: int = 1_000_000
@@ -134,8 +136,18 @@ class KafkaTarget:
         return Producer(config)
 
     def produce(self, topic: str, params: Params) -> Result:
+        """``params.producers`` producers (one thread and connection each) share the records."""
         self._create_topic(topic, params.partitions)
-        producer = self._producer(params, params.linger_ms)
+        producers = [self._producer(params, params.linger_ms) for _ in range(params.producers)]
+        deadline = time.monotonic() + params.step_timeout
+        start = time.perf_counter()
+        _in_threads([partial(self._produce_share, producer, topic, params, n, deadline)
+                     for n, producer in enumerate(producers)])
+        return _rate(params.count, params.record_size, time.perf_counter() - start)
+
+    @staticmethod
+    def _produce_share(producer: Any, topic: str, params: Params, first: int, deadline: float) -> None:
+        """Records first, first + producers, ... (round robin over the partitions), then flush."""
         value = payload(params.record_size)
         errors: list[str] = []
 
@@ -143,10 +155,8 @@ class KafkaTarget:
             if err is not None:
                 errors.append(str(err))
 
-        deadline = time.monotonic() + params.step_timeout
-        start = time.perf_counter()
         partitions = params.partitions
-        for i in range(params.count):
+        for i in range(first, params.count, params.producers):
             while True:
                 try:
                     producer.produce(topic, value, partition=i % partitions, on_delivery=delivered)
@@ -155,15 +165,13 @@ class KafkaTarget:
                     producer.poll(0.01)
                     if time.monotonic() > deadline:
                         raise StepTimeout("produce") from None
-            if i % 1000 == 0:
+            if i % 1000 < params.producers:
                 producer.poll(0)
         remaining = producer.flush(max(1.0, deadline - time.monotonic()))
-        elapsed = time.perf_counter() - start
         if remaining:
             raise StepTimeout(f"produce: {remaining} records undelivered")
         if errors:
             raise RuntimeError(f"produce: {len(errors)} delivery errors, first: {errors[0]}")
-        return _rate(params.count, params.record_size, elapsed)
 
     def consume(self, topic: str, params: Params, expected: int) -> Result:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -317,26 +325,28 @@ class RedisTarget:
         return f"bench:{{{topic}:{partition}}}"
 
     def produce(self, topic: str, params: Params) -> Result:
+        """``params.producers`` threads, one connection each, share the records."""
+        deadline = time.monotonic() + params.step_timeout
+        start = time.perf_counter()
+        _in_threads([partial(self._produce_share, topic, params, n, deadline)
+                     for n in range(params.producers)])
+        return _rate(params.count, params.record_size, time.perf_counter() - start)
+
+    def _produce_share(self, topic: str, params: Params, first: int, deadline: float) -> None:
         client = self._client()
         value = payload(params.record_size)
         keys = [self._key(topic, p) for p in range(params.partitions)]
-        deadline = time.monotonic() + params.step_timeout
-        start = time.perf_counter()
+        mine = range(first, params.count, params.producers)
         try:
-            sent = 0
-            while sent < params.count:
+            for chunk in range(0, len(mine), params.redis_pipeline):
                 pipe = client.pipeline(transaction=False)
-                n = min(params.redis_pipeline, params.count - sent)
-                for i in range(sent, sent + n):
+                for i in mine[chunk:chunk + params.redis_pipeline]:
                     pipe.xadd(keys[i % len(keys)], {"value": value})
                 pipe.execute()
-                sent += n
                 if time.monotonic() > deadline:
                     raise StepTimeout("produce")
-            elapsed = time.perf_counter() - start
         finally:
             client.close()
-        return _rate(params.count, params.record_size, elapsed)
 
     def consume(self, topic: str, params: Params, expected: int) -> Result:
         client = self._client()
@@ -446,6 +456,28 @@ def _rate(records: int, record_size: float, seconds: float) -> Result:
         "records_per_s": records / seconds if seconds else None,
         "mb_per_s": records * record_size / seconds / 1e6 if seconds else None,
     }
+
+
+def _in_threads(tasks: list[Callable[[], None]]) -> None:
+    """Run each task in a thread of its own; raise the first error once all have ended."""
+    if len(tasks) == 1:
+        tasks[0]()
+        return
+    errors: list[BaseException] = []
+
+    def run(task: Callable[[], None]) -> None:
+        try:
+            task()
+        except BaseException as exc:  # re-raised in the calling thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(task,), daemon=True) for task in tasks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _available(consumer: Any, timeout: float) -> list[Any]:

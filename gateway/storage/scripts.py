@@ -17,6 +17,12 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
+from .multiplex import MultiplexedConnection
+
+# Either client runs script calls: the multiplexed connection for the hot
+# path, redis-py for everything that may block a connection (WAITAOF).
+Client = aioredis.Redis | MultiplexedConnection
+
 # Functions several scripts share; prepended to each script that needs them.
 PRELUDE = "stream_info.lua"
 
@@ -47,7 +53,7 @@ def _read(name: str) -> str:
 
 
 async def run_calls(
-    client: aioredis.Redis, calls: Sequence[ScriptCall], trailer: Sequence[Any] = ()
+    client: Client, calls: Sequence[ScriptCall], trailer: Sequence[Any] = ()
 ) -> list[Any]:
     """Run script calls in one pipeline; replies (or exceptions) in order.
 
@@ -60,7 +66,12 @@ async def run_calls(
                if isinstance(reply, redis_errors.NoScriptError)]
     if missing:
         for script in {calls[i].script for i in missing}:
-            await client.script_load(script.source)
+            if isinstance(client, MultiplexedConnection):
+                (loaded,) = await client.execute([("SCRIPT", "LOAD", script.source)])
+                if isinstance(loaded, Exception):
+                    raise loaded
+            else:
+                await client.script_load(script.source)
         retried = await _pipeline(client, [calls[i] for i in missing], trailer)
         for i, reply in zip(missing, retried, strict=False):
             replies[i] = reply
@@ -70,8 +81,14 @@ async def run_calls(
 
 
 async def _pipeline(
-    client: aioredis.Redis, calls: Sequence[ScriptCall], trailer: Sequence[Any]
+    client: Client, calls: Sequence[ScriptCall], trailer: Sequence[Any]
 ) -> list[Any]:
+    if isinstance(client, MultiplexedConnection):
+        commands: list[Sequence[Any]] = [
+            ("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args) for call in calls]
+        if trailer:
+            commands.append(trailer)
+        return await client.execute(commands)
     pipe = client.pipeline(transaction=False)
     for call in calls:
         pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)

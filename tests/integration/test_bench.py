@@ -55,3 +55,23 @@ def test_bench_against_test_gateway(gateway: GatewayProcess, redis_server: Redis
             assert _number(row["records_per_s"]) and row["records_per_s"] > 0
     report = (out / "report.md").read_text()
     assert "| gateway | 100 |" in report and "| redis-py | 100 |" in report
+
+
+def test_several_producers_share_the_records(gateway: GatewayProcess, redis_server: RedisServer,
+                                             tmp_path: Path) -> None:
+    # 301 records over 3 producers and 2 partitions: every record is sent
+    # exactly once (consume reads back exactly the count, or times out).
+    out = tmp_path / "multi"
+    code = main([
+        "--kafka", f"gateway={gateway.bootstrap}", "--redis", f"redis-py={redis_server.url}",
+        "--workloads", "produce,consume", "--record-sizes", "100", "--count", "301",
+        "--producers", "3", "--partitions", "2", "--step-timeout", "60", "--out", str(out),
+        "--no-progress",
+    ])
+    assert code == 0
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert not [row for row in rows if "error" in row]
+    produced = [row for row in rows if row["workload"] == "produce"]
+    assert {(row["target"], row["producers"], row["partitions"]) for row in produced} == {
+        ("gateway", 3, 2), ("redis-py", 3, 2)}
+    assert all(row["records"] == 301 for row in rows)

@@ -9,8 +9,15 @@
 -- ARGV[3]  the offset delta (within the batch) of the record with that timestamp
 -- ARGV[4]  producer ID (-1: not idempotent), ARGV[5] producer epoch,
 -- ARGV[6]  first sequence number, ARGV[7] last sequence number
--- ARGV[8]  number of records, then for each record: its field count n,
---          followed by n field/value pairs of the entry.
+-- ARGV[8]  number of records
+-- ARGV[9]  the records' shape, then the records:
+--          "v", "kv", "k" or "-" when every record has the same fields
+--          (value only; key and value; key only; neither) and no headers:
+--          per record its ts, then its key and/or value as the shape says;
+--          "" otherwise: per record its field count n, followed by n
+--          field/value pairs of the entry.
+--          Either way the entry's fields are ts, key, value, h:<name>... in
+--          that order (docs/mapping.md).
 --
 -- Returns {base_offset, first_id, log_start_offset} after an append,
 -- {base_offset, false, log_start_offset, append_ms} for a batch already
@@ -154,12 +161,29 @@ if base > 0 then
 end
 
 local count = tonumber(ARGV[8])
-local pos = 9
+local shape = ARGV[9]
+local pos = 10
 local first_id = nil
-for i = 0, count - 1 do
+
+-- XADD of the record at pos; returns its ID and the next record's position.
+local function add_record()
+  if shape == 'v' then
+    return redis.call('XADD', stream, '*', 'ts', ARGV[pos], 'value', ARGV[pos + 1]), pos + 2
+  elseif shape == 'kv' then
+    return redis.call('XADD', stream, '*', 'ts', ARGV[pos], 'key', ARGV[pos + 1],
+                      'value', ARGV[pos + 2]), pos + 3
+  elseif shape == 'k' then
+    return redis.call('XADD', stream, '*', 'ts', ARGV[pos], 'key', ARGV[pos + 1]), pos + 2
+  elseif shape == '-' then
+    return redis.call('XADD', stream, '*', 'ts', ARGV[pos]), pos + 1
+  end
   local n = tonumber(ARGV[pos])
-  local id = redis.call('XADD', stream, '*', unpack(ARGV, pos + 1, pos + 2 * n))
-  pos = pos + 2 * n + 1
+  return redis.call('XADD', stream, '*', unpack(ARGV, pos + 1, pos + 2 * n)), pos + 2 * n + 1
+end
+
+for i = 0, count - 1 do
+  local id
+  id, pos = add_record()
   if first_id == nil then
     first_id = id
   end

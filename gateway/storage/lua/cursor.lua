@@ -1,0 +1,31 @@
+-- Check a read cursor before a plain XRANGE continues from it.
+--
+-- A consumer reading a partition in order asks next for the offset after
+-- the last entry it got. The gateway remembers that entry's ID, and instead
+-- of read.lua (which copies every entry into Lua and back) it sends this
+-- check and `XRANGE <stream> (<id> + COUNT n` in one pipeline: the entries
+-- after the ID are exactly the entries from the offset on.
+--
+-- KEYS[1]  the partition's stream
+-- ARGV[1]  the offset to read from
+-- ARGV[2]  the ID of the entry at offset - 1, as the gateway last read it
+--
+-- Returns {status, log_start_offset, end_offset, last_id}
+--   status 0: the cursor holds; entries of the XRANGE beyond end_offset
+--             (appended between the two commands) are to be dropped
+--   status 1: the offset is outside [log_start_offset, end_offset]
+--   status 3: the entry is gone (the topic was deleted and created again):
+--             read with read.lua instead
+-- At offset == log_start_offset the entry may have been trimmed away
+-- legitimately; every entry left is after it, so the cursor still holds.
+
+local stream = KEYS[1]
+local offset = tonumber(ARGV[1])
+local start, end_offset, _, last_id = stream_info(stream)
+if offset < start or offset > end_offset then
+  return {1, start, end_offset, last_id}
+end
+if offset > start and #redis.call('XRANGE', stream, ARGV[2], ARGV[2]) == 0 then
+  return {3, start, end_offset, last_id}
+end
+return {0, start, end_offset, last_id}
