@@ -430,15 +430,24 @@ class RedisStorage:
             if cursor is None:
                 continue
             continuing.append((index, stream))
-            commands.append(("EVALSHA", CURSOR.sha, 1, stream, request.offset, cursor.after_id))
-            commands.append(("XRANGE", stream, b"(" + cursor.after_id, "+", "COUNT",
-                             entries_wanted(request, cursor)))
+            # MULTI/EXEC: nothing (a trim, a DeleteRecords) may run between the
+            # check and the XRANGE, or the entries would get the wrong offsets.
+            # One write keeps other callers' commands out of the transaction.
+            commands += [
+                ("MULTI",),
+                ("EVALSHA", CURSOR.sha, 1, stream, request.offset, cursor.after_id),
+                ("XRANGE", stream, b"(" + cursor.after_id, "+", "COUNT", entries_wanted(request, cursor)),
+                ("EXEC",),
+            ]
         if not commands:
             return
         replies = await self._call(lambda: fast.execute(commands), idempotent=True)
         for n, (index, stream) in enumerate(continuing):
-            check, entries = replies[2 * n], replies[2 * n + 1]
-            if isinstance(check, redis_errors.NoScriptError):
+            executed = replies[4 * n + 3]
+            if not isinstance(executed, list):
+                continue  # read.lua answers this one
+            check, entries = executed
+            if _is_noscript(check):
                 await fast.execute([("SCRIPT", "LOAD", CURSOR.source)])
             if isinstance(check, Exception) or isinstance(entries, Exception) or int(check[0]) == 3:
                 continue  # read.lua answers this one
@@ -584,6 +593,11 @@ def _durable(trailer: Sequence[Any], reply: Any) -> bool:
     if trailer[0] == "WAITAOF":
         return int(reply[0]) >= int(trailer[1]) and int(reply[1]) >= int(trailer[2])
     return int(reply) >= int(trailer[1])
+
+
+def _is_noscript(reply: Any) -> bool:
+    # Inside EXEC's reply an error stays hiredis's ReplyError, not redis-py's NoScriptError.
+    return isinstance(reply, Exception) and str(reply).startswith("NOSCRIPT")
 
 
 def _classify(error: Exception) -> Exception:
