@@ -1,14 +1,17 @@
 """One client connection: read frames ahead, handle them one at a time, answer in order.
 
-Two tasks share a connection. The reader reads frames into a bounded queue
-(``--max-queued-requests``); when the queue is full it stops reading, and
-TCP's flow control holds the client back (librdkafka pipelines up to a
-million requests, so a full queue must slow it, not close it). The
-processor takes the requests one at a time, in order, and writes each
-response before it takes the next, as a Kafka broker does: responses stay
-in request order and one producer's pipelined batches reach a partition in
-the order sent (idempotent producers rely on it). Many connections run
-concurrently on the event loop.
+Three tasks share a connection. The reader reads frames into a bounded
+queue (``--max-queued-requests``); when the queue is full it stops reading,
+and TCP's flow control holds the client back (librdkafka pipelines up to a
+million requests, so a full queue must slow it, not close it). The starter
+starts each request's handler, in order, and the answerer writes the
+responses in request order. A request starts once the one before it has
+finished, as on a Kafka broker, with one exception: a produce whose appends
+are already written to the Redis connection every later command follows on
+releases its successor early (``storage.appends_ordered``), so the next
+batch is decoded and sent while Redis works on this one, and appends still
+reach each partition in the order sent (idempotent producers rely on it).
+Many connections run concurrently on the event loop.
 
 Every wait a client can cause is bounded, so a misbehaving client costs
 only its own connection: half a frame (``--request-read-timeout-ms``), a
@@ -36,6 +39,7 @@ from kafka_redis_gateway.protocol.messages import (
 from . import metrics
 from .context import RequestContext
 from .handlers import api_versions
+from .storage.base import appends_ordered
 
 if TYPE_CHECKING:
     from .dispatch import Router
@@ -46,6 +50,21 @@ log = logging.getLogger(__name__)
 # What the reader queues: a request frame, the error that ended reading, or
 # None for the client's clean end of stream.
 Queued = bytes | Exception | None
+
+
+class Started:
+    """A request whose handler runs, and whether its successor may start."""
+
+    __slots__ = ("released", "task")
+
+    def __init__(self, task: asyncio.Task[bytes | None], released: asyncio.Event) -> None:
+        self.task = task
+        self.released = released
+
+
+# What the starter hands the answerer: a started request, or how the
+# connection ends (None: cleanly, after the answers before it).
+Answer = Started | Exception | None
 
 
 class CloseConnection(Exception):
@@ -70,23 +89,31 @@ class Connection:
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.closing = False
-        # Handling a request now: shutdown lets it finish (server.py).
-        self.busy = False
         config = gateway.config
         self._max_request_size = config.max_request_size
         self._read_timeout = config.request_read_timeout_ms / 1000
         self._write_timeout = config.response_write_timeout_ms / 1000
         self._idle_timeout = config.connections_max_idle_ms / 1000
         self._requests: asyncio.Queue[Queued] = asyncio.Queue(maxsize=config.max_queued_requests)
+        # Started and not yet answered: as many as may be read ahead.
+        self._started: set[asyncio.Task[bytes | None]] = set()
+        self._start_slots = asyncio.Semaphore(config.max_queued_requests)
         # Requests read and not yet answered, for the in-flight gauge.
         self._in_flight = 0
         self._idle_since = asyncio.get_running_loop().time()
 
+    @property
+    def busy(self) -> bool:
+        """Handling requests now: shutdown lets them finish (server.py)."""
+        return bool(self._started)
+
     async def serve(self) -> None:
         reading = asyncio.create_task(self._read_requests())
+        answers: asyncio.Queue[Answer] = asyncio.Queue()
+        starting = asyncio.create_task(self._start_requests(answers))
         abort = False
         try:
-            await self._process_requests()
+            await self._write_answers(answers)
         except FrameTimeout as exc:
             metrics.CONNECTIONS_TIMED_OUT.labels("request_read").inc()
             log.warning("closing connection from %s: %s", self.peer, exc)
@@ -104,9 +131,12 @@ class Connection:
         except Exception:
             log.exception("closing connection from %s after an unexpected error", self.peer)
         finally:
-            reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reading
+            for task in (starting, reading, *self._started):
+                task.cancel()
+            for task in (starting, reading, *self._started):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._started.clear()
             metrics.IN_FLIGHT.dec(self._in_flight)
             self._in_flight = 0
             await self._close(abort)
@@ -131,37 +161,76 @@ class Connection:
 
     # -- processing -------------------------------------------------------------
 
-    async def _process_requests(self) -> None:
-        while not self.closing:
-            queued = await self._next_request()
-            if queued is None:
+    async def _start_requests(self, answers: asyncio.Queue[Answer]) -> None:
+        """Start each request once its predecessor has released it; hand it to the answerer."""
+        previous: Started | None = None
+        try:
+            while not self.closing:
+                queued = await self._next_request()
+                if queued is None or isinstance(queued, Exception):
+                    answers.put_nowait(queued)
+                    return
+                if previous is not None:
+                    await previous.released.wait()
+                await self._start_slots.acquire()
+                previous = self._start(queued)
+                answers.put_nowait(previous)
+        except Exception as exc:  # the idle timeout: closes after the answers before it
+            answers.put_nowait(exc)
+        else:
+            answers.put_nowait(None)
+
+    def _start(self, request: bytes) -> Started:
+        released = asyncio.Event()
+        task = asyncio.create_task(self._handle_in_order(request, released))
+        self._started.add(task)
+        return Started(task, released)
+
+    async def _handle_in_order(self, request: bytes, released: asyncio.Event) -> bytes | None:
+        # The task runs in a copy of the context: the storage layer finds
+        # this request's release there (storage.appends_ordered).
+        appends_ordered.set(released.set)
+        response = await self.handle(request)
+        # Not on failure: the connection closes, and nothing after the failed
+        # request may start (unless its appends had already released it).
+        released.set()
+        return response
+
+    async def _write_answers(self, answers: asyncio.Queue[Answer]) -> None:
+        """Write each started request's response, in request order."""
+        while True:
+            answer = await answers.get()
+            if answer is None:
                 return
-            if isinstance(queued, Exception):
-                raise queued
-            self.busy = True
+            if isinstance(answer, Exception):
+                raise answer
             try:
-                response = await self.handle(queued)
+                response = await answer.task
                 if response is not None:
                     await self._send(response)
             finally:
-                self.busy = False
+                self._started.discard(answer.task)
+                self._start_slots.release()
                 self._in_flight -= 1
                 metrics.IN_FLIGHT.dec()
                 self._idle_since = asyncio.get_running_loop().time()
+            if self.closing and not self._started:
+                return
 
     async def _next_request(self) -> Queued:
-        # A later step could decode request N+1 here (while request N waits on
-        # Redis) and keep executing strictly in order; the queue already holds
-        # the frames that would need.
         with contextlib.suppress(asyncio.QueueEmpty):
             return self._requests.get_nowait()
-        # Nothing queued and nothing being handled: the idle clock runs from
-        # the last answer.
-        try:
-            async with asyncio.timeout_at(self._idle_since + self._idle_timeout):
-                return await self._requests.get()
-        except TimeoutError:
-            raise IdleTimeout(f"idle for {self._idle_timeout:g} s") from None
+        # The idle clock runs from the last answer, and only while nothing
+        # is being handled (a long-polling Fetch is not idleness).
+        while True:
+            loop = asyncio.get_running_loop()
+            since = loop.time() if self._started else self._idle_since
+            try:
+                async with asyncio.timeout_at(since + self._idle_timeout):
+                    return await self._requests.get()
+            except TimeoutError:
+                if not self._started and loop.time() >= self._idle_since + self._idle_timeout:
+                    raise IdleTimeout(f"idle for {self._idle_timeout:g} s") from None
 
     async def _send(self, response: bytes) -> None:
         data = frame(response)

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from kafka_redis_gateway.protocol.records import Record
 
 from .entries import DEFAULT_NATIVE, NativeFormat
+
+# Set by the client connection around each request it handles. An append
+# calls it once its commands are written, in order, to the one Redis
+# connection that every later command of the gateway follows on: Redis runs
+# one connection's commands in order, so the Kafka connection may start its
+# next request (decode it, send its appends) while this one waits for the
+# reply, and appends still reach each partition in request order. Appends
+# that do not go that way (acks=all: WAITAOF blocks a connection) never call
+# it, and the next request waits for this one to finish.
+appends_ordered: ContextVar[Callable[[], None] | None] = ContextVar("appends_ordered", default=None)
 
 
 class StorageUnavailable(Exception):

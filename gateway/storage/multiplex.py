@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -118,23 +118,28 @@ class MultiplexedConnection:
         """TCP without TLS; other URLs (rediss://, unix://) stay on redis-py."""
         return url.startswith("redis://")
 
-    async def execute(self, commands: Sequence[Sequence[Any]], *, extra_time: float = 0.0) -> list[Any]:
+    async def execute(self, commands: Sequence[Sequence[Any]], *, extra_time: float = 0.0,
+                      on_written: Callable[[], None] | None = None) -> list[Any]:
         """Send the commands in one write; their replies in order, errors as exception objects.
 
         ``extra_time``: seconds the commands may legitimately take on top of
-        the timeout (a blocking command's own timeout).
+        the timeout (a blocking command's own timeout). ``on_written`` is
+        called once the commands are written, before their replies come:
+        every later call's commands reach Redis after them.
         """
         if not commands:
             return []
         protocol = self._protocol or await self._connect()
-        return await self._send(protocol, commands, self.timeout + extra_time)
+        return await self._send(protocol, commands, self.timeout + extra_time, on_written)
 
     async def _send(self, protocol: _Protocol, commands: Sequence[Sequence[Any]],
-                    timeout: float) -> list[Any]:
+                    timeout: float, on_written: Callable[[], None] | None = None) -> list[Any]:
         assert protocol.transport is not None
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         protocol.waiters.append(_Waiter(future, len(commands)))
         protocol.transport.write(b"".join([hiredis.pack_command(tuple(command)) for command in commands]))
+        if on_written is not None:
+            on_written()
         # A timer rather than asyncio.timeout: this is the hot path, and a
         # cancelled caller's future just drops its replies when they come.
         timer = asyncio.get_running_loop().call_later(timeout, _expire, protocol, future, timeout)

@@ -29,6 +29,7 @@ from .base import (
     TopicExists,
     TopicInfo,
     TopicNotFound,
+    appends_ordered,
 )
 from .cursors import Cursor, Cursors, entries_wanted, read_result
 from .entries import append_args, id_millis
@@ -382,7 +383,8 @@ class RedisStorage:
         if durable_within_ms is not None and self._durability_wait is not None:
             trailer = (*self._durability_wait, max(durable_within_ms, 1))
         client = self._redis if trailer else self._fast
-        replies = await self._call(lambda: run_calls(client, calls, trailer))
+        on_written = appends_ordered.get() if isinstance(client, MultiplexedConnection) else None
+        replies = await self._call(lambda: run_calls(client, calls, trailer, on_written))
         results = [_append_result(reply) for reply in replies[: len(calls)]]
         if trailer and not _durable(trailer, replies[-1]):
             results = [NotDurable() if isinstance(r, AppendResult) else r for r in results]

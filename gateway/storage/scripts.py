@@ -9,7 +9,7 @@ restart or SCRIPT FLUSH); only the calls that failed are sent again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -53,15 +53,19 @@ def _read(name: str) -> str:
 
 
 async def run_calls(
-    client: Client, calls: Sequence[ScriptCall], trailer: Sequence[Any] = ()
+    client: Client, calls: Sequence[ScriptCall], trailer: Sequence[Any] = (),
+    on_written: Callable[[], None] | None = None,
 ) -> list[Any]:
     """Run script calls in one pipeline; replies (or exceptions) in order.
 
     ``trailer`` is one more command for the end of the same pipeline, hence
     the same connection: WAITAOF and WAIT wait for the writes made before
-    them on their own connection. Its reply comes last.
+    them on their own connection. Its reply comes last. ``on_written``: see
+    MultiplexedConnection.execute (redis-py's pipelines never call it).
+    A NOSCRIPT retry goes out when its reply comes; callers' retries keep
+    the order of their first attempts, as their replies come in that order.
     """
-    replies = await _pipeline(client, calls, trailer)
+    replies = await _pipeline(client, calls, trailer, on_written)
     missing = [i for i, reply in enumerate(replies[: len(calls)])
                if isinstance(reply, redis_errors.NoScriptError)]
     if missing:
@@ -81,14 +85,15 @@ async def run_calls(
 
 
 async def _pipeline(
-    client: Client, calls: Sequence[ScriptCall], trailer: Sequence[Any]
+    client: Client, calls: Sequence[ScriptCall], trailer: Sequence[Any],
+    on_written: Callable[[], None] | None = None,
 ) -> list[Any]:
     if isinstance(client, MultiplexedConnection):
         commands: list[Sequence[Any]] = [
             ("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args) for call in calls]
         if trailer:
             commands.append(trailer)
-        return await client.execute(commands)
+        return await client.execute(commands, on_written=on_written)
     pipe = client.pipeline(transaction=False)
     for call in calls:
         pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
