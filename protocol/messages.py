@@ -21,6 +21,8 @@ from kio.serial.readers import (
     read_unsigned_varint,
 )
 
+from .prescan import check_body
+
 _HEADER_PREFIX = struct.Struct(">hhi")
 
 
@@ -85,10 +87,11 @@ def decode_request(frame: bytes, schema: type[Any]) -> tuple[RequestHeader, Any]
         offset = _HEADER_PREFIX.size + size
         if schema.__flexible__:
             offset = _skip_tagged_fields(frame, offset)
+        check_body(frame, offset, schema)  # before kio's reader allocates by counts
         body, _ = entity_reader(schema)(frame, offset)
     except MalformedRequest:
         raise
-    except Exception as exc:  # kio raises several types for bad bytes
+    except Exception as exc:  # kio raises several types for bad bytes; ShapeError
         raise MalformedRequest(f"cannot decode api {api_key} v{api_version}: {exc}") from exc
     return RequestHeader(api_key, api_version, correlation_id, client_id), body
 

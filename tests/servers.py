@@ -23,10 +23,13 @@ from kafka_redis_gateway.gateway.embedded import (
 
 
 class RedisServer:
-    def __init__(self, data_dir: Path, port: int | None = None, appendfsync: str = "everysec") -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, appendfsync: str = "everysec",
+                 extra_args: list[str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.appendfsync = appendfsync
+        # Appended to the server's command line, e.g. enable-debug-command for DEBUG SLEEP.
+        self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -36,7 +39,8 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            server_command(find_server_binary(), self.port, self.data_dir, self.appendfsync),
+            [*server_command(find_server_binary(), self.port, self.data_dir, self.appendfsync),
+             *self.extra_args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for_redis(self.port, self.process)

@@ -7,6 +7,8 @@ validated against Kafka's topic configs, validate_only.
 DeleteTopics (key 20) v1-v6: by name, or by topic ID from v6; removes every
 Redis key of the topic.
 CreatePartitions (key 37) v0-v3: grows a topic; validate_only.
+More than 10,000 partitions created by one topic's creation or growth:
+POLICY_VIOLATION, as Kafka's controller answers an oversized operation.
 DescribeConfigs (key 32) v1-v4: topics (every Kafka topic config, with the
 source DYNAMIC_TOPIC_CONFIG or DEFAULT_CONFIG) and this broker.
 AlterConfigs (key 33) v0-v2: replaces a topic's configs; validate_only.
@@ -35,6 +37,14 @@ from ._build import NO_THROTTLE, make, response_types
 # DescribeConfigs resource types and config sources.
 TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
 SOURCE_DYNAMIC_TOPIC, SOURCE_DEFAULT = 1, 5
+
+
+# Kafka's controller refuses an operation that would write more than 10,000
+# metadata records (QuorumController.MAX_RECORDS_PER_USER_OP) with
+# POLICY_VIOLATION, "Unable to perform excessively large batch operation.";
+# here it bounds a topic's partitions, which Metadata lists one by one.
+MAX_PARTITIONS_PER_OPERATION = 10_000
+TOO_LARGE = "Unable to perform excessively large batch operation."
 
 
 class Refused(Exception):
@@ -68,6 +78,8 @@ def _check_new_topic(context: RequestContext, topic: Any) -> tuple[int, dict[str
         partitions = context.config.default_partitions
     if partitions <= 0:
         raise Refused(ErrorCode.invalid_partitions, "Number of partitions must be larger than 0.")
+    if partitions > MAX_PARTITIONS_PER_OPERATION:
+        raise Refused(ErrorCode.policy_violation, TOO_LARGE)
     if topic.replication_factor not in (-1, 1):
         raise Refused(ErrorCode.invalid_replication_factor,
                       f"Unable to replicate the partition {topic.replication_factor} time(s): "
@@ -169,6 +181,8 @@ async def _grow_one(context: RequestContext, topic: Any, validate_only: bool) ->
         return ErrorCode.invalid_partitions, (
             f"Topic currently has {info.partitions} partitions, which is higher than or equal "
             f"to the requested {topic.count}.")
+    if topic.count - info.partitions > MAX_PARTITIONS_PER_OPERATION:
+        return ErrorCode.policy_violation, TOO_LARGE
     if topic.assignments is not None and any(
             tuple(a.broker_ids) != (context.broker.node_id,) for a in topic.assignments):
         return ErrorCode.invalid_replica_assignment, f"Replicas must be exactly [{context.broker.node_id}]"

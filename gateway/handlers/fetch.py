@@ -79,12 +79,16 @@ async def _resolve(context: RequestContext, request: Any) -> list[Slot]:
     for topic in request.topics:
         name = getattr(topic, "topic", None)
         topic_id = getattr(topic, "topic_id", None)
-        if context.api_version >= 13:
-            info = await context.storage.topic_by_id(topic_id) if topic_id is not None else None
-            missing = ErrorCode.unknown_topic_id
-        else:
-            info = await context.storage.topic(name) if name else None
-            missing = ErrorCode.unknown_topic_or_partition
+        missing = (ErrorCode.unknown_topic_id if context.api_version >= 13
+                   else ErrorCode.unknown_topic_or_partition)
+        try:
+            if context.api_version >= 13:
+                info = await context.storage.topic_by_id(topic_id) if topic_id is not None else None
+            else:
+                info = await context.storage.topic(name) if name else None
+        except StorageUnavailable:
+            # Redis away: a retriable error for each partition, as a read would get.
+            info, missing = None, ErrorCode.kafka_storage_error
         for partition in topic.partitions:
             slot = Slot(name if info is None else info.name, topic_id, partition.partition,
                         partition.fetch_offset, partition.partition_max_bytes, info)

@@ -40,7 +40,8 @@ def _topic(types: Any, context: RequestContext, name: str | None, info: TopicInf
     return make(
         types.MetadataResponseTopic,
         error_code=code,
-        name=info.name if info else name,
+        # Names are nullable in responses from v12 only.
+        name=info.name if info else (name if name is not None or context.api_version >= 12 else ""),
         topic_id=info.topic_id if info else topic_id,
         is_internal=False,
         partitions=_partitions(types, context, info) if info else (),
@@ -56,6 +57,10 @@ async def _requested_topics(context: RequestContext, request: Any, types: Any) -
     allow = getattr(request, "allow_auto_topic_creation", True)
     results = []
     for wanted in request.topics:
+        if wanted.name is None and context.api_version < 12:
+            # Kafka: "Topic name can not be null for version 10/11" (topic IDs come with v12).
+            results.append(_topic(types, context, None, None, ErrorCode.invalid_request))
+            continue
         if wanted.name is None:
             info = await storage.topic_by_id(wanted.topic_id)
             code = ErrorCode.none if info else ErrorCode.unknown_topic_id

@@ -16,6 +16,8 @@ in the same atomic step: a retried batch gets its original base offset and
 writes nothing, a gap OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch
 INVALID_PRODUCER_EPOCH.
 A batch larger than the topic's max.message.bytes: MESSAGE_TOO_LARGE.
+Compressed batches of one request may inflate to 64 MiB in all; partitions
+beyond that get CORRUPT_MESSAGE (a guard against decompression bombs).
 zstd before v7: UNSUPPORTED_COMPRESSION_TYPE. Redis unreachable:
 KAFKA_STORAGE_ERROR, which clients retry. Transactional batches are refused
 (INVALID_RECORD): transactions are not served. v13 (topic IDs) is not
@@ -35,6 +37,7 @@ from kafka_redis_gateway.protocol.records import (
     Record,
     RecordError,
     decode_batches,
+    records_size_hint,
 )
 from kio.schema.errors import ErrorCode
 
@@ -58,12 +61,27 @@ class PartitionOutcome:
     result: AppendResult | None = None
 
 
-def _decode(info: TopicInfo, partition: int, data: bytes | None, api_version: int) -> AppendRequest:
+# How far the compressed batches of one request may inflate, all partitions
+# together: each partition's decoded records stay in memory until the one
+# Redis round trip, so a per-partition limit would let a request of many
+# small decompression bombs take gigabytes.
+MAX_UNCOMPRESSED_PER_REQUEST = 64 << 20
+
+
+@dataclass(slots=True)
+class DecompressionBudget:
+    left: int = MAX_UNCOMPRESSED_PER_REQUEST
+
+
+def _decode(info: TopicInfo, partition: int, data: bytes | None, api_version: int,
+            budget: DecompressionBudget) -> AppendRequest:
     """The partition's records as one append; raises RecordError."""
     if not data:
         raise RecordError(ErrorCode.corrupt_message, "no records")
     limit = int(config_value(info, "max.message.bytes"))
-    batches = decode_batches(data)
+    batches = decode_batches(data, max_uncompressed=budget.left)
+    if any(header.compression != Compression.NONE for header, _ in batches):
+        budget.left -= sum(records_size_hint(batch) for _, batch in batches)
     records: list[Record] = []
     max_ts, max_delta = -1, 0
     for header, batch in batches:
@@ -127,6 +145,7 @@ def _index_of_timestamp(batch: Sequence[Record], timestamp: int) -> int:
 async def _prepare(context: RequestContext, request: Any,
                    outcomes: list[PartitionOutcome]) -> list[tuple[PartitionOutcome, AppendRequest]]:
     appends = []
+    budget = DecompressionBudget()
     for topic_data in request.topic_data:
         name = topic_data.name
         try:
@@ -143,7 +162,8 @@ async def _prepare(context: RequestContext, request: Any,
                 outcome.code = ErrorCode.unknown_topic_or_partition
                 continue
             try:
-                append = _decode(info, partition_data.index, partition_data.records, context.api_version)
+                append = _decode(info, partition_data.index, partition_data.records, context.api_version,
+                                 budget)
             except RecordError as exc:
                 outcome.code, outcome.message = error(exc.error_code), str(exc)
                 continue
