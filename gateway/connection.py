@@ -1,4 +1,4 @@
-"""One client connection: read frames ahead, handle them one at a time, answer in order.
+"""One client connection: read frames ahead, start requests in order (produces overlapping), answer in order.
 
 Three tasks share a connection. The reader reads frames into a bounded
 queue (``--max-queued-requests``); when the queue is full it stops reading,
