@@ -95,8 +95,10 @@ def environment(extra: dict[str, str]) -> dict[str, str]:
     try:
         import confluent_kafka
 
+        # confluent_kafka.version() returned the string "2.16.1" here, so its
+        # [0] printed "2"; the package metadata says the same on every version.
         env["confluent-kafka / librdkafka"] = (
-            f"{confluent_kafka.version()[0]} / {confluent_kafka.libversion()[0]}")
+            f"{_version('confluent-kafka')} / {confluent_kafka.libversion()[0]}")
     except ImportError:
         pass
     for name in ("redis", "hiredis", "kafka-redis-gateway"):
