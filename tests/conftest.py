@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from kafka_redis_gateway.gateway.storage import RedisStorage
 
 from tests.servers import GatewayProcess, RedisServer
 
@@ -43,3 +44,11 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 def topic_name() -> str:
     """A topic name no other test uses."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def storage(redis_server: RedisServer) -> AsyncIterator[RedisStorage]:
+    """The gateway's storage layer on the session Redis, for tests below the wire protocol."""
+    store = RedisStorage(redis_server.url)
+    yield store
+    await store.close()

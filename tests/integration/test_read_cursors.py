@@ -8,23 +8,13 @@ exactly what read.lua would, also when the stream changed underneath it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis
 from kafka_redis_gateway.gateway.storage import AppendRequest, ReadRequest, ReadResult, RedisStorage
 from kafka_redis_gateway.protocol.records import Record
 
-from tests.servers import RedisServer
-
 TIMESTAMP = 1_700_000_000_000
-
-
-@pytest.fixture
-async def storage(redis_server: RedisServer) -> AsyncIterator[RedisStorage]:
-    store = RedisStorage(redis_server.url)
-    yield store
-    await store.close()
 
 
 @pytest.fixture

@@ -6,24 +6,15 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 import redis
 from kafka_redis_gateway.gateway.storage import AppendRequest, ReadRequest, ReadResult, RedisStorage
 from kafka_redis_gateway.protocol.records import Record
 
-from tests.servers import RedisServer
-
 INTERVAL = 1024  # the index interval the append script is given
 HOUR_AGO = int(time.time() * 1000) - 3_600_000
-
-
-@pytest.fixture
-async def storage(redis_server: RedisServer) -> AsyncIterator[RedisStorage]:
-    store = RedisStorage(redis_server.url)
-    yield store
-    await store.close()
 
 
 @pytest.fixture
