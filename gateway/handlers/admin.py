@@ -63,7 +63,9 @@ def _check_new_topic(context: RequestContext, topic: Any) -> tuple[int, dict[str
     problem = validate_configs(configs)
     if problem:
         raise Refused(ErrorCode.invalid_config, problem)
-    adopted = adopted_streams({k: v for k, v in configs.items() if v is not None})
+    # validate_configs refused null values; this only narrows the type.
+    given = {name: value for name, value in configs.items() if value is not None}
+    adopted = adopted_streams(given)
     if adopted and partitions == -1 and not topic.assignments:
         partitions = len(adopted)  # one partition per adopted stream
     if topic.assignments:
@@ -89,7 +91,7 @@ def _check_new_topic(context: RequestContext, topic: Any) -> tuple[int, dict[str
     if adopted and partitions != len(adopted):
         raise Refused(ErrorCode.invalid_partitions,
                       f"{STREAM_KEYS_CONFIG} names {len(adopted)} stream(s) for {partitions} partition(s)")
-    return partitions, {name: value for name, value in configs.items() if value is not None}
+    return partitions, given
 
 
 def _created_configs(types: Any, info: TopicInfo) -> tuple[Any, ...] | None:
