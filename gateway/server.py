@@ -158,6 +158,9 @@ class Gateway:
             _, still_running = await asyncio.wait(pending, timeout=self.config.shutdown_grace)
             for task in still_running:
                 task.cancel()
+        if hasattr(self, "coordinator"):
+            # An Empty generation stored in the background by a last LeaveGroup.
+            await self.coordinator.flush(timeout=self.config.shutdown_grace)
         metrics.GROUPS.remove(self._group_states)
         if self._metrics_server is not None:
             await asyncio.to_thread(self._metrics_server.stop)

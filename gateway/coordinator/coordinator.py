@@ -23,9 +23,14 @@ classic group coordinator (``GroupMetadataManager``), error codes included:
   member ID, without a rebalance when the protocols are unchanged; the old
   ID is FENCED_INSTANCE_ID from then on.
 
-Membership is not persisted: after a gateway restart members get
-UNKNOWN_MEMBER_ID and rejoin, and resume from their committed offsets,
-which are in Redis (:class:`~..storage.group_base.GroupStorage`).
+- Membership is stored in Redis whenever a generation becomes Stable (before
+  the members get their assignments) or the group becomes Empty, as Kafka
+  stores group metadata in ``__consumer_offsets``; a group this gateway does
+  not hold in memory is loaded from there on first use (:mod:`.membership`).
+  After a gateway restart members therefore carry on with their generation,
+  heartbeats and commits, without a rebalance, and their sessions start
+  again. Committed offsets are in Redis too
+  (:class:`~..storage.group_base.GroupStorage`).
 """
 
 from __future__ import annotations
@@ -40,10 +45,16 @@ from kio.schema.errors import ErrorCode
 
 from ..storage.base import StorageUnavailable
 from ..storage.group_base import GroupStorage
+from . import membership
 from .consumer_protocol import CONSUMER_PROTOCOL_TYPE, MalformedSubscription, subscribed_topics
 from .group import Group, GroupState, JoinResult, Member, Protocols, SyncResult
 
 log = logging.getLogger(__name__)
+
+# Group IDs known to have no stored membership are remembered so that
+# offsets-only consumers (assign() and commit) cost no extra Redis read per
+# commit; the set is dropped when it grows past this.
+MAX_REMEMBERED_ABSENT = 100_000
 
 EMPTY = GroupState.EMPTY
 PREPARING = GroupState.PREPARING_REBALANCE
@@ -107,9 +118,39 @@ class GroupCoordinator:
         self.storage = storage
         self.config = config or CoordinatorConfig()
         self._groups: dict[str, Group] = {}
+        self._absent: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
-    def group(self, group_id: str) -> Group | None:
-        return self._groups.get(group_id)
+    async def loaded(self, group_id: str) -> Group | None:
+        """The group from memory, or else from its stored membership; None when neither.
+
+        Raises StorageUnavailable when it has to ask Redis and Redis is away.
+        """
+        group = self._groups.get(group_id)
+        if group is not None or group_id in self._absent:
+            return group
+        raw = await self.storage.load_membership(group_id)
+        group = self._groups.get(group_id)
+        if group is not None:
+            return group  # another request loaded or created it while Redis answered
+        if raw is None:
+            if len(self._absent) >= MAX_REMEMBERED_ABSENT:
+                self._absent.clear()
+            self._absent.add(group_id)
+            return None
+        try:
+            group = membership.decode(group_id, raw)
+        except membership.UnreadableMembership as exc:
+            log.error("group %s: stored membership unreadable (%s); starting the group afresh",
+                      group_id, exc)
+            return None
+        self._groups[group_id] = group
+        for member in group.members.values():
+            # Sessions start again: members that are gone expire as usual.
+            self._expire_after(group, member, member.session_timeout_ms)
+        log.info("group %s: loaded generation %d (%s, %d member(s)) from Redis", group_id,
+                 group.generation, group.state.value, len(group.members))
+        return group
 
     def groups(self) -> list[Group]:
         return list(self._groups.values())
@@ -125,6 +166,7 @@ class GroupCoordinator:
         try:
             # A group cannot commit or be found again while Redis is away.
             await self.storage.ping()
+            await self.loaded(request.group_id)
         except StorageUnavailable:
             return JoinResult(ErrorCode.coordinator_not_available, request.member_id)
         outcome = self._join(request)
@@ -224,6 +266,7 @@ class GroupCoordinator:
                  member.group_instance_id, old_member_id, new_member_id)
         if group.is_(STABLE) and group.select_protocol() == group.protocol_name \
                 and old_protocols == request.protocols:
+            self._store_in_background(group)  # the stored generation names the new member ID
             return self._rejoined_stable_static_member(group, member, old_leader, request)
         future = member.join_future = asyncio.get_running_loop().create_future()
         if group.is_(PREPARING):
@@ -308,7 +351,8 @@ class GroupCoordinator:
         if not group.members:
             group.transition(EMPTY)
             group.protocol_name = None
-            self._forget_if_idle(group)
+            # Forgotten from memory once Redis holds the Empty generation.
+            self._store_in_background(group)
             return
         group.protocol_name = group.select_protocol()
         group.transition(COMPLETING)
@@ -344,7 +388,10 @@ class GroupCoordinator:
     # -- SyncGroup ----------------------------------------------------------------------
 
     async def sync(self, request: SyncRequest) -> SyncResult:
-        group = self._groups.get(request.group_id)
+        try:
+            group = await self.loaded(request.group_id)
+        except StorageUnavailable:
+            return SyncResult(ErrorCode.coordinator_not_available)
         error = self._check_sync(group, request)
         if error is not None:
             return error
@@ -386,10 +433,12 @@ class GroupCoordinator:
         return None
 
     async def _apply_assignment(self, group: Group, request: SyncRequest) -> None:
-        """The leader's assignment: record the group in Redis, then relay it to every member."""
+        """The leader's assignment: store the group in Redis, then relay it to every member."""
         generation = group.generation
+        assignments = dict(request.assignments)
         try:
             await self.storage.register_group(group.group_id, group.protocol_type or "")
+            await self._store(group.group_id, generation, membership.encode(group, assignments))
             error = ErrorCode.none
         except StorageUnavailable:
             error = ErrorCode.coordinator_not_available
@@ -400,7 +449,6 @@ class GroupCoordinator:
             self._fail_pending_syncs(group, error)
             self._prepare_rebalance(group)
             return
-        assignments = dict(request.assignments)
         for member in group.members.values():
             member.assignment = assignments.get(member.member_id, b"")
         group.transition(STABLE)
@@ -413,9 +461,12 @@ class GroupCoordinator:
 
     # -- Heartbeat and LeaveGroup ------------------------------------------------------------
 
-    def heartbeat(self, group_id: str, member_id: str, group_instance_id: str | None,
-                  generation_id: int) -> ErrorCode:
-        group = self._groups.get(group_id)
+    async def heartbeat(self, group_id: str, member_id: str, group_instance_id: str | None,
+                        generation_id: int) -> ErrorCode:
+        try:
+            group = await self.loaded(group_id)
+        except StorageUnavailable:
+            return ErrorCode.coordinator_not_available
         if group is None:
             return ErrorCode.unknown_member_id
         if group.is_(DEAD):
@@ -432,11 +483,14 @@ class GroupCoordinator:
             return ErrorCode.rebalance_in_progress
         return ErrorCode.none
 
-    def leave(self, group_id: str,
-              members: Sequence[tuple[str, str | None]]) -> tuple[ErrorCode, list[ErrorCode]]:
+    async def leave(self, group_id: str,
+                    members: Sequence[tuple[str, str | None]]) -> tuple[ErrorCode, list[ErrorCode]]:
         """Remove members given as (member ID, group instance ID): the top-level
         error and one per member. A static member may be named by instance ID alone."""
-        group = self._groups.get(group_id)
+        try:
+            group = await self.loaded(group_id)
+        except StorageUnavailable:
+            return ErrorCode.coordinator_not_available, []
         if group is None:
             return ErrorCode.none, [ErrorCode.unknown_member_id] * len(members)
         if group.is_(DEAD):
@@ -507,12 +561,40 @@ class GroupCoordinator:
             self._cancel(group.join_timer)
             del self._groups[group.group_id]
 
+    # -- storing membership ---------------------------------------------------------------------
+
+    async def _store(self, group_id: str, generation: int, state: bytes) -> None:
+        if not await self.storage.save_membership(group_id, generation, state):
+            log.warning("group %s: Redis holds a later generation than %d; not stored", group_id,
+                        generation)
+        self._absent.discard(group_id)
+
+    def _store_in_background(self, group: Group) -> None:
+        """Store the group's membership without holding up a timer or a LeaveGroup."""
+        task = asyncio.ensure_future(self._store_then_forget(group, group.generation,
+                                                             membership.encode(group)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _store_then_forget(self, group: Group, generation: int, state: bytes) -> None:
+        try:
+            await self._store(group.group_id, generation, state)
+        except StorageUnavailable as exc:
+            # A restart would then load the previous generation; its members
+            # no longer heartbeat and expire after their session timeout.
+            log.warning("group %s: generation %d not stored: %s", group.group_id, generation, exc)
+        finally:
+            self._forget_if_idle(group)
+
     # -- offsets, describe, delete ---------------------------------------------------------------
 
-    def validate_commit(self, group_id: str, member_id: str, group_instance_id: str | None,
-                        generation_id: int) -> ErrorCode:
+    async def validate_commit(self, group_id: str, member_id: str, group_instance_id: str | None,
+                              generation_id: int) -> ErrorCode:
         """Whether this member may commit now (Kafka's classic-group rules)."""
-        group = self._groups.get(group_id)
+        try:
+            group = await self.loaded(group_id)
+        except StorageUnavailable:
+            return ErrorCode.coordinator_not_available
         if group is None or (group.is_(EMPTY) and not group.members):
             if generation_id < 0:
                 return ErrorCode.none  # a commit from outside group management (admin, assign())
@@ -536,7 +618,10 @@ class GroupCoordinator:
         return None if group is None else group.protocol_type
 
     async def delete_group(self, group_id: str) -> ErrorCode:
-        group = self._groups.get(group_id)
+        try:
+            group = await self.loaded(group_id)
+        except StorageUnavailable:
+            return ErrorCode.coordinator_not_available
         if group is not None and (group.members or group.pending_members):
             return ErrorCode.non_empty_group
         try:
@@ -565,8 +650,8 @@ class GroupCoordinator:
         type keeps all of them (NON_EMPTY_GROUP), as in Kafka.
         """
         refused: dict[tuple[str, int], ErrorCode] = {}
-        group = self._groups.get(group_id)
         try:
+            group = await self.loaded(group_id)
             if group is None or not group.members:
                 if group is None and await self.storage.group_protocol_type(group_id) is None:
                     return ErrorCode.group_id_not_found, refused
@@ -603,6 +688,11 @@ class GroupCoordinator:
                 _resolve(member.join_future, JoinResult(ErrorCode.not_coordinator, member.member_id))
                 _resolve(member.sync_future, SyncResult(ErrorCode.not_coordinator))
         self._groups.clear()
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (up to ``timeout`` seconds) for memberships still being stored."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=timeout)
 
     # -- timers --------------------------------------------------------------------------
 

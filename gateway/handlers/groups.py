@@ -145,7 +145,7 @@ async def handle_sync_group(context: RequestContext, request: Any) -> Any:
 
 async def handle_heartbeat(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
-    code = context.coordinator.heartbeat(request.group_id, request.member_id,
+    code = await context.coordinator.heartbeat(request.group_id, request.member_id,
                                          getattr(request, "group_instance_id", None),
                                          request.generation_id)
     return make(types.HeartbeatResponse, throttle_time=NO_THROTTLE, error_code=code)
@@ -154,12 +154,12 @@ async def handle_heartbeat(context: RequestContext, request: Any) -> Any:
 async def handle_leave_group(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     if context.api_version < 3:
-        top, errors = context.coordinator.leave(request.group_id, [(request.member_id, None)])
+        top, errors = await context.coordinator.leave(request.group_id, [(request.member_id, None)])
         # One member, whose error is the response's.
         code = top if top != ErrorCode.none or not errors else errors[0]
         return make(types.LeaveGroupResponse, throttle_time=NO_THROTTLE, error_code=code)
     leaving = [(m.member_id, m.group_instance_id) for m in request.members]
-    top, errors = context.coordinator.leave(request.group_id, leaving)
+    top, errors = await context.coordinator.leave(request.group_id, leaving)
     members = tuple(
         make(types.MemberResponse, member_id=member_id, group_instance_id=instance_id, error_code=code)
         for (member_id, instance_id), code in zip(leaving, errors, strict=False)
@@ -188,12 +188,12 @@ async def _describe_one(context: RequestContext, types: Any, group_id: str, oper
                     group_state=state, protocol_type=protocol_type, protocol_data=protocol,
                     members=members, authorized_operations=operations)
 
-    group = context.coordinator.group(group_id)
-    if group is not None:
-        stable = group.is_(GroupState.STABLE)
-        return described(ErrorCode.none, group.state.value, group.protocol_type or "",
-                         (group.protocol_name or "") if stable else "", _describe_members(types, group))
     try:
+        group = await context.coordinator.loaded(group_id)
+        if group is not None:
+            stable = group.is_(GroupState.STABLE)
+            return described(ErrorCode.none, group.state.value, group.protocol_type or "",
+                             (group.protocol_name or "") if stable else "", _describe_members(types, group))
         protocol_type = await context.coordinator.storage.group_protocol_type(group_id)
     except StorageUnavailable as exc:
         return described(ErrorCode.coordinator_not_available, "", message=f"Redis unavailable: {exc}")

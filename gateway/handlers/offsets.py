@@ -107,7 +107,7 @@ def _stored(result: Exception | None) -> ErrorCode:
 
 async def handle_offset_commit(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
-    group_error = context.coordinator.validate_commit(
+    group_error = await context.coordinator.validate_commit(
         request.group_id, request.member_id, getattr(request, "group_instance_id", None),
         request.generation_id_or_member_epoch)
     # Per topic: (name, topic ID, [(partition index, error)]); commits collected on the way.

@@ -1,7 +1,8 @@
 """The storage interface of consumer groups: committed offsets and the group registry.
 
-Membership lives in the gateway's memory (``gateway/coordinator``); what must
-survive a gateway restart is here. A committed offset *is* the Redis consumer
+Membership is run in the gateway's memory (``gateway/coordinator``) and
+stored here at each generation, with everything else that must survive a
+gateway restart. A committed offset *is* the Redis consumer
 group of the same name on the partition's stream (docs/mapping.md), so
 commits made by Redis-native readers are committed offsets too.
 """
@@ -60,7 +61,13 @@ class GroupStorage(Protocol):
 
     async def delete_offsets(self, group: str, partitions: Sequence[tuple[str, int]]) -> None: ...
 
+    async def save_membership(self, group: str, generation: int, state: bytes) -> bool:
+        """Store the group's membership unless a later generation is stored; whether it was."""
+
+    async def load_membership(self, group: str) -> bytes | None:
+        """The stored membership, or None."""
+
     async def delete_group(self, group: str) -> None:
-        """Remove the group's offsets (its Redis consumer groups) and registration."""
+        """Remove the group's offsets (its Redis consumer groups), membership and registration."""
 
     async def close(self) -> None: ...

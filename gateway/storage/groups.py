@@ -36,6 +36,7 @@ KeysOf = Callable[[str, int], Awaitable[keys.PartitionKeys]]
 COMMIT = LuaScript.load("commit_offset.lua", prelude=True)
 COMMITTED = LuaScript.load("committed_offset.lua", prelude=True)
 FORGET = LuaScript.load("forget_offset.lua")
+SAVE_MEMBERSHIP = LuaScript.load("save_membership.lua")
 
 
 def _member(topic: str, partition: int) -> str:
@@ -169,12 +170,24 @@ class RedisGroupStorage:
     async def register_group(self, group: str, protocol_type: str) -> None:
         await self._call(lambda: self._redis.hset(keys.GROUPS, group, protocol_type))  # type: ignore[misc]
 
+    # -- membership ---------------------------------------------------------------
+
+    async def save_membership(self, group: str, generation: int, state: bytes) -> bool:
+        call = ScriptCall(SAVE_MEMBERSHIP, [keys.group_membership(group)], [generation, state])
+        (reply,) = await self._call(lambda: run_calls(self._redis, [call]))
+        if isinstance(reply, Exception):
+            raise _classified(reply)
+        return bool(reply)
+
+    async def load_membership(self, group: str) -> bytes | None:
+        return await self._call(lambda: self._hget(keys.group_membership(group), "state"))
+
     async def delete_group(self, group: str) -> None:
         await self.delete_offsets(group, await self.committed_partitions(group))
 
         async def unregister() -> None:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.delete(keys.group_partitions(group))
+            pipe.delete(keys.group_partitions(group), keys.group_membership(group))
             pipe.hdel(keys.GROUPS, group)
             await pipe.execute()
 

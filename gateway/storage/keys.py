@@ -66,6 +66,14 @@ def group_partitions(group: str) -> str:
     return f"kafka:groups:{group}"
 
 
+def group_membership(group: str) -> str:
+    """The group's last stored generation and members (a hash: generation, state).
+
+    "kafka:group:" never prefixes a "kafka:groups:" key, whatever the group ID.
+    """
+    return f"kafka:group:{group}"
+
+
 # -- adopted streams ------------------------------------------------------------
 
 # The topic config that maps partitions 0..n-1 onto existing streams, in

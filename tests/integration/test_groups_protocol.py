@@ -369,6 +369,46 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+def test_membership_survives_a_gateway_restart(redis_server: RedisServer, redis_client: redis.Redis,
+                                               tmp_path: Path, group: str, topic_name: str) -> None:
+    gateway = GatewayProcess(redis_server.url, log_path=tmp_path / "gateway.log").start()
+    wire = Wire(gateway.bootstrap)
+    try:
+        create_topic(gateway.bootstrap, topic_name, 1)
+        member_id, generation = stable_member(wire, group)
+        wire.close()
+        gateway.stop()
+        gateway.start()
+        wire = Wire(gateway.bootstrap)
+        # The new process knows the member, its generation and its assignment
+        # from Redis: no UNKNOWN_MEMBER_ID, so no rejoin and no rebalance.
+        assert wire.call(heartbeat(group, member_id, generation)).error_code == ErrorCode.none
+        committed = wire.call(offset_commit(group, topic_name, {0: 0}, generation=generation,
+                                            member_id=member_id))
+        assert commit_errors(committed) == [ErrorCode.none]
+        (described,) = wire.call(describe(group)).groups
+        assert (described.group_state, [(m.member_id, m.member_metadata, m.member_assignment)
+                                        for m in described.members]) == (
+            "Stable", [(member_id, b"meta", b"A")])
+        assert wire.call(heartbeat(group, member_id, generation - 1)).error_code == \
+            ErrorCode.illegal_generation
+        # Leaving empties the group in a new generation, which is stored too.
+        assert wire.call(leave(group, (member_id, None))).members[0].error_code == ErrorCode.none
+        wire.close()
+        gateway.stop()
+        assert int(redis_client.hget(f"kafka:group:{group}", "generation")) == generation + 1
+        gateway.start()
+        wire = Wire(gateway.bootstrap)
+        (described,) = wire.call(describe(group)).groups
+        assert (described.group_state, described.members) == ("Empty", ())
+        assert wire.call(heartbeat(group, member_id, generation)).error_code == ErrorCode.unknown_member_id
+        _, next_generation = stable_member(wire, group)
+        assert next_generation == generation + 2
+    finally:
+        wire.close()
+        gateway.stop()
+
+
 def test_coordinator_not_available_while_redis_is_down(own_redis: RedisServer, tmp_path: Path) -> None:
     gateway = GatewayProcess(own_redis.url, log_path=tmp_path / "gateway.log",
                              extra_args=["--redis-timeout", "1"]).start()
