@@ -480,6 +480,37 @@ def encode_batch(
     else:
         max_ts = max(record[0] for record in records)
     body = b"".join(_encode_records(records, base_ts))
+    return _framed(base_offset, body, len(records), base_ts, max_ts, compression, timestamp_type,
+                   producer_id, producer_epoch, base_sequence, partition_leader_epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRecords:
+    """A batch's records section encoded elsewhere (the storage's read script).
+
+    ``body`` holds ``count`` records, uncompressed, with offset deltas 0 to
+    count - 1 and timestamp deltas from ``first_timestamp``.
+    """
+
+    count: int
+    body: bytes
+    first_timestamp: int
+    max_timestamp: int
+
+
+def encode_encoded_batch(base_offset: int, records: EncodedRecords, *,
+                         compression: Compression = Compression.NONE) -> bytes:
+    """One CreateTime batch of already encoded records: only the header and CRC are computed here."""
+    if records.count <= 0:
+        raise ValueError("a record batch needs at least one record")
+    return _framed(base_offset, records.body, records.count, records.first_timestamp,
+                   records.max_timestamp, compression, TimestampType.CREATE_TIME, -1, -1, -1, 0)
+
+
+def _framed(base_offset: int, body: bytes, count: int, base_ts: int, max_ts: int,
+            compression: Compression, timestamp_type: TimestampType, producer_id: int,
+            producer_epoch: int, base_sequence: int, partition_leader_epoch: int) -> bytes:
+    """The batch header and CRC around a records section (compressed here as asked)."""
     if compression != Compression.NONE:
         body = compress(compression, body)
     attributes = int(compression) | (_TIMESTAMP_TYPE_BIT if timestamp_type else 0)
@@ -491,13 +522,13 @@ def encode_batch(
             2,  # magic
             0,  # CRC, filled in below: it covers the rest of this header
             attributes,
-            len(records) - 1,
+            count - 1,
             base_ts,
             max_ts,
             producer_id,
             producer_epoch,
             base_sequence,
-            len(records),
+            count,
         )
     )
     crc = crc32c(body, crc32c(memoryview(header)[_CRC_START:]))

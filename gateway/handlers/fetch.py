@@ -33,10 +33,13 @@ from itertools import groupby
 from typing import Any
 
 from kafka_redis_gateway.protocol.records import (
+    HEADER_SIZE,
     Compression,
+    EncodedRecords,
     Record,
     TimestampType,
     encode_batch,
+    encode_encoded_batch,
     records_size_hint,
 )
 from kio.schema.errors import ErrorCode
@@ -118,7 +121,8 @@ async def _read(context: RequestContext, slots: Sequence[Slot], max_bytes: int) 
         ReadRequest(slot.topic or "", slot.partition, slot.offset,
                     min(slot.max_bytes, max_bytes, MAX_READ_BYTES_PER_PARTITION),
                     max(1, min(MAX_RECORDS_PER_PARTITION, slot.max_bytes // ASSUMED_MIN_RECORD_BYTES)),
-                    native_format(slot.info) if slot.info else DEFAULT_NATIVE)
+                    native_format(slot.info) if slot.info else DEFAULT_NATIVE,
+                    encoded=not _log_append_time(slot.info))
         for slot in readable
     ]
     try:
@@ -131,12 +135,27 @@ async def _read(context: RequestContext, slots: Sequence[Slot], max_bytes: int) 
             slot.result = result
             if result.out_of_range:
                 slot.code = ErrorCode.offset_out_of_range
-            found += records_size_hint(result.records) if result.records else 0
+            found += _size_hint(result)
         elif isinstance(result, StorageUnavailable):
             slot.code = ErrorCode.kafka_storage_error
         else:
             raise result
     return found
+
+
+def _log_append_time(info: TopicInfo | None) -> bool:
+    return info is not None and config_value(info, "message.timestamp.type") == "LogAppendTime"
+
+
+def _size_hint(result: ReadResult) -> int:
+    """About the bytes the result's batches take (uncompressed)."""
+    size = records_size_hint(result.records) if result.records else 0
+    for run in result.runs:
+        if isinstance(run, EncodedRecords):
+            size += HEADER_SIZE + len(run.body)
+        else:
+            size += records_size_hint(run)
+    return size
 
 
 def _must_answer_now(slots: Sequence[Slot]) -> bool:
@@ -173,13 +192,34 @@ async def _wait(context: RequestContext, slots: Sequence[Slot], timeout_ms: int)
         await asyncio.sleep(min(timeout_ms, 100) / 1000)
 
 
+def _codec(info: TopicInfo, api_version: int) -> Compression:
+    codec = CODECS.get(config_value(info, "compression.type"), Compression.NONE)
+    if codec == Compression.ZSTD and api_version < 10:
+        codec = Compression.NONE
+    return codec
+
+
+def _encode_runs(slot: Slot, runs: Sequence[EncodedRecords | Sequence[Record]], api_version: int) -> bytes:
+    """One batch per run: Redis encoded most runs' records; only their headers are built here."""
+    assert slot.info is not None
+    codec = _codec(slot.info, api_version)
+    parts = []
+    offset = slot.offset
+    for run in runs:
+        if isinstance(run, EncodedRecords):
+            parts.append(encode_encoded_batch(offset, run, compression=codec))
+            offset += run.count
+        else:
+            parts.append(encode_batch(offset, run, compression=codec))
+            offset += len(run)
+    return b"".join(parts)
+
+
 def _encode(slot: Slot, records: Sequence[Record], append_times: Sequence[int],
             api_version: int) -> bytes:
     info = slot.info
     assert info is not None
-    codec = CODECS.get(config_value(info, "compression.type"), Compression.NONE)
-    if codec == Compression.ZSTD and api_version < 10:
-        codec = Compression.NONE
+    codec = _codec(info, api_version)
     if config_value(info, "message.timestamp.type") != "LogAppendTime":
         return encode_batch(slot.offset, records, compression=codec)
     # One batch per append time: readers take a LogAppendTime batch's max
@@ -201,8 +241,9 @@ def _response(context: RequestContext, types: Any, slots: Sequence[Slot], max_by
     for slot in slots:
         result = slot.result
         data = b""
-        if result is not None and result.records and slot.code == ErrorCode.none:
-            data = _encode(slot, result.records, result.append_times, context.api_version)
+        if result is not None and slot.code == ErrorCode.none and (result.records or result.runs):
+            data = (_encode_runs(slot, result.runs, context.api_version) if result.runs
+                    else _encode(slot, result.records, result.append_times, context.api_version))
             if len(data) > budget and budget < max_bytes:
                 data = b""  # over the response budget: the client fetches it next time
             else:

@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kafka_redis_gateway.protocol.records import Record
+from kafka_redis_gateway.protocol.records import EncodedRecords, Record
 
 from .entries import DEFAULT_NATIVE, NativeFormat
 
@@ -83,6 +83,11 @@ class ReadResult:
     ``out_of_range`` is set when the offset lies outside
     [log_start_offset, high_watermark]. ``last_id`` is the stream's newest
     entry ID, from which a long-poll waits for more.
+
+    A read asked for ``encoded`` records leaves ``records`` and
+    ``append_times`` empty and has them in ``runs`` instead, in offset order:
+    records sections encoded by Redis, and records the gateway mapped itself
+    (native entries) in between.
     """
 
     offset: int
@@ -92,6 +97,12 @@ class ReadResult:
     high_watermark: int
     last_id: bytes
     out_of_range: bool = False
+    runs: Sequence[EncodedRecords | Sequence[Record]] = ()
+
+    @property
+    def record_count(self) -> int:
+        return len(self.records) + sum(run.count if isinstance(run, EncodedRecords) else len(run)
+                                       for run in self.runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +136,9 @@ class ReadRequest:
     max_records: int = 10_000
     # How entries outside the gateway's record format become records.
     native: NativeFormat = DEFAULT_NATIVE
+    # Records sections encoded by Redis (ReadResult.runs) instead of Records:
+    # for CreateTime topics, whose batches need no per-record append time.
+    encoded: bool = False
 
 
 class Storage(Protocol):
