@@ -618,6 +618,38 @@ def _encode_records(records: Sequence[Record], base_ts: int) -> list[bytes]:
     return parts
 
 
+def encode_record(record: Record, base_ts: int, offset_delta: bytes) -> bytes:
+    """One record as a records section holds it, length prefix included.
+
+    ``offset_delta`` comes encoded (``offset_deltas``). The general form of
+    what ``_encode_records`` writes, for callers that encode records one by
+    one (the storage's fetch path, for entries off its fast path).
+    """
+    timestamp, key, value, headers = record
+    body = b"".join((
+        b"\x00",  # record attributes, unused
+        _varint(timestamp - base_ts),
+        offset_delta,
+        _NULL if key is None else _encode_bytes(key),
+        _NULL if value is None else _encode_bytes(value),
+        _encode_headers(headers),
+    ))
+    return _varint(len(body)) + body
+
+
+# For callers that encode records sections themselves (the storage's fetch
+# path): zigzag varints of 0 to 8191 are SMALL_VARINTS[2 * n].
+SMALL_VARINTS = _UVARINT
+SMALL_VARINT_LIMIT = _UVARINT_LIMIT // 2
+varint = _varint
+NULL_LENGTH = _NULL
+
+
+def offset_deltas(count: int) -> list[bytes]:
+    """The encoded offset deltas 0 to count - 1."""
+    return _offset_deltas(count)
+
+
 def _offset_deltas(count: int) -> list[bytes]:
     # Offset deltas are 0..count-1: a slice of the table (zigzag(i) = 2i)
     # instead of an encode per record.

@@ -35,8 +35,6 @@ from typing import Any
 from kafka_redis_gateway.protocol.records import (
     HEADER_SIZE,
     Compression,
-    EncodedRecords,
-    Record,
     TimestampType,
     encode_batch,
     encode_encoded_batch,
@@ -149,13 +147,9 @@ def _log_append_time(info: TopicInfo | None) -> bool:
 
 def _size_hint(result: ReadResult) -> int:
     """About the bytes the result's batches take (uncompressed)."""
-    size = records_size_hint(result.records) if result.records else 0
-    for run in result.runs:
-        if isinstance(run, EncodedRecords):
-            size += HEADER_SIZE + len(run.body)
-        else:
-            size += records_size_hint(run)
-    return size
+    if result.encoded is not None:
+        return HEADER_SIZE + len(result.encoded.body)
+    return records_size_hint(result.records) if result.records else 0
 
 
 def _must_answer_now(slots: Sequence[Slot]) -> bool:
@@ -199,27 +193,14 @@ def _codec(info: TopicInfo, api_version: int) -> Compression:
     return codec
 
 
-def _encode_runs(slot: Slot, runs: Sequence[EncodedRecords | Sequence[Record]], api_version: int) -> bytes:
-    """One batch per run: Redis encoded most runs' records; only their headers are built here."""
-    assert slot.info is not None
-    codec = _codec(slot.info, api_version)
-    parts = []
-    offset = slot.offset
-    for run in runs:
-        if isinstance(run, EncodedRecords):
-            parts.append(encode_encoded_batch(offset, run, compression=codec))
-            offset += run.count
-        else:
-            parts.append(encode_batch(offset, run, compression=codec))
-            offset += len(run)
-    return b"".join(parts)
-
-
-def _encode(slot: Slot, records: Sequence[Record], append_times: Sequence[int],
-            api_version: int) -> bytes:
+def _encode(slot: Slot, result: ReadResult, api_version: int) -> bytes:
     info = slot.info
     assert info is not None
     codec = _codec(info, api_version)
+    if result.encoded is not None:
+        # The storage encoded the records section; only the header and CRC are left.
+        return encode_encoded_batch(slot.offset, result.encoded, compression=codec)
+    records, append_times = result.records, result.append_times
     if config_value(info, "message.timestamp.type") != "LogAppendTime":
         return encode_batch(slot.offset, records, compression=codec)
     # One batch per append time: readers take a LogAppendTime batch's max
@@ -241,9 +222,8 @@ def _response(context: RequestContext, types: Any, slots: Sequence[Slot], max_by
     for slot in slots:
         result = slot.result
         data = b""
-        if result is not None and slot.code == ErrorCode.none and (result.records or result.runs):
-            data = (_encode_runs(slot, result.runs, context.api_version) if result.runs
-                    else _encode(slot, result.records, result.append_times, context.api_version))
+        if result is not None and slot.code == ErrorCode.none and (result.records or result.encoded):
+            data = _encode(slot, result, context.api_version)
             if len(data) > budget and budget < max_bytes:
                 data = b""  # over the response budget: the client fetches it next time
             else:

@@ -85,9 +85,8 @@ class ReadResult:
     entry ID, from which a long-poll waits for more.
 
     A read asked for ``encoded`` records leaves ``records`` and
-    ``append_times`` empty and has them in ``runs`` instead, in offset order:
-    records sections encoded by Redis, and records the gateway mapped itself
-    (native entries) in between.
+    ``append_times`` empty and has them as one records section in
+    ``encoded`` instead (None when there are none).
     """
 
     offset: int
@@ -97,12 +96,11 @@ class ReadResult:
     high_watermark: int
     last_id: bytes
     out_of_range: bool = False
-    runs: Sequence[EncodedRecords | Sequence[Record]] = ()
+    encoded: EncodedRecords | None = None
 
     @property
     def record_count(self) -> int:
-        return len(self.records) + sum(run.count if isinstance(run, EncodedRecords) else len(run)
-                                       for run in self.runs)
+        return len(self.records) if self.encoded is None else self.encoded.count
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +134,7 @@ class ReadRequest:
     max_records: int = 10_000
     # How entries outside the gateway's record format become records.
     native: NativeFormat = DEFAULT_NATIVE
-    # Records sections encoded by Redis (ReadResult.runs) instead of Records:
+    # One encoded records section (ReadResult.encoded) instead of Records:
     # for CreateTime topics, whose batches need no per-record append time.
     encoded: bool = False
 

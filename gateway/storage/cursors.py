@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kafka_redis_gateway.protocol.records import EncodedRecords, Record
+from kafka_redis_gateway.protocol.records import Record
 
 from .base import ReadRequest, ReadResult
-from .entries import entry_to_record, id_millis
+from .entries import encode_entries, entry_to_record, id_millis
 
 # A bound on remembered positions (one per reader and partition); past it
 # they are all forgotten, and readers fall back to read.lua once each.
@@ -67,6 +67,8 @@ def read_result(request: ReadRequest, status: int, start: int, end: int, last_id
     entries appended after the check script ran, beyond ``end``.
     """
     limit = min(request.max_records, max(0, end - request.offset), len(entries))
+    if request.encoded:
+        return _encoded_result(request, status, start, end, last_id, entries, limit)
     max_bytes = request.max_bytes
     native = request.native
     records: list[Record] = []
@@ -94,38 +96,20 @@ def read_result(request: ReadRequest, status: int, start: int, end: int, last_id
     return result, cursor
 
 
-def encoded_read_result(request: ReadRequest, reply: Sequence[Any]) -> tuple[ReadResult, Cursor | None]:
-    """read.lua's reply in encoding mode as a result, and the cursor after it.
-
-    The script applied the limits; here only the raw entries between the
-    encoded runs (native entries) become records, grouped into runs of
-    their own.
-    """
-    status, start, end, last_id, segments, last_entry_id, entry_bytes = reply
-    runs: list[EncodedRecords | list[Record]] = []
-    count = 0
-    for segment in segments:
-        if len(segment) == 4:
-            body, run_count, first_timestamp, max_timestamp = segment
-            runs.append(EncodedRecords(int(run_count), body, int(first_timestamp), int(max_timestamp)))
-            count += run_count
-            continue
-        entry_id, fields = segment
-        if not runs or isinstance(runs[-1], EncodedRecords):
-            runs.append([])
-        records = runs[-1]
-        assert isinstance(records, list)
-        records.append(entry_to_record(entry_id, fields, request.native))
-        count += 1
-    cursor = Cursor(last_entry_id, int(entry_bytes) / count) if count else None
+def _encoded_result(request: ReadRequest, status: int, start: int, end: int, last_id: bytes,
+                    entries: Sequence[Any], limit: int) -> tuple[ReadResult, Cursor | None]:
+    encoded, size = encode_entries(entries, limit, request.max_bytes, request.native)
+    cursor = None
+    if encoded is not None:
+        cursor = Cursor(entries[encoded.count - 1][0], size / encoded.count)
     result = ReadResult(
         offset=request.offset,
         records=(),
         append_times=(),
-        log_start_offset=int(start),
-        high_watermark=int(end),
+        log_start_offset=start,
+        high_watermark=end,
         last_id=last_id,
-        out_of_range=int(status) == 1,
-        runs=runs,
+        out_of_range=status == 1,
+        encoded=encoded,
     )
     return result, cursor

@@ -31,7 +31,7 @@ from .base import (
     TopicNotFound,
     appends_ordered,
 )
-from .cursors import Cursor, Cursors, encoded_read_result, entries_wanted, read_result
+from .cursors import Cursor, Cursors, entries_wanted, read_result
 from .entries import append_args, id_millis
 from .multiplex import BlockingPool, MultiplexedConnection
 from .scripts import LuaScript, ScriptCall, run_calls
@@ -402,8 +402,6 @@ class RedisStorage:
         Partitions read where a previous read left off continue with a plain
         XRANGE after the remembered entry (cursors.py); the others, and any
         whose cursor turns out stale, go through read.lua in a second round.
-        Requests for encoded records all go through read.lua in one round,
-        which continues a cursor itself.
         """
         results: list[ReadResult | Exception | None] = [None] * len(requests)
         await self._read_after_cursors(requests, results)
@@ -429,8 +427,6 @@ class RedisStorage:
         continuing: list[tuple[int, str]] = []
         commands: list[tuple[Any, ...]] = []
         for index, request in enumerate(requests):
-            if request.encoded:
-                continue  # read.lua continues the cursor itself
             stream = self.streams.stream(request.topic, request.partition)
             cursor = self._cursors.take(stream, request.offset)
             if cursor is None:
@@ -464,10 +460,8 @@ class RedisStorage:
     def _read_result(self, request: ReadRequest, reply: Any) -> ReadResult | Exception:
         if isinstance(reply, Exception):
             return _classify(reply)
-        stream = self.streams.stream(request.topic, request.partition)
-        if request.encoded:
-            return self._remember(stream, request, *encoded_read_result(request, reply))
         status, start, end, last_id, entries = reply
+        stream = self.streams.stream(request.topic, request.partition)
         return self._remember(stream, request, *read_result(
             request, int(status), int(start), int(end), last_id, entries))
 
@@ -479,12 +473,11 @@ class RedisStorage:
 
     def _read_call(self, request: ReadRequest) -> ScriptCall:
         partition = self.streams.partition(request.topic, request.partition)
-        args: list[Any] = [request.offset, request.max_records, request.max_bytes, INDEX_INTERVAL,
-                           MAX_SEEK_STEPS]
-        if request.encoded:
-            cursor = self._cursors.take(partition.stream, request.offset)
-            args += [1] if cursor is None else [1, cursor.after_id, entries_wanted(request, cursor)]
-        return ScriptCall(READ, [partition.stream, partition.index], args)
+        return ScriptCall(
+            READ,
+            [partition.stream, partition.index],
+            [request.offset, request.max_records, request.max_bytes, INDEX_INTERVAL, MAX_SEEK_STEPS],
+        )
 
     async def wait_for_entries(
         self, positions: Sequence[tuple[str, int, bytes]], timeout_ms: int
