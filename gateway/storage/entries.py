@@ -233,9 +233,8 @@ def encode_entries(entries: Sequence[Any], limit: int, max_bytes: int,
     the two), but the commonest shapes (ts and value; ts, key and value) are
     encoded straight from the entry's fields, without a Record in between,
     and a run of entries with the same ``ts`` parses it once: this loop is
-    the fetch path's cost per record (about a quarter of Record plus
-    encode_batch, measured in docs/benchmarks.md). Other entries go through
-    ``entry_to_record``.
+    the fetch path's cost per record (docs/benchmarks.md). Other entries go
+    through ``entry_to_record``.
     """
     parts: list[bytes] = []
     append = parts.append
@@ -274,7 +273,6 @@ def encode_entries(entries: Sequence[Any], limit: int, max_bytes: int,
             record = entry_to_record(entry_id, fields, native)
             if not count:
                 base_ts = max_ts = record[0]
-                last_ts_field = None  # timestamp_part was relative to no base yet
             max_ts = max(max_ts, record[0])
             append(encode_record(record, base_ts, offset_part))
             count += 1

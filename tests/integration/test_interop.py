@@ -27,7 +27,15 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from tests.integration.test_confluent import Rec, describe_topic, produce_ok, read_to_end, wait_all
+from tests.integration.test_confluent import (
+    BASE_TS,
+    Rec,
+    describe_topic,
+    produce_ok,
+    read_to_end,
+    sample_records,
+    wait_all,
+)
 from tests.servers import GatewayProcess, RedisServer
 
 
@@ -108,6 +116,45 @@ def test_gateway_records_come_back_byte_for_byte(bootstrap: str, admin: AdminCli
     found = messages(bootstrap, topic_name)
     assert [(m.key(), m.value(), m.headers() or []) for m in found] == [
         (r.key, r.value, r.headers) for r in records]
+
+
+@pytest.mark.parametrize("compression", ["producer", "gzip"])
+def test_mixed_partition_reads_back_exactly(bootstrap: str, admin: AdminClient, redis_client: redis.Redis,
+                                            topic_name: str, compression: str) -> None:
+    # The fetch path encodes the gateway's own entries straight from their
+    # fields and maps native ones in between; with values near the 1 MiB
+    # read cap, reads stop between records of one produce batch.
+    create(admin, topic_name, {"compression.type": compression})
+    own = [Rec(0, r.key, r.value, r.headers, r.timestamp) for r in sample_records(1)[:14]]
+    big = [Rec(0, b"big", bytes([i]) * 600_000, [("n", None)], BASE_TS - i) for i in range(3)]
+    produce_ok(bootstrap, topic_name, own[:7])
+    native_id = redis_client.xadd(stream_key(topic_name), {"order_id": "7"})
+    hand_written_id = redis_client.xadd(stream_key(topic_name), {"value": "hand-written", "key": "k"})
+    produce_ok(bootstrap, topic_name, own[7:] + big, **{"message.max.bytes": 4_000_000})
+    expected = [(r.key, r.value, r.headers, r.timestamp) for r in own[:7]]
+    expected += [(None, b'{"order_id":"7"}', [], int(native_id.split(b"-")[0])),
+                 (b"k", b"hand-written", [], int(hand_written_id.split(b"-")[0]))]
+    expected += [(r.key, r.value, r.headers, r.timestamp) for r in own[7:] + big]
+    found = messages(bootstrap, topic_name)
+    assert [m.offset() for m in found] == list(range(len(expected)))
+    assert [(m.key(), m.value(), m.headers() or [], m.timestamp()[1]) for m in found] == expected
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KafkaPythonPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             max_partition_fetch_bytes=1 << 20)
+    try:
+        consumer.assign([KafkaPythonPartition(topic_name, 0)])
+        consumer.seek_to_beginning()
+        seen: list[Any] = []
+        deadline = time.monotonic() + 60
+        while len(seen) < len(expected) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                seen.extend(batch)
+    finally:
+        consumer.close()
+    assert [(r.offset, r.key, r.value, list(r.headers), r.timestamp) for r in seen] == [
+        (offset, *record) for offset, record in enumerate(expected)]
 
 
 # -- DeleteRecords ------------------------------------------------------------------
