@@ -16,7 +16,9 @@ at most 1 MiB from Redis per fetch (MAX_READ_BYTES_PER_PARTITION), so one
 client's huge fetches cannot hold Redis for hundreds of milliseconds. Records are
 re-encoded as one batch per partition (one per append time for LogAppendTime
 topics), compressed as the topic's compression.type says ("producer" and
-"uncompressed" send none; zstd falls back to none below v10).
+"uncompressed" send none; zstd falls back to none below v10). For CreateTime
+topics the storage returns the records section already encoded from the
+stream entries (ReadRequest.encoded); only the batch header is built here.
 Out-of-range offsets get OFFSET_OUT_OF_RANGE, unknown topics or partitions
 UNKNOWN_TOPIC_OR_PARTITION (UNKNOWN_TOPIC_ID from v13), Redis unreachable
 KAFKA_STORAGE_ERROR. No transactions exist, so the last stable offset is the
