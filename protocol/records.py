@@ -486,7 +486,7 @@ def encode_batch(
 
 @dataclass(frozen=True, slots=True)
 class EncodedRecords:
-    """A batch's records section encoded elsewhere (the storage's read script).
+    """A batch's records section encoded elsewhere (the storage, from stream entries).
 
     ``body`` holds ``count`` records, uncompressed, with offset deltas 0 to
     count - 1 and timestamp deltas from ``first_timestamp``.
