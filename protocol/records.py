@@ -47,6 +47,8 @@ __all__ = [
     "TimestampType",
     "decode_batches",
     "encode_batch",
+    "encode_records",
+    "read_batch_bodies",
     "records_size_hint",
 ]
 
@@ -214,17 +216,32 @@ def decode_batches(
     ``max_uncompressed`` bounds the total decompressed size of all batches
     in ``data``, so one request cannot make the gateway inflate gigabytes.
     """
+    return [(header, _read_records(body, header))
+            for header, body in read_batch_bodies(data, max_uncompressed=max_uncompressed)]
+
+
+def read_batch_bodies(
+    data: bytes | memoryview, *, max_uncompressed: int = 64 << 20
+) -> list[tuple[BatchHeader, bytes]]:
+    """Check every record batch in ``data`` and return its records section, not parsed.
+
+    Everything per batch is checked as in :func:`decode_batches` (magic,
+    length, CRC, codec, record count sign, decompression within
+    ``max_uncompressed``); the records section comes back decompressed, in
+    the layout of the module docstring, for a consumer that parses records
+    itself (the produce path hands it to Redis: gateway/storage/lua/append.lua).
+    """
     # One copy of a memoryview buys cheap indexing and slicing for the rest.
     buf = data if isinstance(data, bytes) else bytes(data)
     budget = max_uncompressed
-    batches: list[tuple[BatchHeader, list[Record]]] = []
+    batches: list[tuple[BatchHeader, bytes]] = []
     pos = 0
     end = len(buf)
     while pos < end:
         header, batch_end = _read_header(buf, pos)
         body, used = _batch_body(buf, pos + HEADER_SIZE, batch_end, header, budget)
         budget -= used
-        batches.append((header, _read_records(body, header)))
+        batches.append((header, body))
         pos = batch_end
     return batches
 
@@ -648,6 +665,13 @@ NULL_LENGTH = _NULL
 def offset_deltas(count: int) -> list[bytes]:
     """The encoded offset deltas 0 to count - 1."""
     return _offset_deltas(count)
+
+
+def encode_records(records: Sequence[Record]) -> bytes:
+    """The uncompressed records section of a batch of ``records``, base timestamp the first record's."""
+    if not records:
+        raise ValueError("a record batch needs at least one record")
+    return b"".join(_encode_records(records, records[0][0]))
 
 
 def _offset_deltas(count: int) -> list[bytes]:

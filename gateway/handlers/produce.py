@@ -1,9 +1,13 @@
 """Produce (key 0), v3-v12.
 
 Each partition's record batches (magic 2 only: older formats get
-UNSUPPORTED_FOR_MESSAGE_FORMAT) are CRC-checked and decoded, then every
-partition of the request is appended in one Redis round trip, each partition
-by one script call that returns its base offset.
+UNSUPPORTED_FOR_MESSAGE_FORMAT) are CRC-checked and decompressed here, then
+every partition of the request is appended in one Redis round trip, each
+partition by one script call that parses its records, refuses malformed ones
+before writing anything (CORRUPT_MESSAGE; a record count that does not match
+the batch header INVALID_RECORD) and returns its base offset. Timestamps
+beyond +-2^53 ms, which the script's arithmetic cannot hold exactly:
+INVALID_TIMESTAMP.
 
 acks=0 gets no response, acks=1 a response after the append, acks=-1 after
 Redis also confirms durability as configured (WAITAOF/WAIT in the same
@@ -34,17 +38,16 @@ from typing import Any
 from kafka_redis_gateway.protocol.records import (
     BatchHeader,
     Compression,
-    Record,
     RecordError,
-    decode_batches,
-    records_size_hint,
+    TimestampType,
+    read_batch_bodies,
 )
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Route
-from ..storage import AppendRequest, AppendResult, StorageUnavailable, TopicInfo
-from ..storage.base import NotDurable, ProducerRefused
+from ..storage import AppendBatch, AppendRequest, AppendResult, StorageUnavailable, TopicInfo
+from ..storage.base import AppendRefused, NotDurable
 from ..topics import config_value, topic_or_autocreate
 from ._build import NO_THROTTLE, error, make, millis_to_datetime, response_types
 
@@ -73,33 +76,40 @@ class DecompressionBudget:
     left: int = MAX_UNCOMPRESSED_PER_REQUEST
 
 
+# The append script does its arithmetic in Lua's doubles, exact below 2^53:
+# timestamps beyond (285,000 years from 1970) are refused, not rounded.
+EXACT_TIMESTAMP = 2**53
+
+
 def _decode(info: TopicInfo, partition: int, data: bytes | None, api_version: int,
             budget: DecompressionBudget) -> AppendRequest:
-    """The partition's records as one append; raises RecordError."""
+    """The partition's batches as one append; raises RecordError.
+
+    The batches are checked here (CRC, codec, sizes, producer fields); their
+    records are parsed and checked by the append script, in Redis, before it
+    writes any of them.
+    """
     if not data:
         raise RecordError(ErrorCode.corrupt_message, "no records")
     limit = int(config_value(info, "max.message.bytes"))
-    batches = decode_batches(data, max_uncompressed=budget.left)
-    if any(header.compression != Compression.NONE for header, _ in batches):
-        budget.left -= sum(records_size_hint(batch) for _, batch in batches)
-    records: list[Record] = []
-    max_ts, max_delta = -1, 0
-    for header, batch in batches:
+    batches = read_batch_bodies(data, max_uncompressed=budget.left)
+    budget.left -= sum(len(body) for header, body in batches if header.compression != Compression.NONE)
+    for header, _ in batches:
         _check_batch(header, limit, api_version)
-        if header.max_timestamp > max_ts or not records:
-            max_ts = header.max_timestamp
-            max_delta = len(records) + _index_of_timestamp(batch, header.max_timestamp)
-        records.extend(batch)
-    if not records:
+    record_count = sum(header.record_count for header, _ in batches)
+    if not record_count:
         raise RecordError(ErrorCode.corrupt_message, "no records")
     first = batches[0][0]
     _check_producer_batches([header for header, _ in batches])
     return AppendRequest(
-        info.name, partition, records, max_ts, max_delta,
+        info.name, partition,
+        [AppendBatch(header.record_count, header.base_timestamp, header.max_timestamp, body,
+                     log_append_time=header.timestamp_type == TimestampType.LOG_APPEND_TIME)
+         for header, body in batches],
         producer_id=first.producer_id,
         producer_epoch=first.producer_epoch if first.producer_id >= 0 else -1,
         first_sequence=first.base_sequence if first.producer_id >= 0 else -1,
-        last_sequence=_sequence_after(first.base_sequence, len(records) - 1)
+        last_sequence=_sequence_after(first.base_sequence, record_count - 1)
         if first.producer_id >= 0 else -1,
     )
 
@@ -129,17 +139,9 @@ def _check_batch(header: BatchHeader, limit: int, api_version: int) -> None:
         raise RecordError(ErrorCode.unsupported_compression_type, "zstd needs Produce v7+")
     if header.is_control or header.is_transactional:
         raise RecordError(ErrorCode.invalid_record, "transactional and control batches are not supported")
-
-
-def _index_of_timestamp(batch: Sequence[Record], timestamp: int) -> int:
-    # Records usually arrive in time order, so the last one is the answer
-    # without a per-record scan.
-    if batch and batch[-1].timestamp == timestamp:
-        return len(batch) - 1
-    for index, record in enumerate(batch):
-        if record.timestamp == timestamp:
-            return index
-    return len(batch) - 1
+    if not all(-EXACT_TIMESTAMP < timestamp < EXACT_TIMESTAMP
+               for timestamp in (header.base_timestamp, header.max_timestamp)):
+        raise RecordError(ErrorCode.invalid_timestamp, "batch timestamp out of range")
 
 
 async def _prepare(context: RequestContext, request: Any,
@@ -199,8 +201,8 @@ async def _append(context: RequestContext, appends: list[tuple[PartitionOutcome,
     for (outcome, _), result in zip(appends, results, strict=True):
         if isinstance(result, AppendResult):
             outcome.result = result
-        elif isinstance(result, ProducerRefused):
-            outcome.code = error(result.error_code)
+        elif isinstance(result, AppendRefused):
+            outcome.code, outcome.message = error(result.error_code), result.message
         elif isinstance(result, NotDurable):
             # Kafka's answer when acks=all is not satisfied within the request
             # timeout; an idempotent producer's retry is deduplicated.

@@ -5,6 +5,7 @@ Handlers see the :class:`Storage` protocol and the frozen results it returns;
 """
 
 from .base import (
+    AppendBatch,
     AppendRequest,
     AppendResult,
     InvalidStream,
@@ -21,6 +22,7 @@ from .base import (
 from .redis_storage import RedisStorage
 
 __all__ = [
+    "AppendBatch",
     "AppendRequest",
     "AppendResult",
     "InvalidStream",

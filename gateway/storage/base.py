@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kafka_redis_gateway.protocol.records import EncodedRecords, Record
+from kafka_redis_gateway.protocol.records import EncodedRecords, Record, encode_records
 
 from .entries import DEFAULT_NATIVE, NativeFormat
 
@@ -31,12 +31,17 @@ class TopicExists(Exception):
     pass
 
 
-class ProducerRefused(Exception):
-    """The idempotent-producer state refused a batch (a Kafka error code)."""
+class AppendRefused(Exception):
+    """The append script refused a batch, writing nothing (a Kafka error code).
 
-    def __init__(self, error_code: int) -> None:
-        super().__init__(f"producer state refused the batch with error {error_code}")
+    Either its records are malformed (``message`` says how) or the
+    idempotent-producer state refuses it (``message`` is None).
+    """
+
+    def __init__(self, error_code: int, message: str | None = None) -> None:
+        super().__init__(message or f"producer state refused the batch with error {error_code}")
         self.error_code = error_code
+        self.message = message
 
 
 class NotDurable(Exception):
@@ -112,13 +117,34 @@ class PartitionOffsets:
 
 
 @dataclass(frozen=True, slots=True)
+class AppendBatch:
+    """One record batch to append: its header's numbers and its records, not parsed.
+
+    ``records`` is the batch's records section, uncompressed, as the Kafka
+    wire format lays it out (protocol/records.py); the append script parses
+    and checks it, so the gateway builds no object per record.
+    """
+
+    record_count: int
+    base_timestamp: int
+    max_timestamp: int
+    records: bytes
+    # LogAppendTime batches: every record's timestamp is max_timestamp.
+    log_append_time: bool = False
+
+    @classmethod
+    def of_records(cls, records: Sequence[Record]) -> AppendBatch:
+        """A batch of ``records`` (tests and tools; the produce path has the wire bytes)."""
+        return cls(len(records), records[0].timestamp, max(record.timestamp for record in records),
+                   encode_records(records))
+
+
+@dataclass(frozen=True, slots=True)
 class AppendRequest:
     topic: str
     partition: int
-    records: Sequence[Record]
-    max_timestamp: int
-    max_timestamp_delta: int
-    # Idempotent producers: ID, epoch and the batch's sequence range.
+    batches: Sequence[AppendBatch]
+    # Idempotent producers: ID, epoch and the batches' sequence range.
     producer_id: int = -1
     producer_epoch: int = -1
     first_sequence: int = -1

@@ -43,9 +43,6 @@ VALUE = b"value"
 HEADER = b"h:"
 NULL_HEADER = b"h0:"
 
-Arg = bytes | int | str
-
-
 _OWN_FIELDS = frozenset((TS, KEY, VALUE))
 _new_record = tuple.__new__  # builds a Record without NamedTuple's keyword handling
 
@@ -59,75 +56,6 @@ class NativeFormat:
 
 
 DEFAULT_NATIVE = NativeFormat()
-
-
-# Record shapes the append script takes without per-record field names
-# (append.lua): which of key and value every record of the batch has.
-_SHAPES = {(False, False): b"-", (True, False): b"k", (False, True): b"v", (True, True): b"kv"}
-
-
-def append_args(records: Sequence[Record]) -> list[Arg]:
-    """Flatten records into the append script's argument list.
-
-    A batch whose records all have the same shape (key present or not,
-    value present or not, no headers; nearly every producer's batches) is
-    sent as its shape and then only ``ts[, key][, value]`` per record: two or
-    three arguments instead of five to seven, which is what packing the
-    command and the script's unpacking cost per record. Other batches spell
-    out every record's fields.
-    """
-    first = records[0]
-    shape = (first[1] is not None, first[2] is not None)
-    if all(not headers and (key is not None, value is not None) == shape
-           for _, key, value, headers in records):
-        return _uniform_args(records, shape)
-    return _general_args(records)
-
-
-def _uniform_args(records: Sequence[Record], shape: tuple[bool, bool]) -> list[Arg]:
-    # list[Any]: the shape guarantees the key and value taken are not None.
-    args: list[Any] = [len(records), _SHAPES[shape]]
-    add = args.append
-    if shape == (False, True):
-        for timestamp, _, value, _ in records:
-            add(timestamp)
-            add(value)
-    elif shape == (True, True):
-        for timestamp, key, value, _ in records:
-            add(timestamp)
-            add(key)
-            add(value)
-    elif shape == (True, False):
-        for timestamp, key, _, _ in records:
-            add(timestamp)
-            add(key)
-    else:
-        args.extend(record[0] for record in records)
-    return args
-
-
-def _general_args(records: Sequence[Record]) -> list[Arg]:
-    """Each record as its field count and field/value pairs."""
-    args: list[Arg] = [len(records), b""]
-    add = args.append
-    for timestamp, key, value, headers in records:
-        add(1 + (key is not None) + (value is not None) + len(headers))
-        add(TS)
-        add(timestamp)
-        if key is not None:
-            add(KEY)
-            add(key)
-        if value is not None:
-            add(VALUE)
-            add(value)
-        for name, header_value in headers:
-            if header_value is None:
-                add(NULL_HEADER + name.encode())
-                add(b"")
-            else:
-                add(HEADER + name.encode())
-                add(header_value)
-    return args
 
 
 def id_millis(entry_id: bytes) -> int:

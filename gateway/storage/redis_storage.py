@@ -16,13 +16,14 @@ from redis import exceptions as redis_errors
 from ..metrics import REDIS_LATENCY, REDIS_RECONNECTS
 from . import keys
 from .base import (
+    AppendBatch,
+    AppendRefused,
     AppendRequest,
     AppendResult,
     InvalidStream,
     NotDurable,
     OffsetOutOfRange,
     PartitionOffsets,
-    ProducerRefused,
     ReadRequest,
     ReadResult,
     StorageUnavailable,
@@ -32,7 +33,7 @@ from .base import (
     appends_ordered,
 )
 from .cursors import Cursor, Cursors, entries_wanted, read_result
-from .entries import append_args, id_millis
+from .entries import id_millis
 from .multiplex import BlockingPool, MultiplexedConnection
 from .scripts import LuaScript, ScriptCall, run_calls
 
@@ -373,9 +374,8 @@ class RedisStorage:
             ScriptCall(
                 APPEND,
                 self.streams.partition(request.topic, request.partition).for_append,
-                [INDEX_INTERVAL, request.max_timestamp, request.max_timestamp_delta,
-                 request.producer_id, request.producer_epoch, request.first_sequence,
-                 request.last_sequence, *append_args(request.records)],
+                [INDEX_INTERVAL, request.producer_id, request.producer_epoch, request.first_sequence,
+                 request.last_sequence, *_batch_args(request.batches)],
             )
             for request in requests
         ]
@@ -577,11 +577,21 @@ def _decode_topic(name: str, raw: bytes | str) -> TopicInfo:
     return TopicInfo(name, uuid.UUID(data["id"]), int(data["partitions"]), data.get("configs", {}))
 
 
+def _batch_args(batches: Sequence[AppendBatch]) -> list[Any]:
+    """append.lua's arguments for the batches: their count, then five per batch."""
+    args: list[Any] = [len(batches)]
+    for batch in batches:
+        args += (batch.record_count, batch.base_timestamp, batch.max_timestamp,
+                 int(batch.log_append_time), batch.records)
+    return args
+
+
 def _append_result(reply: Any) -> AppendResult | Exception:
     if isinstance(reply, Exception):
         return _classify(reply)
     if int(reply[0]) == -1:
-        return ProducerRefused(int(reply[1]))
+        message = reply[2].decode("utf-8", "replace") if len(reply) > 2 else None
+        return AppendRefused(int(reply[1]), message)
     if reply[1] is None:  # the script's false: a retried batch already appended
         return AppendResult(int(reply[0]), int(reply[3]), int(reply[2]), duplicate=True)
     base_offset, first_id, log_start = reply

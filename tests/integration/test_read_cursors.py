@@ -11,7 +11,13 @@ import uuid
 
 import pytest
 import redis
-from kafka_redis_gateway.gateway.storage import AppendRequest, ReadRequest, ReadResult, RedisStorage
+from kafka_redis_gateway.gateway.storage import (
+    AppendBatch,
+    AppendRequest,
+    ReadRequest,
+    ReadResult,
+    RedisStorage,
+)
 from kafka_redis_gateway.protocol.records import Record
 
 TIMESTAMP = 1_700_000_000_000
@@ -27,7 +33,7 @@ def stream_key(topic: str) -> str:
 
 
 async def append(storage: RedisStorage, topic: str, records: list[Record]) -> int:
-    (result,) = await storage.append([AppendRequest(topic, 0, records, TIMESTAMP, 0)])
+    (result,) = await storage.append([AppendRequest(topic, 0, [AppendBatch.of_records(records)])])
     assert not isinstance(result, Exception), result
     return result.base_offset
 

@@ -10,7 +10,13 @@ from collections.abc import Sequence
 
 import pytest
 import redis
-from kafka_redis_gateway.gateway.storage import AppendRequest, ReadRequest, ReadResult, RedisStorage
+from kafka_redis_gateway.gateway.storage import (
+    AppendBatch,
+    AppendRequest,
+    ReadRequest,
+    ReadResult,
+    RedisStorage,
+)
 from kafka_redis_gateway.protocol.records import Record
 
 INTERVAL = 1024  # the index interval the append script is given
@@ -38,9 +44,7 @@ def numbered(first: int, count: int, timestamp: int = HOUR_AGO, size: int = 0) -
 
 async def append(storage: RedisStorage, topic: str, records: Sequence[Record], partition: int = 0) -> int:
     """Append one batch; its base offset."""
-    max_ts = max(record.timestamp for record in records)
-    delta = max(i for i, record in enumerate(records) if record.timestamp == max_ts)
-    (result,) = await storage.append([AppendRequest(topic, partition, records, max_ts, delta)])
+    (result,) = await storage.append([AppendRequest(topic, partition, [AppendBatch.of_records(records)])])
     assert not isinstance(result, Exception), result
     return result.base_offset
 

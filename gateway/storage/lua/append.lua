@@ -1,29 +1,31 @@
--- Append one Kafka produce batch to a partition's stream, atomically.
+-- Append one Kafka produce request's batches for a partition to its stream,
+-- atomically: check every record, then write them all, or nothing.
 --
 -- KEYS[1]  the partition's stream
 -- KEYS[2]  its sparse offset index (sorted set: score = offset, member = entry ID)
 -- KEYS[3]  its partition metadata hash (max timestamp and its offset)
 -- KEYS[4]  its idempotent-producer state hash (field: producer ID)
 -- ARGV[1]  index interval: an index point every this many offsets
--- ARGV[2]  the batch's max timestamp (ms)
--- ARGV[3]  the offset delta (within the batch) of the record with that timestamp
--- ARGV[4]  producer ID (-1: not idempotent), ARGV[5] producer epoch,
--- ARGV[6]  first sequence number, ARGV[7] last sequence number
--- ARGV[8]  number of records
--- ARGV[9]  the records' shape, then the records:
---          "v", "kv", "k" or "-" when every record has the same fields
---          (value only; key and value; key only; neither) and no headers:
---          per record its ts, then its key and/or value as the shape says;
---          "" otherwise: per record its field count n, followed by n
---          field/value pairs of the entry.
---          Either way the entry's fields are ts, key, value, h:<name>... in
---          that order (docs/mapping.md).
+-- ARGV[2]  producer ID (-1: not idempotent), ARGV[3] producer epoch,
+-- ARGV[4]  first sequence number, ARGV[5] last sequence number
+-- ARGV[6]  number of record batches, then per batch five arguments:
+--          its record count (as its header declares), base timestamp,
+--          max timestamp, 1 when it is a LogAppendTime batch (every record
+--          takes the max timestamp) or 0, and its records section:
+--          the records exactly as the Kafka wire format lays them out
+--          (protocol/records.py), uncompressed. The gateway checked the
+--          batch (CRC, codec, sizes); the records are parsed only here.
+--
+-- Each record becomes one entry with the fields ts, key, value, h:<name>
+-- (h0:<name> for a null header value), in that order (docs/mapping.md).
 --
 -- Returns {base_offset, first_id, log_start_offset} after an append,
 -- {base_offset, false, log_start_offset, append_ms} for a batch already
 -- appended (a retry: nothing is written, the original offset and append
--- time are returned), or
--- {-1, kafka_error_code} when the producer state refuses the batch.
+-- time are returned),
+-- {-1, kafka_error_code} when the producer state refuses the batch, or
+-- {-1, kafka_error_code, message} when a record is malformed (nothing is
+-- written either way).
 --
 -- A Kafka offset is the entry's position in the stream as Redis counts it:
 -- entries-added before the append is the batch's base offset, so entries that
@@ -32,6 +34,268 @@
 local stream, index, meta, producers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local interval = tonumber(ARGV[1])
 
+-- Parsing the records sections. Lua 5.1 numbers are doubles: exact for
+-- integers below 2^53, which holds every length here; timestamps beyond
+-- that are refused (INVALID_TIMESTAMP) rather than rounded.
+local CORRUPT_MESSAGE, INVALID_TIMESTAMP, INVALID_RECORD = 2, 32, 87
+local EXACT = 9007199254740992 -- 2^53
+local byte, sub, find, format = string.byte, string.sub, string.find, string.format
+
+local function refuse(code, message)
+  error({code, message}, 0)
+end
+
+-- The zigzag varint at pos (at most max_bytes long) -> value, next position.
+-- Reading past the end gives byte() nil, and the comparison raises an error
+-- that parse() reports as a truncated record.
+local function varint(s, pos, max_bytes)
+  local b = byte(s, pos)
+  local raw
+  if b < 128 then
+    raw = b
+    pos = pos + 1
+  else
+    raw = b - 128
+    local scale = 128
+    local last = pos + max_bytes - 1
+    repeat
+      pos = pos + 1
+      if pos > last then
+        refuse(CORRUPT_MESSAGE, 'varint longer than ' .. max_bytes .. ' bytes')
+      end
+      b = byte(s, pos)
+      if b < 128 then
+        raw = raw + b * scale
+      else
+        raw = raw + (b - 128) * scale
+        scale = scale * 128
+      end
+    until b < 128
+    pos = pos + 1
+  end
+  if raw % 2 == 0 then
+    return raw / 2, pos
+  end
+  return -(raw + 1) / 2, pos
+end
+
+-- The length-prefixed bytes at pos -> the bytes (false for null), next position.
+local function bytes_field(s, pos)
+  local size
+  size, pos = varint(s, pos, 5)
+  if size >= 0 then
+    return sub(s, pos, pos + size - 1), pos + size
+  end
+  if size ~= -1 then
+    refuse(CORRUPT_MESSAGE, 'negative length ' .. size)
+  end
+  return false, pos
+end
+
+-- Python's strict UTF-8 decoding: no overlong forms, no surrogates, at most U+10FFFF.
+local function is_utf8(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = byte(s, i)
+    local follow, low, high = 0, 128, 191
+    if c >= 194 and c <= 223 then
+      follow = 1
+    elseif c >= 224 and c <= 239 then
+      follow = 2
+      if c == 224 then low = 160 elseif c == 237 then high = 159 end
+    elseif c >= 240 and c <= 244 then
+      follow = 3
+      if c == 240 then low = 144 elseif c == 244 then high = 143 end
+    elseif c >= 128 then
+      return false
+    end
+    for j = 1, follow do
+      local d = byte(s, i + j)
+      if d == nil or d < low or d > high then
+        return false
+      end
+      low, high = 128, 191
+    end
+    i = i + follow + 1
+  end
+  return true
+end
+
+-- The headers at pos (at their count) -> a list of field, value pairs
+-- (false when there are none), next position.
+local function headers_field(s, pos, record_end)
+  local count
+  count, pos = varint(s, pos, 5)
+  if count == 0 then
+    return false, pos
+  end
+  -- Each header takes at least two bytes: refuse absurd counts up front.
+  if count < 0 or count * 2 > record_end - pos then
+    refuse(CORRUPT_MESSAGE, 'bad header count ' .. count)
+  end
+  local fields = {}
+  for h = 1, count do
+    local size, name, value
+    size, pos = varint(s, pos, 5)
+    if size < 0 then
+      refuse(CORRUPT_MESSAGE, 'bad header key length ' .. size)
+    end
+    name = sub(s, pos, pos + size - 1)
+    pos = pos + size
+    if find(name, '[\128-\255]') and not is_utf8(name) then
+      refuse(CORRUPT_MESSAGE, 'header key is not UTF-8')
+    end
+    value, pos = bytes_field(s, pos)
+    if value then
+      fields[2 * h - 1], fields[2 * h] = 'h:' .. name, value
+    else
+      fields[2 * h - 1], fields[2 * h] = 'h0:' .. name, ''
+    end
+  end
+  return fields, pos
+end
+
+-- One record at pos, any layout -> its end as its length says, timestamp
+-- delta, key, value, headers (false for null or none) and where its fields end.
+local function general_record(s, pos)
+  local size, delta, key, value, headers, _
+  size, pos = varint(s, pos, 5)
+  local record_end = pos + size
+  -- attributes: one byte, unused in v2; then the timestamp delta
+  delta, pos = varint(s, pos + 1, 10)
+  -- offset delta: skipped, offsets are the stream's
+  _, pos = varint(s, pos, 5)
+  key, pos = bytes_field(s, pos)
+  value, pos = bytes_field(s, pos)
+  headers, pos = headers_field(s, pos, record_end)
+  return record_end, delta, key, value, headers, pos
+end
+
+-- Parse one batch's records section onto the record lists: per record its
+-- timestamp as a decimal string (ts), its value (false for null); its key
+-- and headers (a list of field, value pairs) only where it has them.
+-- Returns the number of records and the index (from 0) of the record
+-- holding the batch's max timestamp.
+--
+-- The hot loop of the produce path, written for Lua 5.1's interpreter,
+-- where a call to byte() costs as much as ten arithmetic steps: records of
+-- 64 to 8191 bytes with a null key and no headers, whose varints take at
+-- most two bytes (most producers' records), are read with three byte()
+-- calls and one sub(); any other record goes through general_record(). A
+-- timestamp string is formatted once per distinct delta.
+local function parse_batch(s, base_ts, max_ts, log_append_time, declared, out)
+  local n = #s
+  local pos = 1
+  local first = #out.ts
+  local count = 0
+  local last_delta, last_ts, last_text = nil, nil, nil
+  local max_index = nil
+  local ts_list, key_list, value_list, header_list = out.ts, out.key, out.value, out.headers
+  while pos <= n do
+    local record_end, delta, key, value, headers
+    local l1, l2, _, t1, t2, o1, o2 = byte(s, pos, pos + 6)
+    local fast = false
+    if l1 >= 128 and l2 ~= nil and l2 < 128 and t1 ~= nil then
+      local raw = l1 - 128 + l2 * 128
+      record_end = pos + 2 + (raw % 2 == 0 and raw / 2 or -(raw + 1) / 2)
+      local p
+      if t1 < 128 then
+        raw, o2, o1, p = t1, o1, t2, pos + 4
+      elseif t2 ~= nil and t2 < 128 then
+        raw, p = t1 - 128 + t2 * 128, pos + 5
+      end
+      if p ~= nil and o1 ~= nil and (o1 < 128 or (o2 ~= nil and o2 < 128)) then
+        delta = raw % 2 == 0 and raw / 2 or -(raw + 1) / 2
+        p = p + (o1 < 128 and 1 or 2)
+        local k, v1, v2 = byte(s, p, p + 2)
+        if k == 1 and v1 ~= nil and v1 >= 128 and v2 ~= nil and v2 < 128 then
+          raw = v1 - 128 + v2 * 128
+          raw = raw / 2 -- even: a length of 64 to 8191 bytes; odd ones are negative
+          if raw % 1 == 0 and byte(s, p + 3 + raw) == 0 then
+            value, key, headers, fast = sub(s, p + 3, p + 2 + raw), false, false, true
+            pos = p + 4 + raw
+          end
+        end
+      end
+    end
+    if not fast then
+      record_end, delta, key, value, headers, pos = general_record(s, pos)
+    end
+    if pos ~= record_end then
+      refuse(CORRUPT_MESSAGE, 'record length does not match its fields')
+    end
+    if delta ~= last_delta then
+      local ts = base_ts + delta
+      if delta >= EXACT / 2 or delta <= -EXACT / 2 or ts >= EXACT or ts <= -EXACT then
+        refuse(INVALID_TIMESTAMP, 'record timestamp out of range')
+      end
+      last_delta, last_ts, last_text = delta, ts, format('%d', ts)
+    end
+    if max_index == nil and last_ts == max_ts then
+      max_index = count
+    end
+    count = count + 1
+    local at = first + count
+    ts_list[at], value_list[at] = last_text, value
+    if key then
+      key_list[at] = key
+    end
+    if headers then
+      header_list[at] = headers
+    end
+  end
+  if pos > n + 1 then
+    refuse(CORRUPT_MESSAGE, 'truncated record')
+  end
+  if count ~= declared then
+    refuse(INVALID_RECORD, 'batch declares ' .. declared .. ' records but holds ' .. count)
+  end
+  if log_append_time then
+    -- The broker's time, stored as max timestamp, is every record's.
+    local text = format('%d', max_ts)
+    for at = first + 1, first + count do
+      ts_list[at] = text
+    end
+    return count, count - 1
+  end
+  -- Records usually arrive in time order: the last one holds the maximum.
+  if count > 0 and last_ts == max_ts then
+    max_index = count - 1
+  end
+  return count, max_index or count - 1
+end
+
+-- Every batch's records, or nil and a refusal {-1, code, message}.
+-- Also the max timestamp of the request and its offset within the request,
+-- as the batch headers declare them (the last batch with the largest).
+local function parse_all()
+  local out = {ts = {}, key = {}, value = {}, headers = {}}
+  local max_ts, max_delta = -1, 0
+  local batches = tonumber(ARGV[6])
+  for b = 0, batches - 1 do
+    local at = 7 + 5 * b
+    local declared, base_ts, batch_max = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+    local before = #out.ts
+    local ok, count, max_index = pcall(parse_batch, ARGV[at + 4], base_ts, batch_max,
+                                       ARGV[at + 3] == '1', declared, out)
+    if not ok then
+      if type(count) == 'table' then
+        return nil, {-1, count[1], count[2]}
+      end
+      -- A varint or a field ran past the end of the records section.
+      return nil, {-1, CORRUPT_MESSAGE, 'truncated record'}
+    end
+    if batch_max > max_ts or before == 0 then
+      max_ts, max_delta = batch_max, before + max_index
+    end
+  end
+  if #out.ts == 0 then
+    return nil, {-1, CORRUPT_MESSAGE, 'no records'}
+  end
+  return out, nil, max_ts, max_delta
+end
+
+
 -- Idempotent producers (KIP-98, as Kafka's ProducerStateManager checks them).
 -- The state of one producer on this partition is
 -- "epoch;first:last:offset:append_ms;..." holding the last five batches,
@@ -39,9 +303,9 @@ local interval = tonumber(ARGV[1])
 -- a retry is answered with the original offset and append time.
 local OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH = 45, 47
 local CACHED_BATCHES = 5
-local producer_id = ARGV[4]
-local producer_epoch = tonumber(ARGV[5])
-local first_seq, last_seq = tonumber(ARGV[6]), tonumber(ARGV[7])
+local producer_id = ARGV[2]
+local producer_epoch = tonumber(ARGV[3])
+local first_seq, last_seq = tonumber(ARGV[4]), tonumber(ARGV[5])
 
 local function parse_state(raw)
   local epoch = nil
@@ -129,6 +393,10 @@ local function entries_added(key)
   return 0
 end
 
+local records, malformed, max_ts, max_delta = parse_all()
+if malformed ~= nil then
+  return malformed
+end
 local base = entries_added(stream)
 local refused = check_producer()
 if refused ~= nil then
@@ -160,34 +428,46 @@ if base > 0 then
   end
 end
 
-local count = tonumber(ARGV[8])
-local shape = ARGV[9]
-local pos = 10
+local ts_list, key_list, value_list, header_list = records.ts, records.key, records.value, records.headers
+local count = #ts_list
 local first_id = nil
 
--- XADD of the record at pos; returns its ID and the next record's position.
-local function add_record()
-  if shape == 'v' then
-    return redis.call('XADD', stream, '*', 'ts', ARGV[pos], 'value', ARGV[pos + 1]), pos + 2
-  elseif shape == 'kv' then
-    return redis.call('XADD', stream, '*', 'ts', ARGV[pos], 'key', ARGV[pos + 1],
-                      'value', ARGV[pos + 2]), pos + 3
-  elseif shape == 'k' then
-    return redis.call('XADD', stream, '*', 'ts', ARGV[pos], 'key', ARGV[pos + 1]), pos + 2
-  elseif shape == '-' then
-    return redis.call('XADD', stream, '*', 'ts', ARGV[pos]), pos + 1
+-- XADD of record i with the fields it has; the common shapes without a table.
+local function add_record(i)
+  local key, value, headers = key_list[i], value_list[i], header_list[i]
+  if not headers then
+    if value and not key then
+      return redis.call('XADD', stream, '*', 'ts', ts_list[i], 'value', value)
+    elseif value then
+      return redis.call('XADD', stream, '*', 'ts', ts_list[i], 'key', key, 'value', value)
+    end
   end
-  local n = tonumber(ARGV[pos])
-  return redis.call('XADD', stream, '*', unpack(ARGV, pos + 1, pos + 2 * n)), pos + 2 * n + 1
+  local args = {'XADD', stream, '*', 'ts', ts_list[i]}
+  local n = 5
+  if key then
+    args[n + 1] = 'key'
+    args[n + 2] = key
+    n = n + 2
+  end
+  if value then
+    args[n + 1] = 'value'
+    args[n + 2] = value
+    n = n + 2
+  end
+  if headers then
+    for j = 1, #headers do
+      args[n + j] = headers[j]
+    end
+  end
+  return redis.call(unpack(args))
 end
 
-for i = 0, count - 1 do
-  local id
-  id, pos = add_record()
+for i = 1, count do
+  local id = add_record(i)
   if first_id == nil then
     first_id = id
   end
-  local offset = base + i
+  local offset = base + i - 1
   -- An index point at least every interval offsets; the first record after
   -- entries that native producers added (they do not index) starts anew.
   if offset - last_indexed >= interval then
@@ -201,9 +481,8 @@ if native_ms ~= nil and (known == false or tonumber(known) < native_ms) then
   redis.call('HSET', meta, 'max_ts', native_ms, 'max_ts_offset', base - 1)
   known = tostring(native_ms)
 end
-local max_ts = tonumber(ARGV[2])
 if known == false or tonumber(known) < max_ts then
-  redis.call('HSET', meta, 'max_ts', max_ts, 'max_ts_offset', base + tonumber(ARGV[3]))
+  redis.call('HSET', meta, 'max_ts', format('%d', max_ts), 'max_ts_offset', base + max_delta)
 end
 
 if producer_id ~= '-1' then
