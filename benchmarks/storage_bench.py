@@ -9,11 +9,11 @@ binary) and measures, for 100-byte records:
   the gateway): redis-py's asyncio client
   against the gateway's multiplexed hiredis connection (PING);
 * Valkey's CPU per appended record (from /proc/<pid>/stat) and the
-  caller's hiredis packing time per record: append.lua with the
-  shape-coded arguments, append.lua with one field count and field names
-  per record (the previous argument format, still accepted for batches of
-  mixed shapes), and pipelined plain ``XADD`` (what the redis-py baseline
-  does);
+  caller's hiredis packing time per record: append.lua given a batch's
+  records section (the script parses it), for records of the common shape
+  (null key, no headers: the parser's fast path) and with a key and a
+  header (its general path), and pipelined plain ``XADD`` (what the
+  redis-py baseline does);
 * one 8,333-entry read: read.lua against a plain ``XRANGE ... COUNT``, wall
   time, caller CPU and Valkey CPU.
 
@@ -40,10 +40,9 @@ from kafka_redis_gateway.gateway.embedded import (
     server_command,
     wait_for_redis,
 )
-from kafka_redis_gateway.gateway.storage.entries import append_args
 from kafka_redis_gateway.gateway.storage.multiplex import MultiplexedConnection
 from kafka_redis_gateway.gateway.storage.redis_storage import APPEND, READ
-from kafka_redis_gateway.protocol.records import Record
+from kafka_redis_gateway.protocol.records import Record, encode_records
 
 BATCH = 1000
 READ_COUNT = 8333
@@ -55,12 +54,11 @@ def server_cpu(pid: int) -> float:
     return (int(fields[13]) + int(fields[14])) / 100
 
 
-def field_by_field_args(records: Sequence[Record]) -> list[Any]:
-    """The append arguments with field names per record (shape "")."""
-    args: list[Any] = [len(records), b""]
-    for timestamp, _, value, _ in records:
-        args += [2, b"ts", timestamp, b"value", value]
-    return args
+def append_command(key: str, records: Sequence[Record]) -> tuple[Any, ...]:
+    """EVALSHA of append.lua for one batch of ``records``, not idempotent."""
+    timestamps = [record.timestamp for record in records]
+    return ("EVALSHA", APPEND.sha, 4, key, key + ":idx", key + ":meta", key + ":p",
+            1024, -1, -1, -1, -1, 1, len(records), timestamps[0], max(timestamps), 0, encode_records(records))
 
 
 async def round_trips(url: str, count: int) -> None:
@@ -79,15 +77,13 @@ async def round_trips(url: str, count: int) -> None:
 
 
 async def appends(fast: MultiplexedConnection, pid: int, batches: int) -> None:
-    records = [Record(1_700_000_000_000 + i, None, b"v" * 100, ()) for i in range(BATCH)]
-
-    def script(args: list[Any]) -> Callable[[str], list[tuple[Any, ...]]]:
-        return lambda key: [("EVALSHA", APPEND.sha, 4, key, key + ":idx", key + ":meta", key + ":p",
-                             1024, records[-1].timestamp, BATCH - 1, -1, -1, -1, -1, *args)]
+    records = [Record(1_700_000_000_000 + i // 10, None, b"v" * 100, ()) for i in range(BATCH)]
+    keyed = [Record(timestamp, b"key-%d" % i, value, (("trace", b"abc"),))
+             for i, (timestamp, _, value, _) in enumerate(records)]
 
     variants: dict[str, Callable[[str], list[tuple[Any, ...]]]] = {
-        "append.lua, shape-coded arguments": script(append_args(records)),
-        "append.lua, field by field": script(field_by_field_args(records)),
+        "append.lua, value only": lambda key: [append_command(key, records)],
+        "append.lua, key, value, header": lambda key: [append_command(key, keyed)],
         "pipelined XADD": lambda key: [("XADD", key, "*", "value", r.value) for r in records],
     }
     await fast.execute([("SCRIPT", "LOAD", APPEND.source)])
@@ -113,8 +109,7 @@ async def reads(fast: MultiplexedConnection, pid: int) -> None:
     key = "{bench-read}"
     records = [Record(1_700_000_000_000, None, b"v" * 100, ())] * BATCH
     for _ in range(READ_COUNT // BATCH + 1):
-        await fast.execute([("EVALSHA", APPEND.sha, 4, key, key + ":idx", key + ":meta", key + ":p",
-                             1024, 1_700_000_000_000, 0, -1, -1, -1, -1, *append_args(records))])
+        await fast.execute([append_command(key, records)])
     await fast.execute([("SCRIPT", "LOAD", READ.source)])
     variants: dict[str, tuple[Any, ...]] = {
         "read.lua": ("EVALSHA", READ.sha, 2, key, key + ":idx", 0, READ_COUNT, 10**9, 1024, 64),

@@ -47,7 +47,7 @@ end
 
 -- The zigzag varint at pos (at most max_bytes long) -> value, next position.
 -- Reading past the end gives byte() nil, and the comparison raises an error
--- that parse() reports as a truncated record.
+-- that parse_all() reports as a truncated record.
 local function varint(s, pos, max_bytes)
   local b = byte(s, pos)
   local raw
@@ -432,15 +432,12 @@ local ts_list, key_list, value_list, header_list = records.ts, records.key, reco
 local count = #ts_list
 local first_id = nil
 
--- XADD of record i with the fields it has; the common shapes without a table.
+-- XADD of record i with the fields it has (ts and value alone are handled
+-- in the loop below).
 local function add_record(i)
   local key, value, headers = key_list[i], value_list[i], header_list[i]
-  if not headers then
-    if value and not key then
-      return redis.call('XADD', stream, '*', 'ts', ts_list[i], 'value', value)
-    elseif value then
-      return redis.call('XADD', stream, '*', 'ts', ts_list[i], 'key', key, 'value', value)
-    end
+  if value and key and not headers then
+    return redis.call('XADD', stream, '*', 'ts', ts_list[i], 'key', key, 'value', value)
   end
   local args = {'XADD', stream, '*', 'ts', ts_list[i]}
   local n = 5
@@ -463,7 +460,13 @@ local function add_record(i)
 end
 
 for i = 1, count do
-  local id = add_record(i)
+  local id
+  local value = value_list[i]
+  if value and not key_list[i] and not header_list[i] then
+    id = redis.call('XADD', stream, '*', 'ts', ts_list[i], 'value', value)
+  else
+    id = add_record(i)
+  end
   if first_id == nil then
     first_id = id
   end
