@@ -180,7 +180,7 @@ end
 -- The hot loop of the produce path, written for Lua 5.1's interpreter,
 -- where a call to byte() costs as much as ten arithmetic steps: records of
 -- 64 to 8191 bytes with a null key and no headers, whose varints take at
--- most two bytes (most producers' records), are read with three byte()
+-- most two bytes (most producers' records), are read with two byte()
 -- calls and one sub(); any other record goes through general_record(). A
 -- timestamp string is formatted once per distinct delta.
 local function parse_batch(s, base_ts, max_ts, log_append_time, declared, out)
@@ -193,28 +193,41 @@ local function parse_batch(s, base_ts, max_ts, log_append_time, declared, out)
   local ts_list, key_list, value_list, header_list = out.ts, out.key, out.value, out.headers
   while pos <= n do
     local record_end, delta, key, value, headers
-    local l1, l2, _, t1, t2, o1, o2 = byte(s, pos, pos + 6)
+    -- Enough bytes for every varint up to the value's length. A nil (past
+    -- the end) in a comparison raises an error, reported as a truncated
+    -- record: with a two-byte length the record claims at least 64 bytes,
+    -- so any byte of the window that is missing makes it truncated.
+    local l1, l2, _, t1, t2, o1, o2, x1, x2, x3 = byte(s, pos, pos + 9)
     local fast = false
-    if l1 >= 128 and l2 ~= nil and l2 < 128 and t1 ~= nil then
+    if l1 >= 128 and l2 < 128 then
       local raw = l1 - 128 + l2 * 128
       record_end = pos + 2 + (raw % 2 == 0 and raw / 2 or -(raw + 1) / 2)
-      local p
+      -- The timestamp delta (one or two bytes) and the offset delta (one or
+      -- two, skipped) decide where the key length is: pos + skip.
+      local skip, k, v1, v2
       if t1 < 128 then
-        raw, o2, o1, p = t1, o1, t2, pos + 4
-      elseif t2 ~= nil and t2 < 128 then
-        raw, p = t1 - 128 + t2 * 128, pos + 5
+        raw = t1
+        if t2 < 128 then
+          skip, k, v1, v2 = 5, o1, o2, x1
+        elseif o1 < 128 then
+          skip, k, v1, v2 = 6, o2, x1, x2
+        end
+      elseif t2 < 128 then
+        raw = t1 - 128 + t2 * 128
+        if o1 < 128 then
+          skip, k, v1, v2 = 6, o2, x1, x2
+        elseif o2 < 128 then
+          skip, k, v1, v2 = 7, x1, x2, x3
+        end
       end
-      if p ~= nil and o1 ~= nil and (o1 < 128 or (o2 ~= nil and o2 < 128)) then
-        delta = raw % 2 == 0 and raw / 2 or -(raw + 1) / 2
-        p = p + (o1 < 128 and 1 or 2)
-        local k, v1, v2 = byte(s, p, p + 2)
-        if k == 1 and v1 ~= nil and v1 >= 128 and v2 ~= nil and v2 < 128 then
-          raw = v1 - 128 + v2 * 128
-          raw = raw / 2 -- even: a length of 64 to 8191 bytes; odd ones are negative
-          if raw % 1 == 0 and byte(s, p + 3 + raw) == 0 then
-            value, key, headers, fast = sub(s, p + 3, p + 2 + raw), false, false, true
-            pos = p + 4 + raw
-          end
+      -- A null key (1), then a two-byte value length that is not negative (even).
+      if skip ~= nil and k == 1 and v1 >= 128 and v2 < 128 and v1 % 2 == 0 then
+        local size = (v1 - 128 + v2 * 128) / 2
+        local start = pos + skip + 3
+        if byte(s, start + size) == 0 then -- no headers
+          delta = raw % 2 == 0 and raw / 2 or -(raw + 1) / 2
+          value, key, headers, fast = sub(s, start, start + size - 1), false, false, true
+          pos = start + size + 1
         end
       end
     end
