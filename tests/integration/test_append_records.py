@@ -126,8 +126,9 @@ def raw_records(*records: bytes) -> bytes:
 
 
 def shapes() -> list[Record]:
-    """Records that take each path of the script's parser: fast (null key, 64-8191 bytes, no headers)
-    and general (keys, headers, short and long records, wide varints, null and empty fields)."""
+    """Records that take each path of the script's parser: fast (null key, 64-8191 bytes, no headers),
+    short (keys up to 63 bytes, small and null values, no headers) and general (longer keys, headers,
+    long records, wide varints)."""
     return [
         Record(NOW, None, b"v" * 100, ()),
         Record(NOW + 5000, None, b"v" * 100, ()),
@@ -141,6 +142,11 @@ def shapes() -> list[Record]:
         Record(NOW, b"k" * 300, b"v" * 100, (("trace", b"abc"),)),
         Record(NOW, None, b"v" * 100, (("a", None), ("a", b""), ("a", b"again"), ("ünï", b"\x00\xff"))),
         Record(-1, None, b"no timestamp" * 10, ()),
+        Record(NOW, b"key-7", b"v" * 100, ()),
+        Record(NOW, b"k" * 63, b"v" * 10, ()),
+        Record(NOW, b"k" * 64, b"v" * 10, ()),
+        Record(NOW, None, b"v" * 63, ()),
+        Record(NOW, b"k", None, ()),
     ]
 
 
@@ -202,6 +208,9 @@ def test_many_records_in_one_batch(append_script: Any, redis_client: redis.Redis
         pytest.param(b"\x00\x00\x00\x01\xc8\x01" + b"v" * 99 + b"\x00", id="fast-value-short-by-one"),
         pytest.param(b"\x00\x00\x00\x01\xc9\x01" + b"v" * 100 + b"\x00", id="fast-odd-value-length"),
         pytest.param(b"\x00\x00\x00\x01\xc8\x01" + b"v" * 100 + b"\x00\x00", id="fast-trailing-byte"),
+        pytest.param(b"\x00\x00\x00\x04ab\x0a" + b"v" * 3 + b"\x00", id="short-key-then-value-cut"),
+        pytest.param(b"\x00\x00\x00\x04ab\x01\x02", id="short-null-value-then-a-missing-header"),
+        pytest.param(b"\x00\x00\x00\x04ab\x03\x00", id="short-key-then-value-length-minus-two"),
     ],
 )
 def test_malformed_records_are_refused_like_the_decoder_does(append_script: Any, redis_client: redis.Redis,

@@ -171,6 +171,80 @@ local function general_record(s, pos)
   return record_end, delta, key, value, headers, pos
 end
 
+-- The fast path's second chance: any record of up to 8191 bytes without
+-- headers, with a null key or one of up to 63 bytes and varints of at most
+-- two bytes. Returns nil when the record is not one of those, or its end
+-- as its length says, timestamp delta, key, value and where its fields end.
+local function short_record(s, pos)
+  local record_end, delta, key, value
+  -- Enough bytes for every varint up to the key: the record length (one
+  -- or two bytes), attributes, timestamp and offset deltas (one or two
+  -- bytes each), key length, and the value length when the key is null.
+  -- A byte is compared only once the fields before it say it is part of
+  -- the record, so a nil (past the end) raises an error only for a
+  -- truncated record, which parse_all() reports as such.
+  local l1, l2, b3, b4, b5, b6, b7, b8, b9, b10 = byte(s, pos, pos + 9)
+  local raw, t1, t2, o1, o2, x1, x2, x3, head
+  if l1 < 128 then
+    raw, head, t1, t2, o1, o2, x1, x2, x3 = l1, pos + 2, b3, b4, b5, b6, b7, b8, b9
+  elseif l2 < 128 then
+    raw, head, t1, t2, o1, o2, x1, x2, x3 = l1 - 128 + l2 * 128, pos + 3, b4, b5, b6, b7, b8, b9, b10
+  end
+  if head ~= nil then
+    record_end = head - 1 + (raw % 2 == 0 and raw / 2 or -(raw + 1) / 2)
+    -- head is where the timestamp delta starts; its width and the offset
+    -- delta's decide where the key length is.
+    local at, k, v1, v2
+    if t1 < 128 then
+      raw = t1
+      if t2 < 128 then
+        at, k, v1, v2 = head + 2, o1, o2, x1
+      elseif o1 < 128 then
+        at, k, v1, v2 = head + 3, o2, x1, x2
+      end
+    elseif t2 < 128 then
+      raw = t1 - 128 + t2 * 128
+      if o1 < 128 then
+        at, k, v1, v2 = head + 3, o2, x1, x2
+      elseif o2 < 128 then
+        at, k, v1, v2 = head + 4, x1, x2, x3
+      end
+    end
+    if at ~= nil then
+      -- key: null (1) or 0 to 63 bytes (an even byte)
+      if k == 1 then
+        key, at = false, at + 1
+      elseif k < 128 and k % 2 == 0 then
+        key = sub(s, at + 1, at + k / 2)
+        at = at + 1 + k / 2
+        v1, v2 = byte(s, at, at + 1)
+      end
+      -- value: null (1), 0 to 63 bytes (an even byte) or 64 to 8191 (two bytes, even)
+      local size
+      if key == nil then
+        at = nil
+      elseif v1 == 1 then
+        value, at = false, at + 1
+      elseif v1 < 128 and v1 % 2 == 0 then
+        size, at = v1 / 2, at + 1
+      elseif v1 >= 128 and v2 < 128 and v1 % 2 == 0 then
+        size, at = (v1 - 128 + v2 * 128) / 2, at + 2
+      else
+        at = nil
+      end
+      if at ~= nil and byte(s, at + (size or 0)) == 0 then -- no headers
+        if size then
+          value = sub(s, at, at + size - 1)
+          at = at + size
+        end
+        delta = raw % 2 == 0 and raw / 2 or -(raw + 1) / 2
+        return record_end, delta, key, value, at + 1
+      end
+    end
+  end
+  return nil
+end
+
 -- Parse one batch's records section onto the record lists: per record its
 -- timestamp as a decimal string (ts), its value (false for null); its key
 -- and headers (a list of field, value pairs) only where it has them.
@@ -181,8 +255,10 @@ end
 -- where a call to byte() costs as much as ten arithmetic steps: records of
 -- 64 to 8191 bytes with a null key and no headers, whose varints take at
 -- most two bytes (most producers' records), are read with two byte()
--- calls and one sub(); any other record goes through general_record(). A
--- timestamp string is formatted once per distinct delta.
+-- calls and one sub(); other records without headers of up to 8191 bytes
+-- (a key of up to 63 bytes, short or null values) by short_record(); any
+-- other record goes through general_record(). A timestamp string is
+-- formatted once per distinct delta.
 local function parse_batch(s, base_ts, max_ts, log_append_time, declared, out)
   local n = #s
   local pos = 1
@@ -229,6 +305,13 @@ local function parse_batch(s, base_ts, max_ts, log_append_time, declared, out)
           value, key, headers, fast = sub(s, start, start + size - 1), false, false, true
           pos = start + size + 1
         end
+      end
+    end
+    if not fast then
+      local short_end, short_delta, short_key, short_value, after = short_record(s, pos)
+      if short_end ~= nil then
+        record_end, delta, key, value, headers, pos = short_end, short_delta, short_key, short_value, false, after
+        fast = true
       end
     end
     if not fast then
