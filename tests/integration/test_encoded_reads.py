@@ -15,7 +15,13 @@ from dataclasses import replace
 
 import pytest
 import redis
-from kafka_redis_gateway.gateway.storage import AppendRequest, ReadRequest, ReadResult, RedisStorage
+from kafka_redis_gateway.gateway.storage import (
+    AppendBatch,
+    AppendRequest,
+    ReadRequest,
+    ReadResult,
+    RedisStorage,
+)
 from kafka_redis_gateway.gateway.storage.entries import NativeFormat, encode_entries
 from kafka_redis_gateway.protocol.records import (
     Compression,
@@ -60,7 +66,7 @@ def awkward_records(count: int) -> list[Record]:
 async def fill(storage: RedisStorage, topic: str, client: redis.Redis) -> int:
     """Own-format records, with native and hand-written entries in between; the end offset."""
     records = awkward_records(40)
-    (result,) = await storage.append([AppendRequest(topic, 0, records[:20], TIMESTAMP, 0)])
+    (result,) = await storage.append([AppendRequest(topic, 0, [AppendBatch.of_records(records[:20])])])
     assert not isinstance(result, Exception), result
     key = stream_key(topic)
     client.xadd(key, {"order_id": "1", "amount": "50"})  # native
@@ -70,7 +76,7 @@ async def fill(storage: RedisStorage, topic: str, client: redis.Redis) -> int:
     client.xadd(key, {"ts": "+12", "value": "int() reads it"})
     client.xadd(key, {"ts": "7", "value": "v", "ts ": "native after all"})
     client.xadd(key, {b"h:\xff\xfe": b"non-UTF-8 header name", "value": "v"})
-    (result,) = await storage.append([AppendRequest(topic, 0, records[20:], TIMESTAMP, 0)])
+    (result,) = await storage.append([AppendRequest(topic, 0, [AppendBatch.of_records(records[20:])])])
     assert not isinstance(result, Exception), result
     return 47
 
