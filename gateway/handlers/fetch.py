@@ -202,11 +202,10 @@ def _encode(slot: Slot, result: ReadResult, api_version: int) -> bytes:
     if result.encoded is not None:
         # The storage encoded the records section; only the header and CRC are left.
         return encode_encoded_batch(slot.offset, result.encoded, compression=codec)
+    # Records come unencoded only from LogAppendTime topics (_read asks so):
+    # one batch per append time, since readers take a LogAppendTime batch's
+    # max timestamp as every record's timestamp.
     records, append_times = result.records, result.append_times
-    if config_value(info, "message.timestamp.type") != "LogAppendTime":
-        return encode_batch(slot.offset, records, compression=codec)
-    # One batch per append time: readers take a LogAppendTime batch's max
-    # timestamp as every record's timestamp.
     parts = []
     offset = slot.offset
     for append_time, group in groupby(zip(records, append_times, strict=True), key=lambda p: p[1]):
