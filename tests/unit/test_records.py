@@ -464,25 +464,38 @@ def test_hand_written_record_is_accepted() -> None:
     assert record == Record(-1, b"ab", None, (("h", b""),))
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        pytest.param(b"\x00\x00\x00\x04ab\x01\x00\xff", id="record-longer-than-fields"),
-        pytest.param(b"\x00\x00\x00\x04ab\x01", id="record-shorter-than-fields"),
-        pytest.param(b"\x00\x00\x00\x03ab\x01\x00", id="negative-key-length-not-minus-one"),
-        pytest.param(b"\x00\x00\x00\x00\x05\x00", id="negative-value-length-not-minus-one"),
-        pytest.param(b"\x00\x00\x00\x00\x00\x01", id="negative-header-count"),
-        pytest.param(b"\x00\x00\x00\x00\x00\x02\x01\x00", id="null-header-key"),
-        pytest.param(b"\x00\x00\x00\x00\x00\x04\x03\x00\x00\x00\x00", id="null-key-of-two-headers"),
-        pytest.param(b"\x00\x00\x00\x00\x00\x02\x04\xff\xfe\x00", id="header-key-not-utf8"),
-        pytest.param(b"\x00\x00\x00\x00\x00\x04\x02h\x00\x04\xc3\x28\x00", id="second-header-key-not-utf8"),
-        pytest.param(b"\x00\x00\x00\x00\x00\x7e" + b"\x00" * 10, id="header-count-too-large"),
-        pytest.param(b"\x00" + b"\xff" * 10 + b"\x00\x00\x00\x00\x00", id="varlong-too-long"),
-        pytest.param(b"\x00\x00" + b"\xff" * 5 + b"\x00\x00\x00\x00", id="varint-too-long"),
-        pytest.param(b"\x00\x00\x00\x00\x7f\x00", id="value-length-minus-64"),
-        pytest.param(b"\x00\x00\x00\x00\x7e\x00", id="value-longer-than-record"),
-    ],
-)
+# Records inside a batch with a correct CRC that the record format refuses
+# (CORRUPT_MESSAGE): the Python decoder's cases here, and append.lua's, which
+# must refuse the same (tests/integration/test_append_records.py).
+MALFORMED_RECORDS = [
+    pytest.param(b"\x00\x00\x00\x04ab\x01\x00\xff", id="record-longer-than-fields"),
+    pytest.param(b"\x00\x00\x00\x04ab\x01", id="record-shorter-than-fields"),
+    pytest.param(b"\x00\x00\x00\x03ab\x01\x00", id="negative-key-length-not-minus-one"),
+    pytest.param(b"\x00\x00\x00\x00\x05\x00", id="negative-value-length-not-minus-one"),
+    pytest.param(b"\x00\x00\x00\x00\x00\x01", id="negative-header-count"),
+    pytest.param(b"\x00\x00\x00\x00\x00\x02\x01\x00", id="null-header-key"),
+    pytest.param(b"\x00\x00\x00\x00\x00\x04\x03\x00\x00\x00\x00", id="null-key-of-two-headers"),
+    pytest.param(b"\x00\x00\x00\x00\x00\x02\x04\xff\xfe\x00", id="header-key-not-utf8"),
+    pytest.param(b"\x00\x00\x00\x00\x00\x04\x02h\x00\x04\xc3\x28\x00", id="second-header-key-not-utf8"),
+    pytest.param(b"\x00\x00\x00\x00\x00\x7e" + b"\x00" * 10, id="header-count-too-large"),
+    pytest.param(b"\x00" + b"\xff" * 10 + b"\x00\x00\x00\x00\x00", id="varlong-too-long"),
+    pytest.param(b"\x00\x00" + b"\xff" * 5 + b"\x00\x00\x00\x00", id="varint-too-long"),
+    pytest.param(b"\x00\x00\x00\x00\x7f\x00", id="value-length-minus-64"),
+    pytest.param(b"\x00\x00\x00\x00\x7e\x00", id="value-longer-than-record"),
+    pytest.param(b"\x00\x00\x00\x00\x00\x02\x04\xed\xa0\x00", id="header-key-surrogate"),
+    pytest.param(b"\x00\x00\x00\x00\x00\x02\x04\xc0\xaf\x00", id="header-key-overlong"),
+    # append.lua's fast path (two-byte lengths, null key): each way out of it.
+    pytest.param(b"\x00\x00\x00\x01\xc8\x01" + b"v" * 100 + b"\x02", id="fast-value-then-a-bad-header"),
+    pytest.param(b"\x00\x00\x00\x01\xc8\x01" + b"v" * 99 + b"\x00", id="fast-value-short-by-one"),
+    pytest.param(b"\x00\x00\x00\x01\xc9\x01" + b"v" * 100 + b"\x00", id="fast-odd-value-length"),
+    pytest.param(b"\x00\x00\x00\x01\xc8\x01" + b"v" * 100 + b"\x00\x00", id="fast-trailing-byte"),
+    pytest.param(b"\x00\x00\x00\x04ab\x0a" + b"v" * 3 + b"\x00", id="short-key-then-value-cut"),
+    pytest.param(b"\x00\x00\x00\x04ab\x01\x02", id="short-null-value-then-a-missing-header"),
+    pytest.param(b"\x00\x00\x00\x04ab\x03\x00", id="short-key-then-value-length-minus-two"),
+]
+
+
+@pytest.mark.parametrize("raw", MALFORMED_RECORDS)
 def test_malformed_records_are_corrupt(raw: bytes) -> None:
     assert error_code(record_batch(raw)) == CORRUPT_MESSAGE
 
