@@ -31,16 +31,14 @@ from kafka_redis_gateway.protocol.records import (
     encode_encoded_batch,
 )
 
+from tests.integration.test_storage import stream_key
+
 TIMESTAMP = 1_700_000_000_000
 
 
 @pytest.fixture
 def topic() -> str:
     return f"e-{uuid.uuid4().hex[:12]}"
-
-
-def stream_key(topic: str) -> str:
-    return f"kafka:{{{topic}:0}}"
 
 
 def awkward_records(count: int) -> list[Record]:

@@ -20,16 +20,14 @@ from kafka_redis_gateway.gateway.storage import (
 )
 from kafka_redis_gateway.protocol.records import Record
 
+from tests.integration.test_storage import stream_key
+
 TIMESTAMP = 1_700_000_000_000
 
 
 @pytest.fixture
 def topic() -> str:
     return f"c-{uuid.uuid4().hex[:12]}"
-
-
-def stream_key(topic: str) -> str:
-    return f"kafka:{{{topic}:0}}"
 
 
 async def append(storage: RedisStorage, topic: str, records: list[Record]) -> int:
