@@ -43,7 +43,6 @@ VALUE = b"value"
 HEADER = b"h:"
 NULL_HEADER = b"h0:"
 
-_OWN_FIELDS = frozenset((TS, KEY, VALUE))
 _new_record = tuple.__new__  # builds a Record without NamedTuple's keyword handling
 
 
@@ -60,15 +59,6 @@ DEFAULT_NATIVE = NativeFormat()
 
 def id_millis(entry_id: bytes) -> int:
     return int(entry_id[: entry_id.index(b"-")])
-
-
-def is_native(fields: Sequence[bytes]) -> bool:
-    """Whether an entry has a field outside the gateway's own record format."""
-    for i in range(0, len(fields) - 1, 2):
-        name = fields[i]
-        if name not in _OWN_FIELDS and not name.startswith(HEADER) and not name.startswith(NULL_HEADER):
-            return True
-    return False
 
 
 def entry_to_record(
