@@ -2,10 +2,10 @@
 
 Makes existing Redis streams the partitions of a new Kafka topic, in the
 order given, without copying: the same as CreateTopics with the topic config
-``redis.stream.keys`` (``kafka-topics.sh --create --config
-redis.stream.keys=orders``), for operators who have Redis at hand and no
-Kafka tooling. Kafka consumers then read each stream's history from its
-first entry (offset 0 unless native code trimmed it).
+``redis.stream.keys``, which a gateway allows only for keys matching its
+``--adopt-streams`` patterns; this command, for operators who have Redis at
+hand, is not limited by them. Kafka consumers then read each stream's
+history from its first entry (offset 0 unless native code trimmed it).
 """
 
 from __future__ import annotations

@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--retention-check-interval-ms", "RETENTION_CHECK_INTERVAL_MS",
          "how often topics with retention.ms or retention.bytes are trimmed "
          "(Kafka's log.retention.check.interval.ms)", default="30000")
+    flag("--adopt-streams", "ADOPT_STREAMS",
+         "PATTERN[,PATTERN...]: glob patterns of existing Redis stream keys that CreateTopics may "
+         "adopt with redis.stream.keys (default: none; the adopt subcommand always can)",
+         default="")
     flag("--log-level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", default="INFO")
     return parser
 
@@ -124,6 +128,7 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
             acks_all_replicas=int(args.acks_all_replicas),
             group_initial_rebalance_delay_ms=int(args.group_initial_rebalance_delay_ms),
             retention_check_interval_ms=int(args.retention_check_interval_ms),
+            adopt_streams=tuple(p for p in args.adopt_streams.split(",") if p),
             log_level=args.log_level.upper(),
         )
     except (ValueError, argparse.ArgumentTypeError) as exc:

@@ -67,6 +67,10 @@ class Config:
     # Kafka's log.retention.check.interval.ms: how often topics with
     # retention.ms / retention.bytes set are trimmed.
     retention_check_interval_ms: int = 30_000
+    # Glob patterns of Redis keys that CreateTopics may adopt as partitions
+    # (redis.stream.keys). Empty: adoption through the Kafka API is off,
+    # since it hands any client every matching stream in the database.
+    adopt_streams: tuple[str, ...] = ()
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
@@ -128,6 +129,25 @@ def validate_configs(configs: Mapping[str, str | None]) -> str | None:
             problem = adoption_problem(adopted_streams({name: value}))
             if problem:
                 return problem
+    return None
+
+
+def adoption_forbidden(stream_keys: Sequence[str], patterns: Sequence[str]) -> str | None:
+    """Why a Kafka client may not adopt these keys (POLICY_VIOLATION), or None.
+
+    Adopting hands every Kafka client read, append and trim rights over a
+    stream that native code owns, so the operator names the keys that may
+    be adopted (--adopt-streams); the adopt subcommand, which needs Redis
+    access anyway, is not limited.
+    """
+    if not patterns:
+        return (f"{STREAM_KEYS_CONFIG} is disabled on this gateway: start it with "
+                "--adopt-streams PATTERN[,PATTERN...] to let CreateTopics adopt matching "
+                "streams, or use the 'kafka-redis-gateway adopt' command")
+    for key in stream_keys:
+        if not any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns):
+            return (f"stream {key!r} does not match --adopt-streams "
+                    f"({','.join(patterns)}) on this gateway")
     return None
 
 

@@ -31,7 +31,7 @@ from ..context import RequestContext
 from ..dispatch import Route
 from ..storage import InvalidStream, StorageUnavailable, TopicExists, TopicInfo, TopicNotFound
 from ..storage.keys import STREAM_KEYS_CONFIG, adopted_streams
-from ..topics import TOPIC_CONFIGS, config_value, invalid_name, validate_configs
+from ..topics import TOPIC_CONFIGS, adoption_forbidden, config_value, invalid_name, validate_configs
 from ._build import NO_THROTTLE, make, response_types
 
 # DescribeConfigs resource types and config sources.
@@ -54,6 +54,13 @@ class Refused(Exception):
         self.message = message
 
 
+def _check_adoption_allowed(context: RequestContext, stream_keys: tuple[str, ...]) -> None:
+    if stream_keys:
+        forbidden = adoption_forbidden(stream_keys, context.config.adopt_streams)
+        if forbidden:
+            raise Refused(ErrorCode.policy_violation, forbidden)
+
+
 def _check_new_topic(context: RequestContext, topic: Any) -> tuple[int, dict[str, str]]:
     """Partition count and configs of a topic to create, or Refused."""
     if invalid_name(topic.name):
@@ -66,6 +73,7 @@ def _check_new_topic(context: RequestContext, topic: Any) -> tuple[int, dict[str
     # validate_configs refused null values; this only narrows the type.
     given = {name: value for name, value in configs.items() if value is not None}
     adopted = adopted_streams(given)
+    _check_adoption_allowed(context, adopted)
     if adopted and partitions == -1 and not topic.assignments:
         partitions = len(adopted)  # one partition per adopted stream
     if topic.assignments:
@@ -363,6 +371,10 @@ async def _alter_resource(context: RequestContext, resource: Any, validate_only:
         problem = validate_configs(configs)
         if problem:
             raise Refused(ErrorCode.invalid_config, problem)
+        if adopted_streams(configs) != adopted_streams(info.configs):
+            # Read-only anyway; a client without the operator's leave is told
+            # so first, the same as at CreateTopics.
+            _check_adoption_allowed(context, adopted_streams(configs))
         configs = _keep_read_only(info.configs, configs, resource.configs, incremental)
     except Refused as refused:
         return refused.code, refused.message

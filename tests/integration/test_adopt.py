@@ -1,10 +1,11 @@
 """Adopting existing streams as topics, without copying.
 
 A native application's stream (``orders``) becomes a Kafka topic through
-CreateTopics with ``redis.stream.keys`` or the ``adopt`` subcommand; Kafka
-clients read its history from offset 0 and write to it, Kafka commits land
-on it as Redis consumer groups, and deleting the topic leaves the stream to
-the application that owns it.
+CreateTopics with ``redis.stream.keys`` (where the operator allowed it with
+``--adopt-streams``) or the ``adopt`` subcommand; Kafka clients read its
+history from offset 0 and write to it, Kafka commits land on it as Redis
+consumer groups, and deleting the topic leaves the stream to the
+application that owns it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,7 +32,21 @@ from confluent_kafka.admin import (
 
 from tests.integration.test_confluent import Rec, describe_topic, error_of, produce_ok, read_to_end, wait_all
 from tests.integration.test_kcat import KCAT, kcat
-from tests.servers import RedisServer
+from tests.servers import GatewayProcess, RedisServer
+
+# The keys this module's gateway lets CreateTopics adopt (--adopt-streams);
+# the orders fixture and the refusal cases name keys that match.
+ADOPTABLE = "orders-*,native-*"
+
+
+@pytest.fixture(scope="module")
+def gateway(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A gateway of this module's own on the session Redis, with adoption allowed."""
+    log = tmp_path_factory.mktemp("adopting-gateway") / "gateway.log"
+    process = GatewayProcess(redis_server.url, log_path=log,
+                             extra_args=["--adopt-streams", ADOPTABLE]).start()
+    yield process
+    process.stop()
 
 ORDERS = [{"order_id": str(100 + i), "user_id": f"user:{i}", "amount": str(1000 * i)} for i in range(5)]
 
@@ -130,7 +146,7 @@ def test_adopted_topic_shows_its_streams(admin: AdminClient, orders: str, topic_
 def test_adopted_streams_cannot_change(admin: AdminClient, orders: str, topic_name: str) -> None:
     adopt(admin, topic_name, orders)
     resource = ConfigResource(ResourceType.TOPIC, topic_name, incremental_configs=[
-        ConfigEntry("redis.stream.keys", "other", incremental_operation=AlterConfigOpType.SET)])
+        ConfigEntry("redis.stream.keys", "orders-other", incremental_operation=AlterConfigOpType.SET)])
     (future,) = admin.incremental_alter_configs([resource]).values()
     assert error_of(future).code() == KafkaError.INVALID_CONFIG
     # Other configs still change, and the streams stay.
@@ -213,3 +229,54 @@ def test_adopt_subcommand_and_inspect(bootstrap: str, redis_server: RedisServer,
     assert f"{streams[0]} (adopted) length 3" in text
     again = gateway_cli("adopt", topic_name + "-x", streams[0], "--redis-url", redis_server.url)
     assert again.returncode == 1 and "already topic" in again.stderr
+
+
+def test_adoption_is_off_unless_the_operator_allows_it(
+        redis_server: RedisServer, redis_client: redis.Redis, orders: str, topic_name: str,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A gateway without --adopt-streams refuses CreateTopics with redis.stream.keys."""
+    log = tmp_path_factory.mktemp("default-gateway") / "gateway.log"
+    default = GatewayProcess(redis_server.url, log_path=log).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": default.bootstrap})
+        futures = admin.create_topics([NewTopic(topic_name, num_partitions=-1,
+                                                config={"redis.stream.keys": orders})])
+        error = error_of(futures[topic_name])
+        assert error.code() == KafkaError.POLICY_VIOLATION
+        assert "--adopt-streams" in error.str() and "kafka-redis-gateway adopt" in error.str()
+        assert topic_name not in admin.list_topics(timeout=30).topics
+    finally:
+        default.stop()
+    # Nothing touched the application's stream.
+    assert redis_client.xlen(orders) == len(ORDERS)
+    assert not redis_client.keys(f"kafka:{{{orders}}}:adopted:*")
+
+
+def test_only_keys_matching_the_patterns_are_adopted(admin: AdminClient, redis_client: redis.Redis,
+                                                     topic_name: str) -> None:
+    outside = f"app:payments-{uuid.uuid4().hex[:8]}"
+    redis_client.xadd(outside, {"amount": "1"})
+    futures = admin.create_topics([NewTopic(topic_name, num_partitions=-1,
+                                            config={"redis.stream.keys": outside})])
+    error = error_of(futures[topic_name])
+    assert error.code() == KafkaError.POLICY_VIOLATION and outside in error.str()
+    # One key outside the patterns refuses the whole topic.
+    inside = f"orders-{uuid.uuid4().hex[:8]}"
+    futures = admin.create_topics([NewTopic(topic_name, num_partitions=-1,
+                                            config={"redis.stream.keys": f"{inside},{outside}"})])
+    assert error_of(futures[topic_name]).code() == KafkaError.POLICY_VIOLATION
+    assert topic_name not in admin.list_topics(timeout=30).topics
+
+
+def test_altering_configs_cannot_adopt_a_stream(admin: AdminClient, redis_client: redis.Redis,
+                                                topic_name: str) -> None:
+    wait_all(admin.create_topics([NewTopic(topic_name, num_partitions=1)]))
+    outside = f"app:payments-{uuid.uuid4().hex[:8]}"
+    incremental = ConfigResource(ResourceType.TOPIC, topic_name, incremental_configs=[
+        ConfigEntry("redis.stream.keys", outside, incremental_operation=AlterConfigOpType.SET)])
+    (future,) = admin.incremental_alter_configs([incremental]).values()
+    assert error_of(future).code() == KafkaError.POLICY_VIOLATION
+    (future,) = admin.alter_configs([ConfigResource(ResourceType.TOPIC, topic_name,
+                                                    set_config={"redis.stream.keys": outside})]).values()
+    assert error_of(future).code() == KafkaError.POLICY_VIOLATION
+    assert describe_topic(admin, topic_name)["redis.stream.keys"].value == ""
