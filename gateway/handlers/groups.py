@@ -3,8 +3,11 @@
 FindCoordinator (key 10) v0-v6: this gateway coordinates every group; the
 batched coordinator_keys of v4+ are answered one by one. While Redis is
 unreachable the answer is COORDINATOR_NOT_AVAILABLE (retriable). Only group
-keys are served: transaction and share coordinators get INVALID_REQUEST
-(neither transactions nor share groups exist here yet).
+keys are served: a transaction coordinator gets
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED with the message that transactions are
+not served (fatal to librdkafka's and Java's transactional producers, which
+would otherwise retry until their timeout; see handlers/producers.py), and
+share coordinators INVALID_REQUEST (no share groups yet).
 JoinGroup (key 11) v0-v9: the member-id-required round trip from v4,
 static members (group.instance.id) from v5, skip_assignment for a rejoining
 static leader from v9. v0 is listed for librdkafka < 2.11 (it gates its
@@ -38,6 +41,7 @@ from ..coordinator import Group, GroupState, JoinRequest, SyncRequest
 from ..dispatch import Route
 from ..storage import StorageUnavailable
 from ._build import NO_THROTTLE, make, response_types
+from .producers import TRANSACTIONS_NOT_SERVED, refuse_transactions
 
 GROUP_KEY, TRANSACTION_KEY = 0, 1
 CLASSIC = "classic"
@@ -60,9 +64,10 @@ def _client_host(context: RequestContext) -> str:
 
 
 async def _coordinator_error(context: RequestContext, key_type: int) -> tuple[ErrorCode, str | None]:
+    if key_type == TRANSACTION_KEY:
+        return refuse_transactions(context, "a transaction coordinator"), TRANSACTIONS_NOT_SERVED
     if key_type != GROUP_KEY:
-        kind = "transactions" if key_type == TRANSACTION_KEY else f"coordinator type {key_type}"
-        return ErrorCode.invalid_request, f"This gateway does not serve {kind}."
+        return ErrorCode.invalid_request, f"This gateway does not serve coordinator type {key_type}."
     try:
         await context.coordinator.storage.ping()
     except StorageUnavailable as exc:

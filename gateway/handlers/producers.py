@@ -1,15 +1,26 @@
 """InitProducerId (key 22), v0-v5: producer IDs for idempotent producers.
 
-IDs come from a counter in Redis, so they are unique across gateway restarts
-and across gateways sharing one Redis. From v3 a returning producer names its
-ID and epoch; if this Redis issued that ID, the gateway bumps the epoch
-(KIP-360), which fences the producer's older batches in every partition
-(the append script refuses lower epochs). Transactions are not served: a
-request with a transactional ID gets INVALID_REQUEST.
+As Kafka's TransactionCoordinator does for a request without a transactional
+ID, every request gets a fresh producer ID with epoch 0, whatever ID and
+epoch it names: IDs come from a counter in Redis, so they are unique across
+gateway restarts and across gateways sharing one Redis. (Bumping the named
+ID's epoch instead, as KIP-360 does only for transactional producers, would
+let any client fence any idempotent producer for good: IDs are sequential.)
+A producer ID without an epoch or an epoch without an ID: INVALID_REQUEST,
+as Kafka's KafkaApis answers.
+
+Transactions are not served. A request with a transactional ID gets
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which librdkafka and the Java client
+treat as fatal for InitProducerId, so ``init_transactions()`` fails at once
+instead of retrying every 500 ms until its timeout; FindCoordinator for a
+transaction coordinator answers the same, with a message
+(handlers/groups.py). Each client ID is logged once. An empty transactional
+ID gets INVALID_REQUEST, as from Kafka.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -20,23 +31,66 @@ from ..storage import StorageUnavailable
 from ._build import NO_THROTTLE, make, response_types
 
 API_KEY = 22
+NO_PRODUCER_ID, NO_PRODUCER_EPOCH = -1, -1
+
+# What the log and FindCoordinator tell a client that wants transactions.
+TRANSACTIONS_NOT_SERVED = "transactions are not served by kafka-redis-gateway"
+
+log = logging.getLogger(__name__)
+
+
+class OncePerKey:
+    """Whether a key is new, remembering at most ``limit`` keys.
+
+    Client IDs are the client's to choose, so the memory is capped: once
+    full it starts afresh (a client may then be logged once more).
+    """
+
+    def __init__(self, limit: int = 1000) -> None:
+        self._seen: set[str] = set()
+        self._limit = limit
+
+    def first(self, key: str) -> bool:
+        if key in self._seen:
+            return False
+        if len(self._seen) >= self._limit:
+            self._seen.clear()
+        self._seen.add(key)
+        return True
+
+
+_TRANSACTIONAL_CLIENTS = OncePerKey()
+
+
+def refuse_transactions(context: RequestContext, what: str) -> ErrorCode:
+    """The fatal error for a transactional request; logs its client once."""
+    client_id = context.header.client_id or ""
+    if _TRANSACTIONAL_CLIENTS.first(client_id):
+        log.warning("client %r from %s asked for %s: %s (answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED)",
+                    client_id, context.peer, what, TRANSACTIONS_NOT_SERVED)
+    return ErrorCode.transactional_id_authorization_failed
 
 
 async def handle(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
 
-    def response(code: ErrorCode, producer_id: int = -1, epoch: int = -1) -> Any:
+    def response(code: ErrorCode, producer_id: int = NO_PRODUCER_ID, epoch: int = NO_PRODUCER_EPOCH) -> Any:
         return make(types.InitProducerIdResponse, throttle_time=NO_THROTTLE, error_code=code,
                     producer_id=producer_id, producer_epoch=epoch)
 
+    if request.transactional_id == "":
+        return response(ErrorCode.invalid_request)
     if request.transactional_id is not None:
+        return response(refuse_transactions(context, "a transactional producer ID"))
+    named = (getattr(request, "producer_id", NO_PRODUCER_ID) == NO_PRODUCER_ID,
+             getattr(request, "producer_epoch", NO_PRODUCER_EPOCH) == NO_PRODUCER_EPOCH)
+    if named[0] != named[1]:
         return response(ErrorCode.invalid_request)
     try:
-        producer_id, epoch = await context.storage.init_producer(
-            getattr(request, "producer_id", -1), getattr(request, "producer_epoch", -1))
+        producer_id = await context.storage.new_producer_id()
     except StorageUnavailable:
         return response(ErrorCode.coordinator_not_available)
-    return response(ErrorCode.none, producer_id, epoch)
+    return response(ErrorCode.none, producer_id, 0)
 
 
 ROUTES = (Route(API_KEY, 0, 5, handle),)

@@ -58,7 +58,6 @@ TOPIC_CACHE_SECONDS = 1.0
 
 
 APPEND = LuaScript.load("append.lua")
-INIT_PRODUCER = LuaScript.load("init_producer.lua")
 READ = LuaScript.load("read.lua", prelude=True)
 CURSOR = LuaScript.load("cursor.lua", prelude=True)
 OFFSETS = LuaScript.load("offsets.lua", prelude=True)
@@ -390,11 +389,11 @@ class RedisStorage:
             results = [NotDurable() if isinstance(r, AppendResult) else r for r in results]
         return results
 
-    async def init_producer(self, producer_id: int, producer_epoch: int) -> tuple[int, int]:
-        reply = await self._one(
-            ScriptCall(INIT_PRODUCER, [keys.PRODUCER_IDS], [producer_id, producer_epoch]),
-            idempotent=False)
-        return int(reply[0]), int(reply[1])
+    async def new_producer_id(self) -> int:
+        # INCR on one counter every gateway shares: IDs stay unique across
+        # restarts and gateways. Not repeated on failure (it may have run;
+        # a skipped ID costs nothing).
+        return int(await self._call(lambda: self._redis.incr(keys.PRODUCER_IDS)))
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[ReadResult | Exception]:
         """Read each partition from its offset; all partitions in one round trip.

@@ -141,7 +141,11 @@ def test_find_coordinator_batched_keys(wire: Wire, bootstrap: str) -> None:
     assert [(c.key, c.error_code, f"{c.host}:{c.port}") for c in answer.coordinators] == [
         ("a", ErrorCode.none, bootstrap), ("b", ErrorCode.none, bootstrap)]
     refused = wire.call(types.FindCoordinatorRequest(key_type=1, coordinator_keys=("txn",)))
-    assert refused.coordinators[0].error_code == ErrorCode.invalid_request
+    # The error transactional clients treat as fatal (not INVALID_REQUEST, which librdkafka retries).
+    assert refused.coordinators[0].error_code == ErrorCode.transactional_id_authorization_failed
+    assert "transactions are not served" in (refused.coordinators[0].error_message or "")
+    share = wire.call(types.FindCoordinatorRequest(key_type=2, coordinator_keys=("g:t:0",)))
+    assert share.coordinators[0].error_code == ErrorCode.invalid_request
 
 
 # -- membership -----------------------------------------------------------------------------

@@ -123,20 +123,31 @@ def test_init_producer_id_gives_distinct_ids(bootstrap: str, wire: Wire) -> None
 
 
 @pytest.mark.parametrize("version", [3, 4, 5])
-def test_init_producer_id_bumps_the_epoch_of_a_returning_producer(wire: Wire, version: int) -> None:
-    first = new_producer(wire, version)
-    again = new_producer(wire, version, returning=first)
-    assert again == Producer(first.id, first.epoch + 1)
-    assert new_producer(wire, version, returning=again) == Producer(first.id, first.epoch + 2)
-    # An ID the gateway never issued is not taken over: the producer gets a new one.
-    stranger = new_producer(wire, version, returning=Producer(first.id + 10**12, 3))
-    assert stranger.id not in (first.id, first.id + 10**12)
-    assert stranger.epoch == 0
-    # As in Kafka, an epoch about to run out (Short.MAX_VALUE - 1) gets a new ID instead.
-    assert new_producer(wire, version, returning=Producer(first.id, 32765)) == Producer(first.id, 32766)
-    exhausted = new_producer(wire, version, returning=Producer(first.id, 32766))
-    assert exhausted.id not in (first.id, stranger.id)
-    assert exhausted.epoch == 0
+def test_init_producer_id_naming_an_id_gets_a_fresh_one(wire: Wire, topic_name: str, version: int) -> None:
+    """As Kafka without a transactional ID: a new ID whatever the request names (#19).
+
+    Bumping the named ID's epoch let any client fence any idempotent
+    producer: IDs are sequential, and one batch at the bumped epoch made
+    every later batch of the real producer INVALID_PRODUCER_EPOCH.
+    """
+    victim = new_producer(wire, version)
+    assert send_one(wire, topic_name, idempotent_batch(victim, 0, b"a"))[0] == ErrorCode.none
+    for named in (victim, Producer(victim.id, 7), Producer(victim.id + 10**12, 3),
+                  Producer(victim.id, 32766)):
+        intruder = new_producer(wire, version, returning=named)
+        assert intruder.id != victim.id and intruder.epoch == 0, (named, intruder)
+        assert send_one(wire, topic_name, idempotent_batch(intruder, 0, b"x"))[0] == ErrorCode.none
+    # The real producer goes on undisturbed.
+    assert send_one(wire, topic_name, idempotent_batch(victim, 1, b"b"))[0] == ErrorCode.none
+    assert stored_values(wire, topic_name) == [b"a", b"x", b"x", b"x", b"x", b"b"]
+
+
+@pytest.mark.parametrize(("producer_id", "epoch"), [(-1, 0), (5, -1)])
+def test_init_producer_id_with_only_an_id_or_an_epoch_is_invalid(wire: Wire, producer_id: int,
+                                                                  epoch: int) -> None:
+    response = wire.call(init_producer_id(4, producer_id=producer_id, producer_epoch=epoch))
+    assert response.error_code == ErrorCode.invalid_request
+    assert response.producer_id == -1
 
 
 def test_producer_ids_are_unique_across_gateways(redis_server: RedisServer, bootstrap: str,
@@ -153,10 +164,32 @@ def test_producer_ids_are_unique_across_gateways(redis_server: RedisServer, boot
 
 
 @pytest.mark.parametrize("version", [0, 3, 5])
-def test_transactional_init_producer_id_is_refused(wire: Wire, version: int) -> None:
+def test_transactional_init_producer_id_is_refused_fatally(wire: Wire, version: int) -> None:
+    # TRANSACTIONAL_ID_AUTHORIZATION_FAILED is what librdkafka and the Java
+    # client treat as fatal here; INVALID_REQUEST was retried every 500 ms.
     response = wire.call(init_producer_id(version, transactional_id="a-transaction"))
-    assert response.error_code == ErrorCode.invalid_request
+    assert response.error_code == ErrorCode.transactional_id_authorization_failed
     assert response.producer_id == -1
+    assert wire.call(init_producer_id(version, transactional_id="")).error_code == ErrorCode.invalid_request
+
+
+def test_confluent_kafka_init_transactions_fails_fast_and_is_logged_once(gateway: GatewayProcess) -> None:
+    errors = []
+    for _ in range(2):
+        producer = confluent_kafka.Producer({"bootstrap.servers": gateway.bootstrap,
+                                             "transactional.id": "tx-1", "client.id": "tx-client"})
+        with pytest.raises(confluent_kafka.KafkaException) as raised:
+            # Before: retried until this timeout, then a retriable timeout error.
+            producer.init_transactions(30)
+        errors.append(raised.value.args[0])
+    for error in errors:
+        assert error.fatal(), error
+        assert error.code() == confluent_kafka.KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, error
+        assert "transactions are not served" in error.str(), error
+    assert gateway.log_path is not None
+    logged = [line for line in gateway.log_path.read_text().splitlines()
+              if "'tx-client'" in line and "transactions are not served" in line]
+    assert len(logged) == 1, logged
 
 
 # -- sequence checks --------------------------------------------------------------
