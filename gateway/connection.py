@@ -38,6 +38,7 @@ from kafka_redis_gateway.protocol.messages import (
 
 from . import metrics
 from .context import RequestContext
+from .dispatch import CloseConnection
 from .handlers import api_versions
 from .storage.base import appends_ordered
 
@@ -65,10 +66,6 @@ class Started:
 # What the starter hands the answerer: a started request, or how the
 # connection ends (None: cleanly, after the answers before it).
 Answer = Started | Exception | None
-
-
-class CloseConnection(Exception):
-    """The request cannot be answered; Kafka closes the connection."""
 
 
 class IdleTimeout(Exception):
@@ -126,8 +123,8 @@ class Connection:
             log.info("closing connection from %s: %s", self.peer, exc)
         except (FrameError, CloseConnection) as exc:
             log.warning("closing connection from %s: %s", self.peer, exc)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            log.debug("connection from %s closed by the client: %r", self.peer, exc)
         except Exception:
             log.exception("closing connection from %s after an unexpected error", self.peer)
         finally:
@@ -234,6 +231,9 @@ class Connection:
 
     async def _send(self, response: bytes) -> None:
         data = frame(response)
+        if self.writer.transport.is_closing():
+            # The client is gone (uvloop's write would raise RuntimeError).
+            raise ConnectionResetError("client closed the connection")
         self.writer.write(data)
         metrics.BYTES_OUT.inc(len(data))
         try:
@@ -304,6 +304,8 @@ class Connection:
         )
         try:
             response = await route.handler(context, body)
+        except CloseConnection:
+            raise
         except Exception as exc:
             log.exception("api %d v%d from %s failed", api_key, api_version, self.peer)
             raise CloseConnection(f"internal error: {exc!r}") from exc

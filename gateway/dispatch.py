@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 Handler = Callable[["RequestContext", Any], Awaitable[Any | None]]
 
 
+class CloseConnection(Exception):
+    """The request cannot be answered; Kafka closes the connection.
+
+    A handler raises it where Kafka closes the connection on purpose (a
+    failed Produce with acks=0, whose client expects no response and learns
+    of the failure only from the closed connection).
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     api_key: int

@@ -9,7 +9,9 @@ the batch header INVALID_RECORD) and returns its base offset. Timestamps
 beyond +-2^53 ms, which the script's arithmetic cannot hold exactly:
 INVALID_TIMESTAMP.
 
-acks=0 gets no response, acks=1 a response after the append, acks=-1 after
+acks=0 gets no response, unless a partition failed: then, as Kafka does,
+the connection is closed, so the producer notices and refreshes its
+metadata. acks=1 a response after the append, acks=-1 after
 Redis also confirms durability as configured (WAITAOF/WAIT in the same
 pipeline, docs/guarantees.md); not confirmed within the request timeout:
 REQUEST_TIMED_OUT. Other acks values: INVALID_REQUIRED_ACKS.
@@ -45,7 +47,7 @@ from kafka_redis_gateway.protocol.records import (
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
-from ..dispatch import Route
+from ..dispatch import CloseConnection, Route
 from ..storage import AppendBatch, AppendRequest, AppendResult, StorageUnavailable, TopicInfo
 from ..storage.base import AppendRefused, NotDurable
 from ..topics import config_value, topic_or_autocreate
@@ -187,8 +189,16 @@ async def handle(context: RequestContext, request: Any) -> Any:
                                  if request.acks == -1 else None)
             await _append(context, appends, durable_within_ms)
     if request.acks == 0:
+        _close_on_errors(outcomes)
         return None
     return _response(context, outcomes)
+
+
+def _close_on_errors(outcomes: list[PartitionOutcome]) -> None:
+    """acks=0 has no response: as Kafka, close the connection so the producer notices a failure."""
+    failed = [f"{o.topic}-{o.partition}: {o.code.name.upper()}" for o in outcomes if o.code != ErrorCode.none]
+    if failed:
+        raise CloseConnection(f"produce with acks=0 failed ({', '.join(failed[:10])})")
 
 
 async def _append(context: RequestContext, appends: list[tuple[PartitionOutcome, AppendRequest]],

@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from kafka_redis_gateway.gateway.embedded import free_port
 from kafka_redis_gateway.gateway.handlers import ROUTES
 from kafka_redis_gateway.protocol.framing import frame
 from kafka_redis_gateway.protocol.messages import (
@@ -33,6 +34,7 @@ from kafka_redis_gateway.protocol.records import Record, decode_batches, encode_
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader
 
+from tests.integration.operations_support import scrape, value
 from tests.servers import GatewayProcess, RedisServer
 
 PRODUCE, FETCH, LIST_OFFSETS, METADATA, API_VERSIONS, CREATE_TOPICS = 0, 1, 2, 3, 18, 19
@@ -340,6 +342,41 @@ def test_bad_input_closes_only_its_connection(bootstrap: str, offend: Any) -> No
         offender.close()
 
 
+def test_a_client_killed_with_requests_in_flight_is_no_error(redis_server: RedisServer,
+                                                             tmp_path: Path) -> None:
+    """Answers to a client that is gone are dropped quietly: a closed connection is not an error.
+
+    Under uvloop, writing to the transport a reset closed raised RuntimeError,
+    logged as an unexpected error with its traceback.
+    """
+    metrics_port = free_port()
+    log = tmp_path / "gateway.log"
+    gateway = GatewayProcess(redis_server.url, log_path=log,
+                             extra_args=["--metrics-listen", f"127.0.0.1:{metrics_port}"]).start()
+    try:
+        setup = Wire(gateway.bootstrap)
+        topic = f"t-{uuid.uuid4().hex[:12]}"
+        create_topic(setup, topic)
+        setup.close()
+        for _ in range(3):
+            victim = Wire(gateway.bootstrap)
+            for _ in range(4):  # long polls on an empty partition, all in flight
+                victim.send(fetch(12, 0, topic=topic, max_wait_ms=300))
+            # Reset, not a clean close: the gateway's reads and writes then fail.
+            victim.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            victim.close()
+        deadline = time.monotonic() + 30
+        while value(scrape(metrics_port), "krg_open_connections") or value(
+                scrape(metrics_port), "krg_in_flight_requests"):
+            assert time.monotonic() < deadline, "the killed connections never finished"
+            time.sleep(0.1)
+        assert_serves(gateway.bootstrap)
+    finally:
+        gateway.stop()
+    text = log.read_text()
+    assert "Traceback" not in text and "ERROR" not in text, text
+
+
 def test_frames_up_to_the_configured_limit_are_read(redis_server: RedisServer, tmp_path: Path) -> None:
     limit = 2_000
     gateway = GatewayProcess(redis_server.url, extra_args=["--max-request-size", str(limit)],
@@ -392,6 +429,25 @@ def test_acks_0_gets_no_response(wire: Wire, topic_name: str) -> None:
     assert answered == following
     assert response.error_code == ErrorCode.none
     assert fetched_values(fetched(wire.call(fetch(12, 0, topic=topic_name)))) == [b"fire", b"forget"]
+
+
+def test_a_failed_acks_0_produce_closes_the_connection(wire: Wire, bootstrap: str, topic_name: str) -> None:
+    """acks=0 has no response, so Kafka closes the connection to tell the producer it failed.
+
+    The partition that exists is still appended; only its answer is lost.
+    """
+    create_topic(wire, topic_name)
+    wire.send(produce(topic_name, {0: batch(b"kept"), 3: batch(b"nowhere")}, acks=0))
+    assert wire.closed_by_server()
+    assert_serves(bootstrap)
+    other = Wire(bootstrap)
+    try:
+        assert fetched_values(fetched(other.call(fetch(12, 0, topic=topic_name)))) == [b"kept"]
+        # A corrupt batch is a failure too.
+        other.send(produce(topic_name, {0: b"not a record batch"}, acks=0))
+        assert other.closed_by_server()
+    finally:
+        other.close()
 
 
 @pytest.mark.parametrize("acks", [2, -2, 5])
