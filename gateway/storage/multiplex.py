@@ -15,9 +15,16 @@ Only commands that never block the connection belong here: a WAITAOF, WAIT
 or XREAD BLOCK would hold up every caller queued behind it, so those stay on
 redis-py's pooled connections. Failures surface as redis-py's exceptions
 (ConnectionError, TimeoutError, ResponseError and its subclasses such as
-NoScriptError), so callers classify them exactly as before; a broken or
-timed-out connection fails every caller waiting on it and the next call
-connects afresh.
+NoScriptError), so callers classify them exactly as before.
+
+Timeouts are per caller: a caller whose replies do not all come within its
+timeout gets a TimeoutError, its place in the reply order is kept, and its
+replies are dropped when they arrive; the callers behind it keep waiting for
+theirs. The connection itself is declared dead, failing every caller on it
+so that the next call connects afresh, when it breaks, when its reply
+stream cannot be parsed, or when replies are owed and not one reply byte has
+come since a caller that timed out sent its commands (Redis is hung or
+unreachable, not merely busy with a queue of work it is answering).
 """
 
 from __future__ import annotations
@@ -51,12 +58,16 @@ class _Protocol(asyncio.Protocol):
         self.reader = hiredis.Reader()
         self.waiters: collections.deque[_Waiter] = collections.deque()
         self.transport: asyncio.Transport | None = None
+        # Reply bytes received so far: a caller that times out with this
+        # unchanged since it sent has seen a silent connection.
+        self.received = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self.received += len(data)
         self.reader.feed(data)
         # A fetch's reply is thousands of lists (two per stream entry) that
         # hiredis builds across many calls here and that live until the
@@ -87,7 +98,7 @@ class _Protocol(asyncio.Protocol):
                 waiter.replies.append(reply)
                 if len(waiter.replies) == waiter.expected:
                     waiters.popleft()
-                    if not waiter.future.done():  # a cancelled caller's replies are dropped
+                    if not waiter.future.done():  # a cancelled or timed-out caller's replies are dropped
                         waiter.future.set_result(waiter.replies)
         except (hiredis.ProtocolError, redis_errors.ConnectionError) as exc:
             self.fail(redis_errors.ConnectionError(f"Redis protocol error: {exc}"))
@@ -106,11 +117,19 @@ class _Protocol(asyncio.Protocol):
             self.transport.close()
 
 
-def _expire(protocol: _Protocol, future: asyncio.Future[list[Any]], timeout: float) -> None:
-    if not future.done():
-        # Later replies would be matched to the wrong callers: start over.
-        future.set_exception(redis_errors.TimeoutError(f"no reply from Redis within {timeout:g} s"))
-        protocol.fail(redis_errors.TimeoutError("Redis did not answer in time"))
+def _expire(protocol: _Protocol, future: asyncio.Future[list[Any]], timeout: float,
+            received_before: int) -> None:
+    """Fail one caller whose replies did not come in time; the connection only if it went silent.
+
+    The caller's waiter stays queued, so the replies still owed to it are
+    matched to it and dropped, and every later caller still gets its own.
+    """
+    if future.done():
+        return
+    future.set_exception(redis_errors.TimeoutError(f"no reply from Redis within {timeout:g} s"))
+    if protocol.received == received_before:
+        protocol.fail(redis_errors.TimeoutError(
+            f"Redis sent nothing for {timeout:g} s while replies were owed"))
 
 
 class MultiplexedConnection:
@@ -153,14 +172,15 @@ class MultiplexedConnection:
     async def _send(self, protocol: _Protocol, commands: Sequence[Sequence[Any]],
                     timeout: float, on_written: Callable[[], None] | None = None) -> list[Any]:
         assert protocol.transport is not None
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
         protocol.waiters.append(_Waiter(future, len(commands)))
         protocol.transport.write(b"".join([hiredis.pack_command(tuple(command)) for command in commands]))
         if on_written is not None:
             on_written()
         # A timer rather than asyncio.timeout: this is the hot path, and a
         # cancelled caller's future just drops its replies when they come.
-        timer = asyncio.get_running_loop().call_later(timeout, _expire, protocol, future, timeout)
+        timer = loop.call_later(timeout, _expire, protocol, future, timeout, protocol.received)
         try:
             return await future
         finally:
