@@ -295,6 +295,25 @@ def test_offset_fetch_several_groups_and_all_partitions(wire: Wire, bootstrap: s
     assert old.topics[0].partitions[0].committed_offset == 4
 
 
+@pytest.mark.parametrize("offset", [2**53 + 1, 2**63 - 1])
+def test_commits_above_2_53_read_back_exactly(wire: Wire, bootstrap: str, group: str, topic_name: str,
+                                              redis_client: redis.Redis, offset: int) -> None:
+    """Kafka offsets are 64-bit; Lua numbers are doubles, exact only up to 2^53 (#19)."""
+    create_topic(bootstrap, topic_name, 1)
+    produce_numbered(bootstrap, topic_name, 0, 3, 1)
+    assert commit_errors(wire.call(offset_commit(group, topic_name, {0: offset}, metadata="m"))) == [
+        ErrorCode.none]
+    types = request_types(OFFSET_FETCH, 8)
+    fetched = wire.call(types.OffsetFetchRequest(require_stable=False, groups=(
+        types.OffsetFetchRequestGroup(group_id=group, topics=(
+            types.OffsetFetchRequestTopics(name=topic_name, partition_indexes=(0,)),)),)))
+    partition = fetched.groups[0].topics[0].partitions[0]
+    assert (partition.committed_offset, partition.metadata) == (offset, "m")
+    # The Redis group holds it exactly too (past the log end: at the last entry).
+    (info,) = redis_client.xinfo_groups(f"kafka:{{{topic_name}:0}}")
+    assert info["entries-read"] == offset
+
+
 def test_offset_delete(wire: Wire, wire2: Wire, bootstrap: str, group: str, topic_name: str,
                        redis_client: redis.Redis) -> None:
     create_topic(bootstrap, topic_name, 1)

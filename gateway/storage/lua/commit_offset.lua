@@ -18,7 +18,10 @@
 -- Returns the last-delivered-id it set.
 
 local stream, index, commits = KEYS[1], KEYS[2], KEYS[3]
-local group, offset = ARGV[1], tonumber(ARGV[2])
+-- Lua numbers are doubles: offset is exact only below 2^53, which is enough
+-- to place the group in the stream (no stream holds 2^53 entries), but
+-- ENTRIESREAD and the record get the offset as the client sent it.
+local group, offset, exact_offset = ARGV[1], tonumber(ARGV[2]), ARGV[2]
 
 local start, end_offset, first_id, last_id = stream_info(stream)
 local id = '0-0'
@@ -28,16 +31,16 @@ elseif offset - 1 >= start then
   id = entry_id_at(stream, index, offset - 1, start, end_offset, first_id)
 end
 
-local created = redis.pcall('XGROUP', 'CREATE', stream, group, id, 'MKSTREAM', 'ENTRIESREAD', offset)
+local created = redis.pcall('XGROUP', 'CREATE', stream, group, id, 'MKSTREAM', 'ENTRIESREAD', exact_offset)
 if type(created) == 'table' and created.err then
   if string.sub(created.err, 1, 9) ~= 'BUSYGROUP' then
     return redis.error_reply(created.err)
   end
-  redis.call('XGROUP', 'SETID', stream, group, id, 'ENTRIESREAD', offset)
+  redis.call('XGROUP', 'SETID', stream, group, id, 'ENTRIESREAD', exact_offset)
 end
 
 -- "offset:epoch:time:metadata": the offset tells a later fetch whether the
 -- metadata still belongs to the group's position (native consumers may
 -- have moved it since).
-redis.call('HSET', commits, group, ARGV[2] .. ':' .. ARGV[3] .. ':' .. ARGV[4] .. ':' .. ARGV[5])
+redis.call('HSET', commits, group, exact_offset .. ':' .. ARGV[3] .. ':' .. ARGV[4] .. ':' .. ARGV[5])
 return id

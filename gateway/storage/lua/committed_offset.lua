@@ -7,7 +7,8 @@
 -- KEYS[3]  its commit metadata hash (field: group)
 -- ARGV[1]  group ID
 --
--- Returns {offset, leader epoch, metadata}, or {-1, -1, ''} when the stream
+-- Returns {offset (an integer, or the committed digits as a string),
+-- leader epoch, metadata}, or {-1, -1, ''} when the stream
 -- has no such group. The offset is the group's entries-read; when Redis has
 -- lost count (a group created natively at an explicit ID), it is worked out
 -- from last-delivered-id through the offset index. Epoch and metadata are
@@ -46,7 +47,11 @@ local record = redis.call('HGET', commits, group)
 if record then
   local at, epoch, _, metadata = string.match(record, '^(%-?%d+):(%-?%d+):(%-?%d+):(.*)$')
   if at and tonumber(at) == tonumber(offset) then
-    return {offset, tonumber(epoch), metadata}
+    -- The commit's own digits, not entries-read: Redis hands integers to
+    -- Lua as doubles, which round offsets above 2^53. (Only a native
+    -- XGROUP SETID within one rounding step of the commit could tell them
+    -- apart, above 2^53.)
+    return {at, tonumber(epoch), metadata}
   end
 end
 return {offset, -1, ''}
