@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
          "PATTERN[,PATTERN...]: glob patterns of existing Redis stream keys that CreateTopics may "
          "adopt with redis.stream.keys (default: none; the adopt subcommand always can)",
          default="")
+    flag("--warning-interval-ms", "WARNING_INTERVAL_MS",
+         "log warnings that clients cause (malformed requests, timeouts, refused connections) "
+         "at most once per kind per this interval, counting the rest",
+         default=str(_DEFAULTS.warning_interval_ms))
     flag("--log-level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", default="INFO")
     return parser
 
@@ -129,6 +133,7 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
             group_initial_rebalance_delay_ms=int(args.group_initial_rebalance_delay_ms),
             retention_check_interval_ms=int(args.retention_check_interval_ms),
             adopt_streams=tuple(p for p in args.adopt_streams.split(",") if p),
+            warning_interval_ms=_positive(args.warning_interval_ms),
             log_level=args.log_level.upper(),
         )
     except (ValueError, argparse.ArgumentTypeError) as exc:

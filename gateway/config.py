@@ -72,6 +72,9 @@ class Config:
     # since it hands any client every matching stream in the database.
     adopt_streams: tuple[str, ...] = ()
     shutdown_grace: float = 10.0
+    # Warnings clients cause (malformed requests, timeouts, refusals) are
+    # logged at most once per kind per interval, with a count of the rest.
+    warning_interval_ms: int = 10_000
     log_level: str = "INFO"
 
     @property

@@ -40,6 +40,7 @@ from . import metrics
 from .context import RequestContext
 from .dispatch import CloseConnection
 from .handlers import api_versions
+from .logs import printable
 from .storage.base import appends_ordered
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from .server import Gateway
 
 log = logging.getLogger(__name__)
+_CLOSING = "closing connection from %s: %s"
 
 # What the reader queues: a request frame, the error that ended reading, or
 # None for the client's clean end of stream.
@@ -109,24 +111,27 @@ class Connection:
         answers: asyncio.Queue[Answer] = asyncio.Queue()
         starting = asyncio.create_task(self._start_requests(answers))
         abort = False
+        client_log = self.gateway.client_log
         try:
             await self._write_answers(answers)
         except FrameTimeout as exc:
             metrics.CONNECTIONS_TIMED_OUT.labels("request_read").inc()
-            log.warning("closing connection from %s: %s", self.peer, exc)
+            client_log.warning("request_read", _CLOSING, self.peer, exc)
         except WriteTimeout as exc:
             metrics.CONNECTIONS_TIMED_OUT.labels("response_write").inc()
-            log.warning("closing connection from %s: %s", self.peer, exc)
+            client_log.warning("response_write", _CLOSING, self.peer, exc)
             abort = True  # a graceful close would wait for the unread responses to flush
         except IdleTimeout as exc:
             metrics.CONNECTIONS_TIMED_OUT.labels("idle").inc()
-            log.info("closing connection from %s: %s", self.peer, exc)
+            client_log.log(logging.INFO, "idle", _CLOSING, self.peer, exc)
         except (FrameError, CloseConnection) as exc:
-            log.warning("closing connection from %s: %s", self.peer, exc)
+            client_log.warning("malformed", _CLOSING, self.peer, printable(exc))
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             log.debug("connection from %s closed by the client: %r", self.peer, exc)
         except Exception:
-            log.exception("closing connection from %s after an unexpected error", self.peer)
+            client_log.log(logging.ERROR, "unexpected",
+                           "closing connection from %s after an unexpected error", self.peer,
+                           exc_info=True)
         finally:
             for task in (starting, reading, *self._started):
                 task.cancel()
@@ -307,7 +312,8 @@ class Connection:
         except CloseConnection:
             raise
         except Exception as exc:
-            log.exception("api %d v%d from %s failed", api_key, api_version, self.peer)
+            self.gateway.client_log.log(logging.ERROR, "handler", "api %d v%d from %s failed",
+                                        api_key, api_version, self.peer, exc_info=True)
             raise CloseConnection(f"internal error: {exc!r}") from exc
         if response is None:
             return None

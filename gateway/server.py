@@ -16,6 +16,7 @@ from .coordinator import CoordinatorConfig, GroupCoordinator
 from .dispatch import Router
 from .embedded import EmbeddedRedis
 from .handlers import ROUTES
+from .logs import RateLimitedLog
 from .retention import run as run_retention
 from .storage import RedisStorage, StorageUnavailable
 from .storage.groups import RedisGroupStorage
@@ -36,6 +37,8 @@ class Gateway:
         self._stop = asyncio.Event()
         self._retention: asyncio.Task[None] | None = None
         self._metrics_server: metrics.MetricsServer | None = None
+        # What clients cause, logged without letting them flood the log.
+        self.client_log = RateLimitedLog(log, config.warning_interval_ms / 1000)
 
     async def start(self) -> None:
         redis_url = self.config.redis_url
@@ -117,8 +120,9 @@ class Gateway:
         """Close a connection over --max-connections at once (Kafka's max.connections)."""
         metrics.CONNECTIONS_REFUSED.inc()
         peer = writer.get_extra_info("peername")
-        log.warning("refusing connection from %s: %d connections open, the --max-connections limit",
-                    f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else peer, len(self._connections))
+        self.client_log.warning(
+            "refused", "refusing connection from %s: %d connections open, the --max-connections limit",
+            f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else peer, len(self._connections))
         writer.transport.abort()  # nothing was read or written; no need to linger
 
     def request_stop(self) -> None:

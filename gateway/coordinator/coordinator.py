@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
 
+from ..logs import printable
 from ..storage.base import StorageUnavailable
 from ..storage.group_base import GroupStorage
 from . import membership
@@ -142,13 +143,13 @@ class GroupCoordinator:
             group = membership.decode(group_id, raw)
         except membership.UnreadableMembership as exc:
             log.error("group %s: stored membership unreadable (%s); starting the group afresh",
-                      group_id, exc)
+                      printable(group_id), exc)
             return None
         self._groups[group_id] = group
         for member in group.members.values():
             # Sessions start again: members that are gone expire as usual.
             self._expire_after(group, member, member.session_timeout_ms)
-        log.info("group %s: loaded generation %d (%s, %d member(s)) from Redis", group_id,
+        log.info("group %s: loaded generation %d (%s, %d member(s)) from Redis", printable(group_id),
                  group.generation, group.state.value, len(group.members))
         return group
 
@@ -262,8 +263,8 @@ class GroupCoordinator:
         member.rebalance_timeout_ms = request.rebalance_timeout_ms
         member.protocols = request.protocols
         self._expire_after(group, member, member.session_timeout_ms)
-        log.info("group %s: static member %s replaced member %s by %s", group.group_id,
-                 member.group_instance_id, old_member_id, new_member_id)
+        log.info("group %s: static member %s replaced member %s by %s", printable(group.group_id),
+                 printable(member.group_instance_id), printable(old_member_id), printable(new_member_id))
         if group.is_(STABLE) and group.select_protocol() == group.protocol_name \
                 and old_protocols == request.protocols:
             self._store_in_background(group)  # the stored generation names the new member ID
@@ -345,7 +346,8 @@ class GroupCoordinator:
         group.initial_join = False
         group.elect_leader_among_joined()
         for member in [m for m in group.members.values() if m.join_future is None]:
-            log.info("group %s: member %s did not rejoin in time", group.group_id, member.member_id)
+            log.info("group %s: member %s did not rejoin in time", printable(group.group_id),
+                     printable(member.member_id))
             self._remove(group, member)
         group.generation += 1
         if not group.members:
@@ -356,8 +358,8 @@ class GroupCoordinator:
             return
         group.protocol_name = group.select_protocol()
         group.transition(COMPLETING)
-        log.info("group %s: generation %d with %d member(s), protocol %s", group.group_id,
-                 group.generation, len(group.members), group.protocol_name)
+        log.info("group %s: generation %d with %d member(s), protocol %s", printable(group.group_id),
+                 group.generation, len(group.members), printable(group.protocol_name))
         for member in group.members.values():
             _resolve(member.join_future, self._join_result(group, member))
             member.join_future = None
@@ -375,7 +377,8 @@ class GroupCoordinator:
         for member_id in list(group.pending_sync):
             member = group.members.get(member_id)
             if member is not None:
-                log.info("group %s: member %s did not sync in time", group.group_id, member_id)
+                log.info("group %s: member %s did not sync in time", printable(group.group_id),
+                         printable(member_id))
                 self._remove(group, member)
         self._prepare_rebalance(group)
 
@@ -512,7 +515,7 @@ class GroupCoordinator:
         member = group.members.get(member_id)
         if member is None:
             return ErrorCode.unknown_member_id
-        log.info("group %s: member %s left", group.group_id, member_id)
+        log.info("group %s: member %s left", printable(group.group_id), printable(member_id))
         self._remove_and_rebalance(group, member)
         return ErrorCode.none
 
@@ -530,8 +533,8 @@ class GroupCoordinator:
             # governs it until it is answered.
             self._expire_after(group, member, member.session_timeout_ms)
             return
-        log.info("group %s: member %s expired (no heartbeat in %d ms)", group.group_id,
-                 member.member_id, member.session_timeout_ms)
+        log.info("group %s: member %s expired (no heartbeat in %d ms)", printable(group.group_id),
+                 printable(member.member_id), member.session_timeout_ms)
         self._remove_and_rebalance(group, member)
 
     def _expire_pending_member(self, group: Group, member_id: str) -> None:
@@ -565,7 +568,7 @@ class GroupCoordinator:
 
     async def _store(self, group_id: str, generation: int, state: bytes) -> None:
         if not await self.storage.save_membership(group_id, generation, state):
-            log.warning("group %s: Redis holds a later generation than %d; not stored", group_id,
+            log.warning("group %s: Redis holds a later generation than %d; not stored", printable(group_id),
                         generation)
         self._absent.discard(group_id)
 
@@ -582,7 +585,7 @@ class GroupCoordinator:
         except StorageUnavailable as exc:
             # A restart would then load the previous generation; its members
             # no longer heartbeat and expire after their session timeout.
-            log.warning("group %s: generation %d not stored: %s", group.group_id, generation, exc)
+            log.warning("group %s: generation %d not stored: %s", printable(group.group_id), generation, exc)
         finally:
             self._forget_if_idle(group)
 
@@ -638,7 +641,7 @@ class GroupCoordinator:
             await self.storage.delete_group(group_id)
         except StorageUnavailable:
             return ErrorCode.coordinator_not_available
-        log.info("group %s deleted", group_id)
+        log.info("group %s deleted", printable(group_id))
         return ErrorCode.none
 
     async def delete_offsets(self, group_id: str, partitions: Sequence[tuple[str, int]]
@@ -675,7 +678,7 @@ class GroupCoordinator:
                 topics |= subscribed_topics(metadata)
             except MalformedSubscription:
                 log.warning("group %s: member %s has unreadable subscription metadata",
-                            group.group_id, member.member_id)
+                            printable(group.group_id), printable(member.member_id))
         return topics
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ serving everyone else meanwhile.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import struct
 import threading
@@ -24,6 +25,7 @@ from kafka_redis_gateway.gateway.embedded import free_port
 from kio.schema.errors import ErrorCode
 
 from tests.integration.operations_support import scrape, value, wait_for_log
+from tests.integration.test_groups_protocol import stable_member
 from tests.integration.test_protocol import (
     API_VERSIONS,
     FETCH,
@@ -269,3 +271,42 @@ def test_shutdown_answers_the_request_in_flight_and_closes_idle_connections(
         answered, response = waiting.receive(FETCH, 12)
         assert answered == correlation_id and fetched(response).error_code == ErrorCode.none
         assert idle.closed_by_server(timeout=5)
+
+
+# -- what clients cause in the log ---------------------------------------------------
+
+
+def test_malformed_request_warnings_are_rate_limited_with_a_count(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    malformed = struct.pack(">i", 8) + struct.pack(">hhi", 999, 0, 7)  # an API key nobody serves
+    with limited_gateway(redis_server, tmp_path, "--warning-interval-ms", "1000") as gateway:
+        started = time.monotonic()
+        for _ in range(200):
+            with closing(Wire(gateway.bootstrap)) as offender:
+                offender.sock.sendall(malformed)
+                assert offender.closed_by_server(timeout=10)
+        elapsed = time.monotonic() - started
+        time.sleep(1.1)  # past the interval: the next warning is logged, with the count
+        with closing(Wire(gateway.bootstrap)) as offender:
+            offender.sock.sendall(malformed)
+            assert offender.closed_by_server(timeout=10)
+        wait_for_log(gateway.log, "more like it since the last one logged")
+        lines = [line for line in gateway.log.read_text().splitlines()
+                 if "unsupported API key 999" in line]
+        # One line per interval at most, and every warning is in a line or a count.
+        assert len(lines) <= 2 + elapsed / 1.0
+        counted = sum(int(found) for line in lines
+                      for found in re.findall(r"\((\d+) more like it", line))
+        assert len(lines) + counted == 201
+
+
+def test_client_supplied_strings_are_logged_escaped(redis_server: RedisServer, tmp_path: Path) -> None:
+    forged = "g\n2026-01-01 00:00:00,000 ERROR forged line\x1b[31m"
+    with limited_gateway(redis_server, tmp_path) as gateway, closing(Wire(gateway.bootstrap)) as wire:
+        stable_member(wire, forged)
+        line = wait_for_log(gateway.log, "generation 1 with 1 member(s)")
+        assert "group g\\n2026-01-01 00:00:00,000 ERROR forged line\\x1b[31m: generation" in line
+        text = gateway.log.read_text()
+        assert "\x1b" not in text
+        assert not any(line.startswith("2026-01-01 00:00:00,000 ERROR forged line")
+                       for line in text.splitlines())

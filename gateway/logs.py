@@ -1,0 +1,55 @@
+"""Logging what clients cause: escaped, and rate-limited per kind.
+
+A client decides how often it sends a malformed request and what its group
+IDs, client IDs, member IDs and topic names contain; neither may let it
+flood the log or write control characters (forged lines, terminal escapes)
+into it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+
+def printable(text: object) -> str:
+    """``text`` for a log line: as is when printable, else escaped as ``repr`` does.
+
+    Only non-printable text is escaped, so ordinary names read as they are;
+    a newline, ESC or NUL becomes ``\\n``, ``\\x1b``, ``\\x00``.
+    """
+    string = str(text)
+    return string if string.isprintable() else repr(string)[1:-1]
+
+
+class RateLimitedLog:
+    """At most one line per kind per interval; the next line counts the ones dropped.
+
+    Kinds are fixed strings of the gateway's code (never client data), so the
+    table stays small.
+    """
+
+    def __init__(self, logger: logging.Logger, interval: float) -> None:
+        self._logger = logger
+        self._interval = interval
+        # kind -> [monotonic time the next line may be logged, lines dropped since]
+        self._kinds: dict[str, list[float]] = {}
+
+    def log(self, level: int, kind: str, message: str, *args: object,
+            exc_info: bool = False) -> None:
+        if not self._logger.isEnabledFor(level):
+            return
+        now = time.monotonic()
+        state = self._kinds.get(kind)
+        if state is not None and now < state[0]:
+            state[1] += 1
+            return
+        dropped = int(state[1]) if state is not None else 0
+        self._kinds[kind] = [now + self._interval, 0]
+        if dropped:
+            message += " (%d more like it since the last one logged)"
+            args = (*args, dropped)
+        self._logger.log(level, message, *args, exc_info=exc_info)
+
+    def warning(self, kind: str, message: str, *args: object) -> None:
+        self.log(logging.WARNING, kind, message, *args)
