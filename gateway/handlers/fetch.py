@@ -6,7 +6,7 @@ naming a session ID gets FETCH_SESSION_ID_NOT_FOUND. Topics are named until
 v12 and identified by topic ID from v13.
 
 Each partition is read from Redis in one pipelined round trip. When fewer
-than min_bytes are available, the fetch waits with XREAD BLOCK on the
+than min_bytes are available (never with min_bytes 0), the fetch waits with XREAD BLOCK on the
 partitions' streams, which wakes on any append (from this gateway, another
 one, or a native XADD) and otherwise times out at max_wait_ms: no polling.
 
@@ -170,7 +170,8 @@ async def handle(context: RequestContext, request: Any) -> Any:
     while True:
         found = await _read(context, slots, max_bytes)
         remaining_ms = int((deadline - loop.time()) * 1000)
-        if found >= max(request.min_bytes, 1) or remaining_ms <= 0 or _must_answer_now(slots):
+        # As Kafka: min_bytes 0 (or less) is always satisfied, so such a fetch answers at once.
+        if found >= request.min_bytes or remaining_ms <= 0 or _must_answer_now(slots):
             break
         await _wait(context, slots, remaining_ms)
     return _response(context, types, slots, max_bytes)

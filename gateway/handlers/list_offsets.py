@@ -5,80 +5,110 @@ offset), -3 the offset of the largest timestamp (v7+), -4 earliest local
 (v8+; there is no tiered storage, so the log start offset); a time in ms
 gives the first offset whose timestamp is at or after it (see
 docs/mapping.md for how CreateTime is searched). No record at or after the
-time: offset -1 and timestamp -1, as Kafka answers.
+time: offset -1 and timestamp -1, as Kafka answers. Any int64 time is
+looked up exactly.
+
+All partitions of a request are looked up in one Redis round trip. Redis
+unreachable gives each partition KAFKA_STORAGE_ERROR (retriable, as Kafka
+answers for a partition whose log directory is offline), also when the
+topic itself could not be looked up: an outage never reads as an unknown
+topic. Other negative timestamps get INVALID_REQUEST.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Route
-from ..storage import ReadRequest, StorageUnavailable, TopicInfo
-from ..topics import config_value, topic_or_none
+from ..storage import OffsetQuery, PartitionOffsets, StorageUnavailable, TimeOffset, TopicInfo
+from ..topics import config_value
 from ._build import NO_THROTTLE, make, response_types
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL = -1, -2, -3, -4
+SPECIAL_TIMESTAMPS = (LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL)
+Answer = tuple[ErrorCode, int, int]  # error, offset, timestamp
 
 
-async def _lookup(context: RequestContext, info: TopicInfo, partition: int,
-                  timestamp: int) -> tuple[ErrorCode, int, int]:
-    """(error, offset, timestamp) for one partition."""
-    storage = context.storage
-    if timestamp >= 0:
-        offset, found_ts = await storage.offset_for_time(
-            info.name, partition, timestamp,
-            by_append_time=config_value(info, "message.timestamp.type") == "LogAppendTime")
-        return ErrorCode.none, offset, found_ts
-    offsets = await storage.offsets(info.name, partition)
+async def _topic(context: RequestContext, name: str) -> TopicInfo | ErrorCode:
+    """The topic, or the error each of its partitions gets."""
+    try:
+        info = await context.storage.topic(name)
+    except StorageUnavailable:
+        return ErrorCode.kafka_storage_error
+    return ErrorCode.unknown_topic_or_partition if info is None else info
+
+
+def _by_append_time(info: TopicInfo) -> bool:
+    return config_value(info, "message.timestamp.type") == "LogAppendTime"
+
+
+def _query(info: TopicInfo, partition: Any) -> OffsetQuery:
+    timestamp = partition.timestamp
+    return OffsetQuery(info.name, partition.partition_index, None if timestamp < 0 else timestamp,
+                       _by_append_time(info))
+
+
+def _answer(info: TopicInfo, timestamp: int, found: PartitionOffsets | TimeOffset | Exception) -> Answer:
+    if isinstance(found, StorageUnavailable):
+        return ErrorCode.kafka_storage_error, -1, -1
+    if isinstance(found, Exception):
+        raise found
+    if isinstance(found, TimeOffset):
+        return ErrorCode.none, found.offset, found.timestamp
     if timestamp == LATEST:
-        return ErrorCode.none, offsets.end_offset, -1
+        return ErrorCode.none, found.end_offset, -1
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
-        return ErrorCode.none, offsets.log_start_offset, -1
-    if timestamp == MAX_TIMESTAMP:
-        if (config_value(info, "message.timestamp.type") == "LogAppendTime"
-                and offsets.end_offset > offsets.log_start_offset):
-            return await _newest_append_time(context, info, partition, offsets.end_offset - 1)
-        return ErrorCode.none, offsets.max_timestamp_offset, offsets.max_timestamp
-    return ErrorCode.invalid_request, -1, -1
+        return ErrorCode.none, found.log_start_offset, -1
+    if _by_append_time(info) and found.end_offset > found.log_start_offset:
+        # A LogAppendTime topic's records carry their append time (the entry
+        # ID), which only rises: the newest record has the largest timestamp.
+        return ErrorCode.none, found.end_offset - 1, found.newest_append_time
+    return ErrorCode.none, found.max_timestamp_offset, found.max_timestamp
 
 
-async def _newest_append_time(context: RequestContext, info: TopicInfo, partition: int,
-                              last_offset: int) -> tuple[ErrorCode, int, int]:
-    # A LogAppendTime topic's records carry their append time (the entry ID),
-    # which only rises: the newest record has the largest timestamp.
-    (result,) = await context.storage.read([ReadRequest(info.name, partition, last_offset, 1 << 20, 1)])
-    if isinstance(result, Exception):
-        raise result
-    if not result.append_times:
-        return ErrorCode.none, -1, -1
-    return ErrorCode.none, last_offset, result.append_times[0]
-
-
-async def _partition(context: RequestContext, types: Any, info: TopicInfo | None,
-                     partition: Any) -> Any:
-    if info is None or not 0 <= partition.partition_index < info.partitions:
-        code, offset, timestamp = ErrorCode.unknown_topic_or_partition, -1, -1
-    else:
+async def _answers(context: RequestContext, request: Any) -> list[list[Answer]]:
+    """Per topic, per partition: (error, offset, timestamp)."""
+    topics = await asyncio.gather(*(_topic(context, topic.name) for topic in request.topics))
+    answers: list[list[Answer]] = []
+    asked: list[tuple[TopicInfo, Any, int, int]] = []  # topic, partition, where its answer goes
+    for topic_index, (topic, info) in enumerate(zip(request.topics, topics, strict=True)):
+        answers.append([])
+        for partition in topic.partitions:
+            if isinstance(info, ErrorCode):
+                answers[-1].append((info, -1, -1))
+            elif not 0 <= partition.partition_index < info.partitions:
+                answers[-1].append((ErrorCode.unknown_topic_or_partition, -1, -1))
+            elif partition.timestamp < 0 and partition.timestamp not in SPECIAL_TIMESTAMPS:
+                answers[-1].append((ErrorCode.invalid_request, -1, -1))
+            else:
+                asked.append((info, partition, topic_index, len(answers[-1])))
+                answers[-1].append((ErrorCode.none, -1, -1))
+    if asked:
+        queries = [_query(info, partition) for info, partition, _, _ in asked]
+        found: list[PartitionOffsets | TimeOffset | Exception]
         try:
-            code, offset, timestamp = await _lookup(context, info, partition.partition_index,
-                                                    partition.timestamp)
-        except StorageUnavailable:
-            code, offset, timestamp = ErrorCode.kafka_storage_error, -1, -1
-    return make(types.ListOffsetsPartitionResponse, partition_index=partition.partition_index,
-                error_code=code, timestamp=timestamp, offset=offset, leader_epoch=-1)
+            found = await context.storage.list_offsets(queries)
+        except StorageUnavailable as exc:
+            found = [exc] * len(queries)
+        for (info, partition, t, p), result in zip(asked, found, strict=True):
+            answers[t][p] = _answer(info, partition.timestamp, result)
+    return answers
 
 
 async def handle(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
-    topics = []
-    for topic in request.topics:
-        info = await topic_or_none(context.storage, topic.name)
-        partitions = tuple([await _partition(context, types, info, p) for p in topic.partitions])
-        topics.append(make(types.ListOffsetsTopicResponse, name=topic.name, partitions=partitions))
-    return make(types.ListOffsetsResponse, throttle_time=NO_THROTTLE, topics=tuple(topics))
+    answers = await _answers(context, request)
+    topics = tuple(
+        make(types.ListOffsetsTopicResponse, name=topic.name, partitions=tuple(
+            make(types.ListOffsetsPartitionResponse, partition_index=partition.partition_index,
+                 error_code=code, timestamp=timestamp, offset=offset, leader_epoch=-1)
+            for partition, (code, offset, timestamp) in zip(topic.partitions, topic_answers, strict=True)))
+        for topic, topic_answers in zip(request.topics, answers, strict=True))
+    return make(types.ListOffsetsResponse, throttle_time=NO_THROTTLE, topics=topics)
 
 
 ROUTES = (Route(2, 1, 8, handle),)

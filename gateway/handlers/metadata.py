@@ -76,8 +76,10 @@ async def handle_metadata(context: RequestContext, request: Any) -> Any:
     try:
         topics = await _requested_topics(context, request, types)
     except StorageUnavailable:
+        # Topic IDs exist in requests from v10 only.
         topics = tuple(
-            _topic(types, context, wanted.name, None, ErrorCode.leader_not_available, wanted.topic_id)
+            _topic(types, context, wanted.name, None, ErrorCode.leader_not_available,
+                   getattr(wanted, "topic_id", None))
             for wanted in request.topics or ()
         )
     broker = context.broker

@@ -114,6 +114,30 @@ class PartitionOffsets:
     end_offset: int
     max_timestamp_offset: int
     max_timestamp: int
+    # The newest entry's append time (its ID's ms); -1 when the log is empty.
+    newest_append_time: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetQuery:
+    """A partition's offsets (``timestamp`` None), or the first offset at or after a time."""
+
+    topic: str
+    partition: int
+    timestamp: int | None = None
+    # Record timestamps are append times (LogAppendTime topics), not the ts field.
+    by_append_time: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TimeOffset:
+    """The first offset whose record timestamp is at or after a time, and that timestamp.
+
+    Both -1 when no record qualifies.
+    """
+
+    offset: int
+    timestamp: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,11 +222,9 @@ class Storage(Protocol):
         self, positions: Sequence[tuple[str, int, bytes]], timeout_ms: int
     ) -> None: ...
 
-    async def offsets(self, topic: str, partition: int) -> PartitionOffsets: ...
-
-    async def offset_for_time(
-        self, topic: str, partition: int, timestamp: int, *, by_append_time: bool = False
-    ) -> tuple[int, int]: ...
+    async def list_offsets(
+        self, queries: Sequence[OffsetQuery]
+    ) -> list[PartitionOffsets | TimeOffset | Exception]: ...
 
     async def delete_records(self, topic: str, partition: int, offset: int) -> int: ...
 

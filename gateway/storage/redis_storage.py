@@ -23,10 +23,12 @@ from .base import (
     InvalidStream,
     NotDurable,
     OffsetOutOfRange,
+    OffsetQuery,
     PartitionOffsets,
     ReadRequest,
     ReadResult,
     StorageUnavailable,
+    TimeOffset,
     TopicExists,
     TopicInfo,
     TopicNotFound,
@@ -501,27 +503,41 @@ class RedisStorage:
         if isinstance(reply, Exception):
             raise _classify(reply)
 
-    async def offsets(self, topic: str, partition: int) -> PartitionOffsets:
-        partition_keys = self.streams.partition(topic, partition)
-        reply = await self._one(ScriptCall(OFFSETS, [partition_keys.stream, partition_keys.meta], []))
-        start, end, max_offset, max_ts = (int(value) for value in reply)
-        return PartitionOffsets(start, end, max_offset, max_ts)
+    async def list_offsets(
+        self, queries: Sequence[OffsetQuery]
+    ) -> list[PartitionOffsets | TimeOffset | Exception]:
+        """Each partition's offsets, or its offset for a time; all in one round trip.
 
-    async def offset_for_time(
-        self, topic: str, partition: int, timestamp: int, *, by_append_time: bool = False
-    ) -> tuple[int, int]:
-        after: list[Any] = []
-        while True:
-            reply = await self._one(
-                ScriptCall(
-                    OFFSET_FOR_TIME,
-                    self._stream_and_index(topic, partition),
-                    [timestamp, TIMESTAMP_SCAN, int(by_append_time), *after],
-                )
-            )
-            if int(reply[0]) != -2:
-                return int(reply[0]), int(reply[1])
-            after = [reply[1]]  # scanned TIMESTAMP_SCAN entries without an answer; go on
+        A time lookup that examined TIMESTAMP_SCAN entries without an answer
+        goes on in a further round, for those partitions only.
+        """
+        results: list[PartitionOffsets | TimeOffset | Exception | None] = [None] * len(queries)
+        after: dict[int, bytes] = {}
+        pending = list(range(len(queries)))
+        while pending:
+            replies = await self._round([self._offsets_call(queries[i], after.get(i)) for i in pending])
+            again = []
+            for index, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, Exception):
+                    results[index] = _classify(reply)
+                elif queries[index].timestamp is None:
+                    results[index] = _partition_offsets(reply)
+                elif int(reply[0]) == -2:
+                    after[index] = reply[1]  # scanned TIMESTAMP_SCAN entries without an answer
+                    again.append(index)
+                else:
+                    results[index] = TimeOffset(int(reply[0]), int(reply[1]))
+            pending = again
+        return [result for result in results if result is not None]
+
+    def _offsets_call(self, query: OffsetQuery, after: bytes | None) -> ScriptCall:
+        partition_keys = self.streams.partition(query.topic, query.partition)
+        if query.timestamp is None:
+            return ScriptCall(OFFSETS, [partition_keys.stream, partition_keys.meta], [])
+        return ScriptCall(
+            OFFSET_FOR_TIME, [partition_keys.stream, partition_keys.index],
+            [query.timestamp, TIMESTAMP_SCAN, int(query.by_append_time),
+             *([] if after is None else [after])])
 
     async def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """Trim a partition so that ``offset`` (-1: the end) is its log start; the new log start.
@@ -595,6 +611,12 @@ def _append_result(reply: Any) -> AppendResult | Exception:
         return AppendResult(int(reply[0]), int(reply[3]), int(reply[2]), duplicate=True)
     base_offset, first_id, log_start = reply
     return AppendResult(int(base_offset), id_millis(first_id), int(log_start))
+
+
+def _partition_offsets(reply: Any) -> PartitionOffsets:
+    start, end, max_offset, max_ts, last_id = reply
+    return PartitionOffsets(int(start), int(end), int(max_offset), int(max_ts),
+                            id_millis(last_id) if last_id else -1)
 
 
 def _durable(trailer: Sequence[Any], reply: Any) -> bool:

@@ -163,13 +163,13 @@ def produce(topic: str, batches: dict[int, bytes], version: int = 9, acks: int =
 
 
 def fetch(version: int, offset: int, topic: str | None = None, topic_id: uuid.UUID | None = None,
-          partition: int = 0, max_wait_ms: int = 0) -> Any:
+          partition: int = 0, max_wait_ms: int = 0, min_bytes: int = 1) -> Any:
     types = request_types(FETCH, version)
     fetch_partition = build(types.FetchPartition, partition=partition, fetch_offset=offset,
                             partition_max_bytes=1 << 20, current_leader_epoch=-1,
                             last_fetched_epoch=-1, log_start_offset=-1)
     return build(types.FetchRequest, replica_id=-1, max_wait=datetime.timedelta(milliseconds=max_wait_ms),
-                 min_bytes=1, max_bytes=1 << 24, isolation_level=0, session_id=0, session_epoch=-1,
+                 min_bytes=min_bytes, max_bytes=1 << 24, isolation_level=0, session_id=0, session_epoch=-1,
                  topics=(build(types.FetchTopic, topic=topic, topic_id=topic_id,
                                partitions=(fetch_partition,)),),
                  forgotten_topics_data=(), rack_id="")
@@ -531,6 +531,16 @@ def test_fetch_waits_for_records(bootstrap: str, wire: Wire, topic_name: str) ->
     answered, response = wire.receive(FETCH, 12)
     assert answered == correlation_id
     assert fetched_values(fetched(response)) == [b"woken"]
+
+
+def test_fetch_with_min_bytes_0_answers_at_once(wire: Wire, topic_name: str) -> None:
+    # Kafka answers a min_bytes 0 fetch without waiting. Nothing is ever
+    # appended here, so a fetch that waited would answer after ten minutes,
+    # long after the 30 s the socket waits for the answer.
+    create_topic(wire, topic_name)
+    partition = fetched(wire.call(fetch(12, 0, topic=topic_name, max_wait_ms=600_000, min_bytes=0)))
+    assert (partition.error_code, partition.high_watermark, fetched_values(partition)) == (
+        ErrorCode.none, 0, [])
 
 
 # -- Metadata -------------------------------------------------------------------

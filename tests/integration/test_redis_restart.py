@@ -20,7 +20,9 @@ from typing import Any
 import confluent_kafka
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
+from kio.schema.errors import ErrorCode
 
+from tests.integration.test_protocol import Wire, list_offsets, metadata
 from tests.servers import GatewayProcess, RedisServer
 
 PARTITIONS = 2
@@ -210,3 +212,39 @@ def test_gateway_started_before_redis_waits_for_it(redis_server: RedisServer, ga
     producer.produce(topic_name, value=b"after the wait")
     assert producer.flush(30) == 0
     assert [value for _, _, value in read_topic(gateway.bootstrap, topic_name, 1)] == [b"after the wait"]
+
+
+def start_then_stop_redis(redis_server: RedisServer, gateway: GatewayProcess) -> None:
+    """A gateway that served once, then Redis gone (connections refused)."""
+    redis_server.start()
+    gateway.start()
+    redis_server.stop()
+
+
+def test_metadata_of_every_version_answers_while_redis_is_away(
+        redis_server: RedisServer, gateway: GatewayProcess, topic_name: str) -> None:
+    start_then_stop_redis(redis_server, gateway)
+    wire = Wire(gateway.bootstrap)
+    try:
+        for version in range(13):
+            # A name not looked up before, so no cached answer hides the outage.
+            name = f"{topic_name}-v{version}"
+            response = wire.call(metadata([name], version=version))
+            assert [(t.name, t.error_code) for t in response.topics] == [
+                (name, ErrorCode.leader_not_available)], f"Metadata v{version}"
+            assert [b.node_id for b in response.brokers] == [0]
+    finally:
+        wire.close()
+
+
+def test_list_offsets_while_redis_is_away_is_retriable(
+        redis_server: RedisServer, gateway: GatewayProcess, topic_name: str) -> None:
+    start_then_stop_redis(redis_server, gateway)
+    wire = Wire(gateway.bootstrap)
+    try:
+        for timestamp in (-1, -2, 0):
+            response = wire.call(list_offsets(topic_name, timestamp))
+            ((partition,),) = [topic.partitions for topic in response.topics]
+            assert (partition.error_code, partition.offset) == (ErrorCode.kafka_storage_error, -1)
+    finally:
+        wire.close()

@@ -13,9 +13,12 @@ import redis
 from kafka_redis_gateway.gateway.storage import (
     AppendBatch,
     AppendRequest,
+    OffsetQuery,
+    PartitionOffsets,
     ReadRequest,
     ReadResult,
     RedisStorage,
+    TimeOffset,
 )
 from kafka_redis_gateway.protocol.records import Record
 
@@ -69,6 +72,19 @@ async def read(storage: RedisStorage, topic: str, offset: int, max_bytes: int = 
     (result,) = await storage.read([ReadRequest(topic, partition, offset, max_bytes, max_records)])
     assert isinstance(result, ReadResult), result
     return result
+
+
+async def partition_offsets(storage: RedisStorage, topic: str) -> PartitionOffsets:
+    (found,) = await storage.list_offsets([OffsetQuery(topic, 0)])
+    assert isinstance(found, PartitionOffsets), found
+    return found
+
+
+async def offset_for_time(storage: RedisStorage, topic: str, timestamp: int) -> tuple[int, int]:
+    """(offset, timestamp) of the first record at or after ``timestamp``; (-1, -1) for none."""
+    (found,) = await storage.list_offsets([OffsetQuery(topic, 0, timestamp)])
+    assert isinstance(found, TimeOffset), found
+    return found.offset, found.timestamp
 
 
 def assert_index_consistent(client: redis.Redis, topic: str) -> None:
@@ -208,7 +224,7 @@ async def test_trimming_advances_the_log_start(storage: RedisStorage, topic: str
     # Index points at 0 and 1024 now lie below the start and must be ignored.
     assert redis_client.zrangebyscore(index_key(topic), "-inf", 1_499)
 
-    offsets = await storage.offsets(topic, 0)
+    offsets = await partition_offsets(storage, topic)
     assert (offsets.log_start_offset, offsets.end_offset) == (1_500, 3_000)
     below = await read(storage, topic, 1_499)
     assert below.out_of_range
@@ -224,7 +240,7 @@ async def test_trimming_everything_leaves_an_empty_log_at_the_end(storage: Redis
                                                                   redis_client: redis.Redis) -> None:
     await append_numbered(storage, topic, 0, 10)
     redis_client.xtrim(stream_key(topic), maxlen=0, approximate=False)
-    offsets = await storage.offsets(topic, 0)
+    offsets = await partition_offsets(storage, topic)
     assert (offsets.log_start_offset, offsets.end_offset) == (10, 10)
     assert (await read(storage, topic, 9)).out_of_range
     assert list((await read(storage, topic, 10)).records) == []
@@ -233,14 +249,14 @@ async def test_trimming_everything_leaves_an_empty_log_at_the_end(storage: Redis
 
 
 async def test_offset_for_time(storage: RedisStorage, topic: str) -> None:
-    assert await storage.offset_for_time(topic, 0, 0) == (-1, -1)  # empty partition
+    assert await offset_for_time(storage, topic, 0) == (-1, -1)  # empty partition
     records = [Record(HOUR_AGO + 1000 * i, None, str(i).encode(), ()) for i in range(10)]
     await append(storage, topic, records)
-    assert await storage.offset_for_time(topic, 0, 0) == (0, HOUR_AGO)
-    assert await storage.offset_for_time(topic, 0, HOUR_AGO + 1000) == (1, HOUR_AGO + 1000)
-    assert await storage.offset_for_time(topic, 0, HOUR_AGO + 1001) == (2, HOUR_AGO + 2000)
-    assert await storage.offset_for_time(topic, 0, HOUR_AGO + 9000) == (9, HOUR_AGO + 9000)
-    assert await storage.offset_for_time(topic, 0, HOUR_AGO + 9001) == (-1, -1)
+    assert await offset_for_time(storage, topic, 0) == (0, HOUR_AGO)
+    assert await offset_for_time(storage, topic, HOUR_AGO + 1000) == (1, HOUR_AGO + 1000)
+    assert await offset_for_time(storage, topic, HOUR_AGO + 1001) == (2, HOUR_AGO + 2000)
+    assert await offset_for_time(storage, topic, HOUR_AGO + 9000) == (9, HOUR_AGO + 9000)
+    assert await offset_for_time(storage, topic, HOUR_AGO + 9001) == (-1, -1)
 
 
 async def test_offset_for_time_of_native_entries(storage: RedisStorage, topic: str,
@@ -248,9 +264,9 @@ async def test_offset_for_time_of_native_entries(storage: RedisStorage, topic: s
     await append(storage, topic, numbered(0, 2))  # an hour ago
     entry_id = redis_client.xadd(stream_key(topic), {"value": "native"})
     millis = int(entry_id.split(b"-")[0])
-    assert await storage.offset_for_time(topic, 0, HOUR_AGO + 1) == (1, HOUR_AGO + 1)
-    assert await storage.offset_for_time(topic, 0, HOUR_AGO + 2) == (2, millis)
-    assert await storage.offset_for_time(topic, 0, millis) == (2, millis)
+    assert await offset_for_time(storage, topic, HOUR_AGO + 1) == (1, HOUR_AGO + 1)
+    assert await offset_for_time(storage, topic, HOUR_AGO + 2) == (2, millis)
+    assert await offset_for_time(storage, topic, millis) == (2, millis)
 
 
 async def test_offset_for_time_after_trimming(storage: RedisStorage, topic: str,
@@ -259,8 +275,8 @@ async def test_offset_for_time_after_trimming(storage: RedisStorage, topic: str,
     for start in range(0, 2_500, 500):
         await append(storage, topic, records[start:start + 500])
     redis_client.xtrim(stream_key(topic), maxlen=1_000, approximate=False)
-    assert await storage.offset_for_time(topic, 0, 0) == (1_500, HOUR_AGO + 1_500)
-    assert await storage.offset_for_time(topic, 0, HOUR_AGO + 2_100) == (2_100, HOUR_AGO + 2_100)
+    assert await offset_for_time(storage, topic, 0) == (1_500, HOUR_AGO + 1_500)
+    assert await offset_for_time(storage, topic, HOUR_AGO + 2_100) == (2_100, HOUR_AGO + 2_100)
 
 
 async def test_offset_for_time_in_a_long_backfill(storage: RedisStorage, topic: str) -> None:
@@ -268,25 +284,43 @@ async def test_offset_for_time_in_a_long_backfill(storage: RedisStorage, topic: 
     # the answer lies far from the first entry appended after the time asked for.
     await append_numbered(storage, topic, 0, 5_000)  # timestamps HOUR_AGO + offset
     for offset in (0, 999, 1_000, 2_500, 4_999):
-        found = await storage.offset_for_time(topic, 0, HOUR_AGO + offset)
+        found = await offset_for_time(storage, topic, HOUR_AGO + offset)
         assert found == (offset, HOUR_AGO + offset), f"lookup of the time of offset {offset}"
+
+
+async def test_offset_for_time_compares_timestamps_beyond_doubles_exactly(
+        storage: RedisStorage, topic: str, redis_client: redis.Redis) -> None:
+    # Lua numbers are doubles: 2^53 + 1 reads as 2^53, and tostring() of a
+    # time of 10^14 or more is "1e+14", which XRANGE refuses.
+    beyond = 2**53 + 1
+    redis_client.xadd(stream_key(topic), {"ts": str(beyond), "value": "far"}, id=f"{beyond}-0")
+    assert await offset_for_time(storage, topic, 10**14) == (0, beyond)
+    assert await offset_for_time(storage, topic, beyond) == (0, beyond)
+    assert await offset_for_time(storage, topic, beyond + 1) == (-1, -1)
+    assert await offset_for_time(storage, topic, 2**63 - 1) == (-1, -1)
+
+
+async def test_offset_for_time_beyond_every_record(storage: RedisStorage, topic: str) -> None:
+    await append_numbered(storage, topic, 0, 3)
+    for timestamp in (10**14, 10**15 + 7, 2**53, 2**63 - 1):
+        assert await offset_for_time(storage, topic, timestamp) == (-1, -1), timestamp
 
 
 async def test_offsets_report_the_max_timestamp(storage: RedisStorage, topic: str,
                                                 redis_client: redis.Redis) -> None:
-    empty = await storage.offsets(topic, 0)
+    empty = await partition_offsets(storage, topic)
     assert (empty.log_start_offset, empty.end_offset, empty.max_timestamp_offset,
             empty.max_timestamp) == (0, 0, -1, -1)
 
     await append(storage, topic, [Record(HOUR_AGO + 5, None, b"a", ()), Record(HOUR_AGO + 9, None, b"b", ()),
                                   Record(HOUR_AGO + 2, None, b"c", ())])
     await append(storage, topic, [Record(HOUR_AGO + 7, None, b"d", ())])
-    offsets = await storage.offsets(topic, 0)
+    offsets = await partition_offsets(storage, topic)
     assert (offsets.end_offset, offsets.max_timestamp_offset, offsets.max_timestamp) == (4, 1, HOUR_AGO + 9)
 
     # A native entry's time is its ID, newer than every CreateTime above.
     entry_id = redis_client.xadd(stream_key(topic), {"value": "native"})
-    offsets = await storage.offsets(topic, 0)
+    offsets = await partition_offsets(storage, topic)
     assert (offsets.max_timestamp_offset, offsets.max_timestamp) == (4, int(entry_id.split(b"-")[0]))
 
 
@@ -295,7 +329,7 @@ async def test_max_timestamp_of_a_native_entry_followed_by_older_records(
     await append(storage, topic, [Record(HOUR_AGO, None, b"a", ())])
     entry_id = redis_client.xadd(stream_key(topic), {"value": "native"})
     await append(storage, topic, [Record(HOUR_AGO + 1, None, b"b", ())])
-    offsets = await storage.offsets(topic, 0)
+    offsets = await partition_offsets(storage, topic)
     assert (offsets.max_timestamp_offset, offsets.max_timestamp) == (1, int(entry_id.split(b"-")[0]))
 
 
@@ -304,7 +338,7 @@ async def test_max_timestamp_trimmed_away_falls_back_to_the_newest_entry(
     await append(storage, topic, [Record(HOUR_AGO + 9, None, b"a", ())])
     await append(storage, topic, [Record(HOUR_AGO + 1, None, b"b", ()), Record(HOUR_AGO + 2, None, b"c", ())])
     redis_client.xtrim(stream_key(topic), maxlen=2, approximate=False)
-    offsets = await storage.offsets(topic, 0)
+    offsets = await partition_offsets(storage, topic)
     assert offsets.log_start_offset == 1
     assert offsets.max_timestamp_offset == 2
 

@@ -2,7 +2,7 @@
 --
 -- KEYS[1]  the partition's stream
 -- KEYS[2]  its sparse offset index
--- ARGV[1]  timestamp (ms)
+-- ARGV[1]  timestamp (ms), a non-negative decimal integer of up to 64 bits
 -- ARGV[2]  how many entries after the first one appended at or after that
 --          time to examine for a CreateTime timestamp at or after it
 -- ARGV[3]  1 when record timestamps are append times (LogAppendTime topics:
@@ -20,16 +20,43 @@
 -- approximate (docs/mapping.md).
 
 local stream, index = KEYS[1], KEYS[2]
-local wanted = tonumber(ARGV[1])
 local scan = tonumber(ARGV[2])
 local by_append_time = ARGV[3] == '1'
 
+-- Timestamps stay decimal strings and compare digit by digit: Lua numbers
+-- are doubles, exact only up to 2^53, and tostring() of 10^14 is "1e+14",
+-- which XRANGE refuses. A timestamp is {negative, digits without leading zeros}.
+local function as_timestamp(text)
+  local sign, digits = string.match(text, '^%s*([+-]?)(%d+)%s*$')
+  if digits == nil then
+    return nil
+  end
+  digits = string.gsub(digits, '^0+', '')
+  return {sign == '-' and digits ~= '', digits}
+end
+
+local function at_least(a, b)
+  if a[1] ~= b[1] then
+    return b[1]
+  end
+  local a_digits, b_digits = a[2], b[2]
+  if #a_digits ~= #b_digits then
+    return (#a_digits > #b_digits) ~= a[1]
+  end
+  if a_digits == b_digits then
+    return true
+  end
+  return (a_digits > b_digits) ~= a[1]
+end
+
+local wanted = as_timestamp(ARGV[1])
 local start, end_offset, first_id, last_id = stream_info(stream)
-if end_offset == start then
+if end_offset == start or wanted == nil or wanted[1] then
   return {-1, -1}
 end
 
-local from = tostring(math.max(wanted, 0))
+-- Entries appended at or after the time asked for (the ID's ms is the append time).
+local from = wanted[2] == '' and '0' or wanted[2]
 if ARGV[4] then
   from = '(' .. ARGV[4]
 end
@@ -43,15 +70,15 @@ for _, entry in ipairs(candidates) do
       break
     end
     if fields[j] == 'ts' then
-      ts = tonumber(fields[j + 1])
+      ts = as_timestamp(fields[j + 1])
       break
     end
   end
   if ts == nil then
-    ts = parse_id(entry[1])
+    ts = as_timestamp(string.match(entry[1], '^%d+'))
   end
-  if ts >= wanted then
-    hit_id, hit_ts = entry[1], ts
+  if at_least(ts, wanted) then
+    hit_id, hit_ts = entry[1], (ts[1] and '-' or '') .. (ts[2] == '' and '0' or ts[2])
     break
   end
 end
