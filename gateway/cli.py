@@ -160,14 +160,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from .data_dir import DataDirInUse
     from .server import Gateway
 
     try:
         import uvloop
     except ImportError:  # uvloop is optional (not on Windows)
-        asyncio.run(Gateway(config).serve_forever())
+        run = asyncio.run
     else:
-        uvloop.run(Gateway(config).serve_forever())
+        run = uvloop.run
+    try:
+        run(Gateway(config).serve_forever())
+    except DataDirInUse as exc:
+        print(f"kafka-redis-gateway: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

