@@ -11,133 +11,166 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
-from .config import Config, HostPort, default_data_dir
-
-
-def _env(name: str, default: str | None) -> str | None:
-    return os.environ.get(f"KRG_{name}", default)
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
+from .config import (
+    LOG_LEVELS,
+    Config,
+    HostPort,
+    default_data_dir,
+    parse_bool,
+    parse_data_dir,
+    parse_int,
+    parse_log_level,
+    parse_patterns,
+    parse_redis_url,
+    parse_seconds,
+)
 
 # Config is a slots dataclass: its class attributes are slot descriptors, so
 # the defaults are read from an instance.
 _DEFAULTS = Config()
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"expected a positive number, got {text!r}")
-    return value
+@dataclass(frozen=True)
+class Flag:
+    """One setting: its flag, its KRG_* environment variable, how its text is read."""
+
+    name: str
+    metavar: str
+    env: str
+    parse: Callable[[str], object]
+    # The text parsed when neither the flag nor the variable is given; None
+    # leaves Config's own default (an optional setting that is off).
+    default: str | None
+    help: str
+
+    @property
+    def dest(self) -> str:
+        """The Config field (and argparse attribute) it sets."""
+        return self.name.removeprefix("--").replace("-", "_")
+
+    @property
+    def variable(self) -> str:
+        return f"KRG_{self.env}"
+
+
+FLAGS: tuple[Flag, ...] = (
+    Flag("--listen", "HOST:PORT", "LISTEN", HostPort.parse, "127.0.0.1:9092",
+         "address to serve Kafka clients on"),
+    Flag("--advertised-listener", "HOST:PORT", "ADVERTISED_LISTENER", HostPort.parse, None,
+         "HOST:PORT that Metadata tells clients to connect to (default: the listen address)"),
+    Flag("--redis-url", "URL", "REDIS_URL", parse_redis_url, None,
+         "redis://[user:password@]HOST:PORT/DB of the Redis to store in (default: start an "
+         "embedded server)"),
+    Flag("--data-dir", "DIR", "DATA_DIR", parse_data_dir, str(default_data_dir()),
+         "where the embedded server keeps its data"),
+    Flag("--node-id", "N", "NODE_ID", parse_int(0), "0", "this gateway's Kafka broker ID"),
+    Flag("--auto-create-topics", "BOOL", "AUTO_CREATE_TOPICS", parse_bool, "true",
+         "create unknown topics on Metadata and Produce"),
+    Flag("--default-partitions", "N", "DEFAULT_PARTITIONS", parse_int(1), "1",
+         "partitions of auto-created topics and of CreateTopics asking for -1"),
+    Flag("--max-request-size", "BYTES", "MAX_REQUEST_SIZE", parse_int(1), str(_DEFAULTS.max_request_size),
+         "largest request accepted, bytes (Kafka's socket.request.max.bytes)"),
+    Flag("--max-connections", "N", "MAX_CONNECTIONS", parse_int(1), str(_DEFAULTS.max_connections),
+         "client connections open at once; more are closed on accept (Kafka's max.connections)"),
+    Flag("--max-queued-requests", "N", "MAX_QUEUED_REQUESTS", parse_int(1),
+         str(_DEFAULTS.max_queued_requests),
+         "requests a connection reads ahead of the one being handled before it stops reading"),
+    Flag("--connections-max-idle-ms", "MS", "CONNECTIONS_MAX_IDLE_MS", parse_int(1),
+         str(_DEFAULTS.connections_max_idle_ms),
+         "close a connection with no request and nothing in flight for this long "
+         "(Kafka's connections.max.idle.ms)"),
+    Flag("--request-read-timeout-ms", "MS", "REQUEST_READ_TIMEOUT_MS", parse_int(1),
+         str(_DEFAULTS.request_read_timeout_ms),
+         "close a connection whose request, once begun, is not complete within this"),
+    Flag("--response-write-timeout-ms", "MS", "RESPONSE_WRITE_TIMEOUT_MS", parse_int(1),
+         str(_DEFAULTS.response_write_timeout_ms),
+         "close a connection that does not take a response within this (a client not reading)"),
+    Flag("--metrics-listen", "HOST:PORT", "METRICS_LISTEN", HostPort.parse, None,
+         "HOST:PORT to serve Prometheus metrics on (default: no metrics endpoint)"),
+    Flag("--redis-timeout", "SECONDS", "REDIS_TIMEOUT", parse_seconds, "5",
+         "seconds to wait for Redis before a retriable error"),
+    Flag("--acks-all-fsync", "BOOL", "ACKS_ALL_FSYNC", parse_bool, "true",
+         "acks=all waits for Redis to fsync the write to its append-only file"),
+    Flag("--acks-all-replicas", "N", "ACKS_ALL_REPLICAS", parse_int(0), "0",
+         "acks=all waits for this many Redis replicas to have the write"),
+    Flag("--group-initial-rebalance-delay-ms", "MS", "GROUP_INITIAL_REBALANCE_DELAY_MS", parse_int(0),
+         str(_DEFAULTS.group_initial_rebalance_delay_ms),
+         "how long a consumer group that starts empty waits for more members before its first "
+         "generation (Kafka's group.initial.rebalance.delay.ms)"),
+    Flag("--retention-check-interval-ms", "MS", "RETENTION_CHECK_INTERVAL_MS", parse_int(1),
+         str(_DEFAULTS.retention_check_interval_ms),
+         "how often topics with retention.ms or retention.bytes are trimmed "
+         "(Kafka's log.retention.check.interval.ms)"),
+    Flag("--adopt-streams", "PATTERN[,PATTERN...]", "ADOPT_STREAMS", parse_patterns, "",
+         "glob patterns of existing Redis stream keys that CreateTopics may "
+         "adopt with redis.stream.keys (default: none; the adopt subcommand always can)"),
+    Flag("--warning-interval-ms", "MS", "WARNING_INTERVAL_MS", parse_int(1),
+         str(_DEFAULTS.warning_interval_ms),
+         "log warnings that clients cause (malformed requests, timeouts, refused connections) "
+         "at most once per kind per this interval, counting the rest"),
+    Flag("--log-level", "LEVEL", "LOG_LEVEL", parse_log_level, "INFO", ", ".join(LOG_LEVELS)),
+)
+
+SUBCOMMANDS = """\
+subcommands (each with its own --help):
+  kafka-redis-gateway inspect [TOPIC]         how topics map onto Redis streams, groups, lag
+  kafka-redis-gateway adopt TOPIC STREAM...   existing Redis streams as a topic
+  kafka-redis-gateway bench                   benchmark the gateway, Kafka and redis-py
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, naming the flag or variable; argparse's usage block
+        # would bury it.
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the flags)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kafka-redis-gateway",
-        description="A Kafka broker whose log is Redis Streams.",
+        description="A Kafka broker whose log is Redis Streams. Every flag can also be set "
+                    "through its environment variable; a flag given wins.",
+        epilog=SUBCOMMANDS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-
-    def flag(name: str, env: str, help_text: str, **kwargs: object) -> None:
-        default = _env(env, kwargs.pop("default", None))  # type: ignore[arg-type]
-        parser.add_argument(name, default=default, help=f"{help_text} [env KRG_{env}]", **kwargs)  # type: ignore[arg-type]
-
-    flag("--listen", "LISTEN", "address to serve Kafka clients on", default="127.0.0.1:9092")
-    flag("--advertised-listener", "ADVERTISED_LISTENER",
-         "HOST:PORT that Metadata tells clients to connect to (default: the listen address)")
-    flag("--redis-url", "REDIS_URL",
-         "redis://HOST:PORT/DB of the Redis to store in; without it an embedded server starts")
-    flag("--data-dir", "DATA_DIR", "where the embedded server keeps its data",
-         default=str(default_data_dir()))
-    flag("--node-id", "NODE_ID", "this gateway's Kafka broker ID", default="0")
-    flag("--auto-create-topics", "AUTO_CREATE_TOPICS",
-         "create unknown topics on Metadata and Produce", default="true")
-    flag("--default-partitions", "DEFAULT_PARTITIONS",
-         "partitions of auto-created topics and of CreateTopics asking for -1", default="1")
-    flag("--max-request-size", "MAX_REQUEST_SIZE", "largest request accepted, bytes",
-         default=str(100 * 1024 * 1024))
-    flag("--max-connections", "MAX_CONNECTIONS",
-         "client connections open at once; more are closed on accept (Kafka's max.connections)",
-         default=str(_DEFAULTS.max_connections))
-    flag("--max-queued-requests", "MAX_QUEUED_REQUESTS",
-         "requests a connection reads ahead of the one being handled before it stops reading",
-         default=str(_DEFAULTS.max_queued_requests))
-    flag("--connections-max-idle-ms", "CONNECTIONS_MAX_IDLE_MS",
-         "close a connection with no request and nothing in flight for this long "
-         "(Kafka's connections.max.idle.ms)", default=str(_DEFAULTS.connections_max_idle_ms))
-    flag("--request-read-timeout-ms", "REQUEST_READ_TIMEOUT_MS",
-         "close a connection whose request, once begun, is not complete within this",
-         default=str(_DEFAULTS.request_read_timeout_ms))
-    flag("--response-write-timeout-ms", "RESPONSE_WRITE_TIMEOUT_MS",
-         "close a connection that does not take a response within this (a client not reading)",
-         default=str(_DEFAULTS.response_write_timeout_ms))
-    flag("--metrics-listen", "METRICS_LISTEN",
-         "HOST:PORT to serve Prometheus metrics on (default: no metrics endpoint)")
-    flag("--redis-timeout", "REDIS_TIMEOUT", "seconds to wait for Redis before a retriable error",
-         default="5")
-    flag("--acks-all-fsync", "ACKS_ALL_FSYNC",
-         "acks=all waits for Redis to fsync the write to its append-only file", default="true")
-    flag("--acks-all-replicas", "ACKS_ALL_REPLICAS",
-         "acks=all waits for this many Redis replicas to have the write", default="0")
-    flag("--group-initial-rebalance-delay-ms", "GROUP_INITIAL_REBALANCE_DELAY_MS",
-         "how long a consumer group that starts empty waits for more members before its first "
-         "generation (Kafka's group.initial.rebalance.delay.ms)", default="3000")
-    flag("--retention-check-interval-ms", "RETENTION_CHECK_INTERVAL_MS",
-         "how often topics with retention.ms or retention.bytes are trimmed "
-         "(Kafka's log.retention.check.interval.ms)", default="30000")
-    flag("--adopt-streams", "ADOPT_STREAMS",
-         "PATTERN[,PATTERN...]: glob patterns of existing Redis stream keys that CreateTopics may "
-         "adopt with redis.stream.keys (default: none; the adopt subcommand always can)",
-         default="")
-    flag("--warning-interval-ms", "WARNING_INTERVAL_MS",
-         "log warnings that clients cause (malformed requests, timeouts, refused connections) "
-         "at most once per kind per this interval, counting the rest",
-         default=str(_DEFAULTS.warning_interval_ms))
-    flag("--log-level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", default="INFO")
+    for flag in FLAGS:
+        default = f"; default {flag.default}" if flag.default else ""
+        parser.add_argument(flag.name, metavar=flag.metavar, default=None,
+                            help=f"{flag.help} [env {flag.variable}{default}]")
     return parser
 
 
 def parse_config(argv: Sequence[str] | None = None) -> Config:
+    """The flags, else their environment variables, else the defaults, as a Config.
+
+    A bad value ends the process with status 2 and one line naming the flag
+    or variable it came from.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return Config(
-            listen=HostPort.parse(args.listen),
-            advertised_listener=(
-                HostPort.parse(args.advertised_listener) if args.advertised_listener else None
-            ),
-            redis_url=args.redis_url or None,
-            data_dir=Path(args.data_dir),
-            node_id=int(args.node_id),
-            auto_create_topics=_bool(args.auto_create_topics),
-            default_partitions=int(args.default_partitions),
-            max_request_size=int(args.max_request_size),
-            max_connections=_positive(args.max_connections),
-            max_queued_requests=_positive(args.max_queued_requests),
-            connections_max_idle_ms=_positive(args.connections_max_idle_ms),
-            request_read_timeout_ms=_positive(args.request_read_timeout_ms),
-            response_write_timeout_ms=_positive(args.response_write_timeout_ms),
-            metrics_listen=HostPort.parse(args.metrics_listen) if args.metrics_listen else None,
-            redis_timeout=float(args.redis_timeout),
-            acks_all_fsync=_bool(args.acks_all_fsync),
-            acks_all_replicas=int(args.acks_all_replicas),
-            group_initial_rebalance_delay_ms=int(args.group_initial_rebalance_delay_ms),
-            retention_check_interval_ms=int(args.retention_check_interval_ms),
-            adopt_streams=tuple(p for p in args.adopt_streams.split(",") if p),
-            warning_interval_ms=_positive(args.warning_interval_ms),
-            log_level=args.log_level.upper(),
-        )
-    except (ValueError, argparse.ArgumentTypeError) as exc:
-        parser.error(str(exc))
+    values: dict[str, Any] = {}
+    for flag in FLAGS:
+        source, text = _setting(flag, getattr(args, flag.dest))
+        if text is None or (text == "" and flag.default is None):
+            continue  # an optional setting left off
+        try:
+            values[flag.dest] = flag.parse(text)
+        except ValueError as exc:
+            parser.error(f"{source}: {exc}")
+    return Config(**values)
+
+
+def _setting(flag: Flag, given: str | None) -> tuple[str, str | None]:
+    """Where the setting's text comes from, and the text."""
+    if given is not None:
+        return f"argument {flag.name}", given
+    if flag.variable in os.environ:
+        return f"environment variable {flag.variable}", os.environ[flag.variable]
+    return f"the default of {flag.name}", flag.default
 
 
 def main(argv: Sequence[str] | None = None) -> int:

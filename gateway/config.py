@@ -1,10 +1,18 @@
-"""Gateway settings: one dataclass, filled from flags or environment."""
+"""Gateway settings: one dataclass, filled from flags or environment.
+
+The parse_* functions turn one flag's or environment variable's text into
+its value, raising ValueError with a message that says what was expected
+(the command line adds which flag or variable it was).
+"""
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 def default_data_dir() -> Path:
@@ -20,8 +28,8 @@ class HostPort:
     @classmethod
     def parse(cls, text: str) -> HostPort:
         host, sep, port = text.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"expected HOST:PORT with a port up to 65535, got {text!r}")
         return cls(host.strip("[]") or "0.0.0.0", int(port))
 
     def __str__(self) -> str:
@@ -84,3 +92,80 @@ class Config:
         if self.listen.host in ("0.0.0.0", "::", ""):
             return HostPort("127.0.0.1", self.listen.port)
         return self.listen
+
+
+INT32_MAX = 2_147_483_647
+
+
+def parse_int(minimum: int, maximum: int = INT32_MAX) -> Callable[[str], int]:
+    """A parser of whole numbers in [minimum, maximum] (Kafka's settings are int32)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if not minimum <= value <= maximum:
+            raise ValueError(f"expected a whole number from {minimum} to {maximum}, got {text!r}")
+        return value
+    return parse
+
+
+def parse_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
+def parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def parse_log_level(text: str) -> str:
+    if text.upper() not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
+    return text.upper()
+
+
+def parse_redis_url(text: str) -> str:
+    """A URL redis-py can connect with: redis[s]://[user:password@]HOST[:PORT][/DB] or unix://PATH."""
+    if not _valid_redis_url(text):
+        # The text is not echoed when it may hold a password.
+        shown = "" if "@" in text else f", got {text!r}"
+        raise ValueError(f"expected redis://[user:password@]HOST:PORT/DB{shown}")
+    return text
+
+
+def _valid_redis_url(text: str) -> bool:
+    try:
+        url = urlsplit(text)
+        port = url.port  # raises ValueError when not a number from 0 to 65535
+    except ValueError:
+        return False
+    if url.scheme == "unix":
+        return bool(url.path)
+    if url.scheme not in ("redis", "rediss") or not url.hostname or port == 0:
+        return False
+    database = url.path.strip("/")
+    return database == "" or database.isdigit()
+
+
+def parse_data_dir(text: str) -> Path:
+    if not text:
+        raise ValueError("expected a directory, got an empty value")
+    return Path(text).expanduser()
+
+
+def parse_patterns(text: str) -> tuple[str, ...]:
+    """PATTERN[,PATTERN...]; empty items are dropped."""
+    return tuple(pattern for pattern in text.split(",") if pattern)

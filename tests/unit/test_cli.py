@@ -1,0 +1,86 @@
+"""The command line: every bad flag or environment value is one line naming it, status 2;
+the README's configuration table lists exactly the parser's flags."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kafka_redis_gateway.gateway.cli import FLAGS, build_parser, parse_config
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def gateway(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed command, as a user runs it (a bad value must stop it before it serves)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("KRG_")}
+    return subprocess.run([sys.executable, "-m", "kafka_redis_gateway.gateway", *args],
+                          env={**environment, **(env or {})}, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.mark.parametrize(("args", "env", "named"), [
+    (["--default-partitions", "zero"], {}, "--default-partitions"),
+    (["--default-partitions", "0"], {}, "--default-partitions"),
+    ([], {"KRG_DEFAULT_PARTITIONS": "abc"}, "KRG_DEFAULT_PARTITIONS"),
+    (["--log-level", "verbose"], {}, "--log-level"),
+    ([], {"KRG_LOG_LEVEL": "verbose"}, "KRG_LOG_LEVEL"),
+    (["--redis-url", "127.0.0.1:35841"], {}, "--redis-url"),
+    ([], {"KRG_REDIS_URL": "redis://127.0.0.1:99999/0"}, "KRG_REDIS_URL"),
+    (["--listen", "localhost"], {}, "--listen"),
+    (["--metrics-listen", "127.0.0.1:70000"], {}, "--metrics-listen"),
+    (["--node-id", "-1"], {}, "--node-id"),
+    (["--redis-timeout", "nan"], {}, "--redis-timeout"),
+    (["--auto-create-topics", "maybe"], {}, "--auto-create-topics"),
+    ([], {"KRG_ACKS_ALL_REPLICAS": "-2"}, "KRG_ACKS_ALL_REPLICAS"),
+    (["--max-connections", "0"], {}, "--max-connections"),
+])
+def test_a_bad_value_is_one_line_naming_it_and_status_2(args: list[str], env: dict[str, str],
+                                                         named: str) -> None:
+    result = gateway(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert named in lines[0]
+
+
+def test_a_flag_wins_over_its_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KRG_DEFAULT_PARTITIONS", "abc")  # not even read
+    monkeypatch.setenv("KRG_NODE_ID", "7")
+    config = parse_config(["--default-partitions", "3", "--redis-url", "redis://h:1/0"])
+    assert (config.default_partitions, config.node_id, config.redis_url) == (3, 7, "redis://h:1/0")
+
+
+def test_help_lists_the_subcommands() -> None:
+    text = build_parser().format_help()
+    for subcommand in ("inspect", "adopt", "bench"):
+        assert f"kafka-redis-gateway {subcommand}" in text
+
+
+def readme_table() -> dict[str, tuple[str, str, str]]:
+    """The README's configuration table: flag -> (metavar, environment variable, default cell)."""
+    section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        match = re.match(r"\| `(--[a-z0-9-]+) ([^`]+)` \| `([A-Z0-9_]+)` \| ([^|]+) \|", line)
+        if match:
+            rows[match[1]] = (match[2], match[3], match[4].strip())
+    return rows
+
+
+def test_the_readme_table_lists_every_flag() -> None:
+    table = readme_table()
+    assert sorted(table) == sorted(flag.name for flag in FLAGS)
+    for flag in FLAGS:
+        metavar, variable, default = table[flag.name]
+        assert (metavar, variable) == (flag.metavar, flag.variable), flag.name
+        if flag.name == "--data-dir":
+            continue  # the README shows it for $HOME, the code computes it
+        if default.startswith("`"):
+            assert default == f"`{flag.default}`", flag.name
+        else:  # "off", "none", "embedded server": an optional setting
+            assert not flag.default, flag.name
