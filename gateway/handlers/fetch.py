@@ -11,7 +11,10 @@ partitions' streams, which wakes on any append (from this gateway, another
 one, or a native XADD) and otherwise times out at max_wait_ms: no polling.
 
 max_bytes and partition_max_bytes bound the response, except that the first
-partition with data returns at least one record (KIP-74); a partition reads
+partition with data returns at least one record (KIP-74). As in Kafka,
+partitions are read in request order, each within what the response has
+left; partitions beyond the budget are not read, only their offsets are
+(see _read for the read rounds). A partition reads
 at most 1 MiB from Redis per fetch (MAX_READ_BYTES_PER_PARTITION), so one
 client's huge fetches cannot hold Redis for hundreds of milliseconds. Records are
 re-encoded as one batch per partition (one per append time for LogAppendTime
@@ -63,6 +66,8 @@ ASSUMED_MIN_RECORD_BYTES = 64
 # A client asking for more gets it over more fetches; the first record always
 # comes, however large (KIP-74).
 MAX_READ_BYTES_PER_PARTITION = 1 << 20
+# Read rounds (Redis round trips) one fetch may take to fill its response.
+MAX_READ_ROUNDS = 4
 
 CODECS = {
     "gzip": Compression.GZIP,
@@ -113,34 +118,77 @@ async def _resolve(context: RequestContext, request: Any) -> list[Slot]:
 
 
 async def _read(context: RequestContext, slots: Sequence[Slot], max_bytes: int) -> int:
-    """Read every healthy slot; returns the bytes found (approximately)."""
-    readable = [slot for slot in slots if slot.code == ErrorCode.none]
-    if not readable:
-        return 0
-    requests = [
-        ReadRequest(slot.topic or "", slot.partition, slot.offset,
-                    min(slot.max_bytes, max_bytes, MAX_READ_BYTES_PER_PARTITION),
-                    max(1, min(MAX_RECORDS_PER_PARTITION, slot.max_bytes // ASSUMED_MIN_RECORD_BYTES)),
-                    native_format(slot.info) if slot.info else DEFAULT_NATIVE,
-                    encoded=not _log_append_time(slot.info))
-        for slot in readable
-    ]
-    try:
-        results: Sequence[ReadResult | Exception] = await context.storage.read(requests)
-    except StorageUnavailable as exc:
-        results = [exc] * len(readable)
+    """Read the healthy slots within the response budget; returns the bytes found (approximately).
+
+    Kafka reads a fetch's partitions in order, each up to what the response
+    has left, and only the first record of a response may exceed that
+    (KIP-74). Here a round reads, in one round trip, the partitions in order
+    with budgets that together stay within what is left, so nothing read is
+    thrown away, and the partitions beyond the budget for their offsets
+    only. When the partitions read found less than their budgets, the next
+    round reads on with what is left, as Kafka's sequential reads would.
+    """
+    pending = [slot for slot in slots if slot.code == ErrorCode.none]
     found = 0
-    for slot, result in zip(readable, results, strict=True):
-        if isinstance(result, ReadResult):
-            slot.result = result
-            if result.out_of_range:
-                slot.code = ErrorCode.offset_out_of_range
-            found += _size_hint(result)
-        elif isinstance(result, StorageUnavailable):
-            slot.code = ErrorCode.kafka_storage_error
-        else:
-            raise result
+    for _ in range(MAX_READ_ROUNDS):
+        if not pending or found >= max_bytes:
+            break
+        reads = _plan(pending, max_bytes - found, first_may_exceed=found == 0)
+        results = await _read_round(context, reads)
+        unread = []  # (slot, whether only its first record, too big, kept it from being read)
+        for request, slot, result in zip(reads, pending, results, strict=True):
+            found += _keep(slot, result)
+            if slot.code == ErrorCode.none and (request.max_records == 0 or _nothing_fit(result)):
+                unread.append((slot, request.max_records > 0))
+        # A partition whose first record exceeded its budget gets that record
+        # only as a response's first data (KIP-74), so only while there is none.
+        pending = [slot for slot, too_big in unread if not too_big or found == 0]
     return found
+
+
+def _plan(slots: Sequence[Slot], left: int, *, first_may_exceed: bool) -> list[ReadRequest]:
+    """The slots' reads, in order, with budgets from what the response has left.
+
+    A slot left without budget reads only its offsets (max_records 0).
+    """
+    reads = []
+    for index, slot in enumerate(slots):
+        budget = max(0, min(slot.max_bytes, MAX_READ_BYTES_PER_PARTITION, left))
+        left -= budget
+        min_one = first_may_exceed and index == 0
+        records = max(1, min(MAX_RECORDS_PER_PARTITION, budget // ASSUMED_MIN_RECORD_BYTES))
+        reads.append(ReadRequest(
+            slot.topic or "", slot.partition, slot.offset, budget,
+            records if budget > 0 or min_one else 0,
+            native_format(slot.info) if slot.info else DEFAULT_NATIVE,
+            encoded=not _log_append_time(slot.info), min_one=min_one))
+    return reads
+
+
+async def _read_round(context: RequestContext,
+                      requests: Sequence[ReadRequest]) -> Sequence[ReadResult | Exception]:
+    try:
+        return await context.storage.read(requests)
+    except StorageUnavailable as exc:
+        return [exc] * len(requests)
+
+
+def _keep(slot: Slot, result: ReadResult | Exception) -> int:
+    """Record a read's result in its slot; the bytes it found."""
+    if isinstance(result, ReadResult):
+        slot.result = result
+        slot.code = ErrorCode.offset_out_of_range if result.out_of_range else ErrorCode.none
+        return _size_hint(result)
+    if isinstance(result, StorageUnavailable):
+        slot.code = ErrorCode.kafka_storage_error
+        return 0
+    raise result
+
+
+def _nothing_fit(result: ReadResult | Exception) -> bool:
+    """Records exist at the offset, but the read returned none: the first exceeded its budget."""
+    return (isinstance(result, ReadResult) and result.record_count == 0 and not result.out_of_range
+            and result.offset < result.high_watermark)
 
 
 def _log_append_time(info: TopicInfo | None) -> bool:

@@ -187,6 +187,10 @@ class ReadRequest:
     # One encoded records section (ReadResult.encoded) instead of Records:
     # for CreateTime topics, whose batches need no per-record append time.
     encoded: bool = False
+    # The first record comes even when it alone exceeds max_bytes (KIP-74);
+    # False: only records within max_bytes. max_records 0 reads only the
+    # partition's offsets.
+    min_one: bool = True
 
 
 class Storage(Protocol):

@@ -15,6 +15,7 @@ position simply reads with read.lua, which seeds the next cursor.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +25,8 @@ from kafka_redis_gateway.protocol.records import Record
 from .base import ReadRequest, ReadResult
 from .entries import encode_entries, entry_to_record, id_millis
 
-# A bound on remembered positions (one per reader and partition); past it
-# they are all forgotten, and readers fall back to read.lua once each.
+# A bound on remembered positions; past it the least recently used go, and
+# a reader whose position went falls back to read.lua once.
 MAX_CURSORS = 10_000
 # Entries to ask for when nothing is known about their size yet.
 MIN_COUNT = 16
@@ -38,16 +39,29 @@ class Cursor:
 
 
 class Cursors:
-    def __init__(self) -> None:
-        self._at: dict[tuple[str, int], Cursor] = {}
+    """The most recently used MAX_CURSORS positions.
 
-    def take(self, stream: str, offset: int) -> Cursor | None:
-        return self._at.pop((stream, offset), None)
+    A position stays after a read from it: a fetch whose records were not
+    sent (over the response budget, or a response the client never got) is
+    asked again at the same offset and still continues from its cursor. The
+    positions readers have moved on from are the least recently used, so
+    they are the ones that go.
+    """
+
+    def __init__(self) -> None:
+        self._at: OrderedDict[tuple[str, int], Cursor] = OrderedDict()
+
+    def find(self, stream: str, offset: int) -> Cursor | None:
+        cursor = self._at.get((stream, offset))
+        if cursor is not None:
+            self._at.move_to_end((stream, offset))
+        return cursor
 
     def remember(self, stream: str, offset: int, cursor: Cursor) -> None:
-        if len(self._at) >= MAX_CURSORS:
-            self._at.clear()
         self._at[(stream, offset)] = cursor
+        self._at.move_to_end((stream, offset))
+        if len(self._at) > MAX_CURSORS:
+            self._at.popitem(last=False)
 
 
 def entries_wanted(request: ReadRequest, cursor: Cursor) -> int:
@@ -67,6 +81,8 @@ def read_result(request: ReadRequest, status: int, start: int, end: int, last_id
     entries appended after the check script ran, beyond ``end``.
     """
     limit = min(request.max_records, max(0, end - request.offset), len(entries))
+    if limit and not request.min_one and sum(map(len, entries[0][1])) > request.max_bytes:
+        limit = 0  # the first record does not fit, and need not come
     if request.encoded:
         return _encoded_result(request, status, start, end, last_id, entries, limit)
     max_bytes = request.max_bytes

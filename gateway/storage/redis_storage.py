@@ -428,8 +428,10 @@ class RedisStorage:
         continuing: list[tuple[int, str]] = []
         commands: list[tuple[Any, ...]] = []
         for index, request in enumerate(requests):
+            if request.max_records == 0:
+                continue  # offsets only: read.lua answers without a seek
             stream = self.streams.stream(request.topic, request.partition)
-            cursor = self._cursors.take(stream, request.offset)
+            cursor = self._cursors.find(stream, request.offset)
             if cursor is None:
                 continue
             continuing.append((index, stream))
@@ -477,7 +479,8 @@ class RedisStorage:
         return ScriptCall(
             READ,
             [partition.stream, partition.index],
-            [request.offset, request.max_records, request.max_bytes, INDEX_INTERVAL, MAX_SEEK_STEPS],
+            [request.offset, request.max_records, request.max_bytes, INDEX_INTERVAL, MAX_SEEK_STEPS,
+             int(request.min_one)],
         )
 
     async def wait_for_entries(

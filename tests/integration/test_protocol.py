@@ -560,3 +560,60 @@ def test_metadata_auto_creates_topics(wire: Wire, topic_name: str, version: int)
     assert [p.partition_index for p in topic.partitions] == [0]
     (broker,) = response.brokers
     assert all(p.leader_id == broker.node_id for p in topic.partitions)
+
+
+# -- Fetch budget ---------------------------------------------------------------
+
+
+def redis_output_bytes(redis_server: RedisServer) -> int:
+    client = redis_server.client()
+    try:
+        return int(client.info("stats")["total_net_output_bytes"])
+    finally:
+        client.close()
+
+
+def fetch_partitions(topic: str, partitions: int, max_bytes: int, partition_max_bytes: int = 1 << 20) -> Any:
+    types = request_types(FETCH, 12)
+    return build(types.FetchRequest, replica_id=-1, max_wait=datetime.timedelta(0), min_bytes=1,
+                 max_bytes=max_bytes, isolation_level=0, session_id=0, session_epoch=-1,
+                 topics=(build(types.FetchTopic, topic=topic, partitions=tuple(
+                     build(types.FetchPartition, partition=index, fetch_offset=0,
+                           partition_max_bytes=partition_max_bytes, current_leader_epoch=-1,
+                           last_fetched_epoch=-1, log_start_offset=-1)
+                     for index in range(partitions))),),
+                 forgotten_topics_data=(), rack_id="")
+
+
+def test_fetch_reads_no_more_than_its_response_budget(wire: Wire, redis_server: RedisServer,
+                                                      topic_name: str) -> None:
+    # Four partitions of 200 KiB each; a fetch of them all allows 150 KiB.
+    create_topic(wire, topic_name, partitions=4)
+    values = [b"%05d" % i + b"x" * 10_235 for i in range(20)]
+    for partition in range(4):
+        wire.call(produce(topic_name, {partition: batch(*values)}))
+    before = redis_output_bytes(redis_server)
+    response = wire.call(fetch_partitions(topic_name, 4, max_bytes=150 * 1024))
+    read_from_redis = redis_output_bytes(redis_server) - before
+
+    (topic,) = response.responses
+    sent = [fetched_values(partition) for partition in topic.partitions]
+    assert 10 <= len(sent[0]) <= 15 and sent[0] == values[:len(sent[0])]
+    assert sent[1:] == [[], [], []]
+    assert [p.high_watermark for p in topic.partitions] == [20] * 4
+    # What the response holds plus a little: not every partition up to the budget.
+    assert read_from_redis < 200 * 1024, f"{read_from_redis} bytes read from Redis for a 150 KiB fetch"
+
+
+def test_partitions_after_empty_ones_get_the_budget_left(wire: Wire, topic_name: str) -> None:
+    # The budget that empty partitions leave goes to the ones after them
+    # (a later read round), as Kafka's partition-by-partition reads give it.
+    create_topic(wire, topic_name, partitions=4)
+    values = [b"%05d" % i + b"x" * 10_235 for i in range(20)]
+    wire.call(produce(topic_name, {3: batch(*values)}))
+    response = wire.call(fetch_partitions(topic_name, 4, max_bytes=150 * 1024,
+                                          partition_max_bytes=100 * 1024))
+    (topic,) = response.responses
+    sent = [fetched_values(partition) for partition in topic.partitions]
+    assert sent[:3] == [[], [], []]
+    assert sent[3] and sent[3] == values[:len(sent[3])]

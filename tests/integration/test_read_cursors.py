@@ -115,3 +115,22 @@ async def test_every_append_shape_round_trips(storage: RedisStorage, topic: str,
     expected = [b"ts"] + ([b"key"] if first.key is not None else []) + (
         [b"value"] if first.value is not None else [])
     assert list(fields)[: len(expected)] == expected
+
+
+def cursor_reads(client: redis.Redis) -> int:
+    """Reads served from a cursor so far: each is one MULTI/EXEC (cursor.lua and XRANGE)."""
+    return int(client.info("commandstats").get("cmdstat_exec", {}).get("calls", 0))
+
+
+async def test_a_read_asked_again_still_continues_from_its_cursor(
+        storage: RedisStorage, topic: str, redis_client: redis.Redis) -> None:
+    # A fetch whose records were not sent (over the response budget, or an
+    # answer the client never got) is asked again at the same offset.
+    await append(storage, topic, numbered(0, 50))
+    first = await read(storage, topic, 0, max_bytes=60)  # read.lua; leaves a cursor
+    offset = len(first.records)
+    before = cursor_reads(redis_client)
+    again = [await read(storage, topic, offset, max_bytes=60) for _ in range(2)]
+    assert cursor_reads(redis_client) - before == 2, "a read asked again went through read.lua"
+    assert again[0].records == again[1].records
+    assert again[0].records[0].value == str(offset).encode()

@@ -8,6 +8,9 @@
 --          returned whatever its size, as Kafka does (KIP-74)
 -- ARGV[4]  index interval
 -- ARGV[5]  maximum index-building steps in this call
+-- ARGV[6]  1: the first entry comes whatever its size (KIP-74); 0: only
+--          entries within maximum bytes
+-- Maximum entries 0 returns the offsets without seeking.
 --
 -- Returns {status, log_start_offset, end_offset, last_id, entries}
 --   status 0: entries start at the offset asked for (possibly none)
@@ -25,6 +28,7 @@ local max_entries = tonumber(ARGV[2])
 local max_bytes = tonumber(ARGV[3])
 local interval = tonumber(ARGV[4])
 local max_steps = tonumber(ARGV[5])
+local min_one = ARGV[6] == '1'
 -- Entries the first XRANGE of a read asks for beyond the seek (see below).
 local FIRST_CHUNK = 128
 
@@ -32,7 +36,7 @@ local start, end_offset, first_id, last_id = stream_info(stream)
 if offset < start or offset > end_offset then
   return {1, start, end_offset, last_id, {}}
 end
-if offset == end_offset then
+if offset == end_offset or max_entries <= 0 then
   return {0, start, end_offset, last_id, {}}
 end
 
@@ -74,7 +78,7 @@ local function take(found, from)
     for j = 1, #fields do
       size = size + #fields[j]
     end
-    if size > max_bytes and #entries > 0 then
+    if size > max_bytes and (#entries > 0 or not min_one) then
       return true
     end
     entries[#entries + 1] = entry
