@@ -42,6 +42,7 @@ from kafka_redis_gateway.gateway.embedded import (
 )
 from kafka_redis_gateway.gateway.storage.multiplex import MultiplexedConnection
 from kafka_redis_gateway.gateway.storage.redis_storage import APPEND, READ
+from kafka_redis_gateway.gateway.storage.scripts import load_library
 from kafka_redis_gateway.protocol.records import Record, encode_records
 
 BATCH = 1000
@@ -55,9 +56,9 @@ def server_cpu(pid: int) -> float:
 
 
 def append_command(key: str, records: Sequence[Record]) -> tuple[Any, ...]:
-    """EVALSHA of append.lua for one batch of ``records``, not idempotent."""
+    """FCALL of append.lua for one batch of ``records``, not idempotent."""
     timestamps = [record.timestamp for record in records]
-    return ("EVALSHA", APPEND.sha, 4, key, key + ":idx", key + ":meta", key + ":p",
+    return ("FCALL", APPEND.name, 4, key, key + ":idx", key + ":meta", key + ":p",
             1024, -1, -1, -1, -1, 1, len(records), timestamps[0], max(timestamps), 0, encode_records(records))
 
 
@@ -86,7 +87,7 @@ async def appends(fast: MultiplexedConnection, pid: int, batches: int) -> None:
         "append.lua, key, value, header": lambda key: [append_command(key, keyed)],
         "pipelined XADD": lambda key: [("XADD", key, "*", "value", r.value) for r in records],
     }
-    await fast.execute([("SCRIPT", "LOAD", APPEND.source)])
+    await load_library(fast)
     for name, build in variants.items():
         key = f"{{bench-{len(name)}}}"
         packing = 0.0
@@ -110,9 +111,8 @@ async def reads(fast: MultiplexedConnection, pid: int) -> None:
     records = [Record(1_700_000_000_000, None, b"v" * 100, ())] * BATCH
     for _ in range(READ_COUNT // BATCH + 1):
         await fast.execute([append_command(key, records)])
-    await fast.execute([("SCRIPT", "LOAD", READ.source)])
     variants: dict[str, tuple[Any, ...]] = {
-        "read.lua": ("EVALSHA", READ.sha, 2, key, key + ":idx", 0, READ_COUNT, 10**9, 1024, 64),
+        "read.lua": ("FCALL", READ.name, 2, key, key + ":idx", 0, READ_COUNT, 10**9, 1024, 64),
         "XRANGE": ("XRANGE", key, "-", "+", "COUNT", READ_COUNT),
     }
     for name, command in variants.items():

@@ -57,6 +57,7 @@ class Gateway:
         )
         log.info("%s", await self.storage.configure_durability(
             self.config.acks_all_fsync, self.config.acks_all_replicas))
+        log.info("Redis function library %s loaded", await self.storage.load_functions())
         metrics.GROUPS.add(self._group_states)
         if self.config.metrics_listen is not None:
             listen = self.config.metrics_listen

@@ -28,15 +28,15 @@ from . import keys
 from .base import StorageUnavailable
 from .group_base import CommittedOffset, OffsetCommit
 from .redis_storage import UNAVAILABLE
-from .scripts import LuaScript, ScriptCall, run_calls
+from .scripts import ScriptCall, function, run_calls
 
 T = TypeVar("T")
 KeysOf = Callable[[str, int], Awaitable[keys.PartitionKeys]]
 
-COMMIT = LuaScript.load("commit_offset.lua", prelude=True)
-COMMITTED = LuaScript.load("committed_offset.lua", prelude=True)
-FORGET = LuaScript.load("forget_offset.lua")
-SAVE_MEMBERSHIP = LuaScript.load("save_membership.lua")
+COMMIT = function("commit_offset.lua")
+COMMITTED = function("committed_offset.lua")
+FORGET = function("forget_offset.lua")
+SAVE_MEMBERSHIP = function("save_membership.lua")
 
 
 def _member(topic: str, partition: int) -> str:

@@ -37,7 +37,7 @@ from .base import (
 from .cursors import Cursor, Cursors, entries_wanted, read_result
 from .entries import id_millis
 from .multiplex import BlockingPool, MultiplexedConnection
-from .scripts import LuaScript, ScriptCall, run_calls
+from .scripts import ScriptCall, function, is_missing_function, library, load_library, run_calls
 
 T = TypeVar("T")
 
@@ -59,13 +59,13 @@ TIMESTAMP_SCAN = 1000
 TOPIC_CACHE_SECONDS = 1.0
 
 
-APPEND = LuaScript.load("append.lua")
-READ = LuaScript.load("read.lua", prelude=True)
-CURSOR = LuaScript.load("cursor.lua", prelude=True)
-OFFSETS = LuaScript.load("offsets.lua", prelude=True)
-OFFSET_FOR_TIME = LuaScript.load("offset_for_time.lua", prelude=True)
-DELETE_RECORDS = LuaScript.load("delete_records.lua", prelude=True)
-RETENTION = LuaScript.load("retention.lua", prelude=True)
+APPEND = function("append.lua")
+READ = function("read.lua")
+CURSOR = function("cursor.lua")
+OFFSETS = function("offsets.lua")
+OFFSET_FOR_TIME = function("offset_for_time.lua")
+DELETE_RECORDS = function("delete_records.lua")
+RETENTION = function("retention.lua")
 
 
 class RedisStorage:
@@ -114,6 +114,9 @@ class RedisStorage:
         # The command that makes acks=all wait (WAITAOF or WAIT), minus its
         # timeout; None when acks=all waits for nothing beyond the write.
         self._durability_wait: tuple[Any, ...] | None = None
+        # Whether this process has made sure the function library is on the
+        # server (at start, or before its first append).
+        self._library_loaded = False
 
     async def _call(self, operation: Callable[[], Awaitable[T]], *, idempotent: bool = False,
                     timed: bool = True) -> T:
@@ -153,6 +156,12 @@ class RedisStorage:
         if isinstance(reply, Exception):
             raise _classify(reply)
         return reply
+
+    async def load_functions(self) -> str:
+        """FUNCTION LOAD this version's library unless the server has it; its name."""
+        await self._call(lambda: load_library(self._redis), idempotent=True)
+        self._library_loaded = True
+        return library().name
 
     async def ping(self) -> None:
         await self._call(self._redis.ping, idempotent=True)
@@ -385,7 +394,12 @@ class RedisStorage:
             trailer = (*self._durability_wait, max(durable_within_ms, 1))
         client = self._redis if trailer else self._fast
         on_written = appends_ordered.get() if isinstance(client, MultiplexedConnection) else None
-        replies = await self._call(lambda: run_calls(client, calls, trailer, on_written))
+        if not self._library_loaded:
+            await self.load_functions()
+        # Never re-sent here when the function was missing: requests released
+        # after this one have sent their appends already (scripts.py).
+        replies = await self._call(lambda: run_calls(client, calls, trailer, on_written,
+                                                     resend_missing=False))
         results = [_append_result(reply) for reply in replies[: len(calls)]]
         if trailer and not _durable(trailer, replies[-1]):
             results = [NotDurable() if isinstance(r, AppendResult) else r for r in results]
@@ -440,7 +454,7 @@ class RedisStorage:
             # One write keeps other callers' commands out of the transaction.
             commands += [
                 ("MULTI",),
-                ("EVALSHA", CURSOR.sha, 1, stream, request.offset, cursor.after_id),
+                ScriptCall(CURSOR, [stream], [request.offset, cursor.after_id]).command(),
                 ("XRANGE", stream, b"(" + cursor.after_id, "+", "COUNT", entries_wanted(request, cursor)),
                 ("EXEC",),
             ]
@@ -452,8 +466,8 @@ class RedisStorage:
             if not isinstance(executed, list):
                 continue  # read.lua answers this one
             check, entries = executed
-            if _is_noscript(check):
-                await fast.execute([("SCRIPT", "LOAD", CURSOR.source)])
+            if is_missing_function(check):
+                await load_library(fast)
             if isinstance(check, Exception) or isinstance(entries, Exception) or int(check[0]) == 3:
                 continue  # read.lua answers this one
             status, start, end, last_id = check
@@ -631,12 +645,11 @@ def _durable(trailer: Sequence[Any], reply: Any) -> bool:
     return int(reply) >= int(trailer[1])
 
 
-def _is_noscript(reply: Any) -> bool:
-    # Inside EXEC's reply an error stays hiredis's ReplyError, not redis-py's NoScriptError.
-    return isinstance(reply, Exception) and str(reply).startswith("NOSCRIPT")
-
-
 def _classify(error: Exception) -> Exception:
     if isinstance(error, UNAVAILABLE):
         return StorageUnavailable(str(error))
+    if is_missing_function(error):
+        # Nothing ran, and the library has been loaded again: retriable.
+        return StorageUnavailable("the gateway's Redis functions were missing (FUNCTION FLUSH, "
+                                  "or a Redis without persistence restarted); loaded again")
     return error

@@ -1,13 +1,29 @@
-"""Lua scripts from ``lua/``, called by SHA in pipelines.
+"""The Lua in ``lua/`` as one Redis Functions library, called with FCALL in pipelines.
 
-redis-py's Script objects check SCRIPT EXISTS before every pipeline, which
-would cost a round trip per produce request. Here each script's SHA is known
-up front and scripts are (re)loaded only when Redis answers NOSCRIPT (after a
-restart or SCRIPT FLUSH); only the calls that failed are sent again.
+Why functions rather than EVALSHA: scripts live in Redis's script cache,
+which a restart, a failover or SCRIPT FLUSH empties. Every call then failed
+with NOSCRIPT and was re-sent after loading, and a re-sent append landed
+after appends that later requests had already sent: records out of order
+(#12). A function library is data: Redis keeps it in its RDB and AOF and
+replicates it, so it survives a restart or failover of a persistent Redis.
+
+Each ``lua/*.lua`` file but the prelude is the body of one function, called
+with (KEYS, ARGV) as EVAL called it; the prelude's local functions sit once
+at the library's top level, shared by all. The library's and functions'
+names carry a version, a hash of every source, so gateways of different
+versions on one Redis each call their own and never replace each other's
+(FUNCTION LOAD without REPLACE; a library of the same name is the same code).
+
+When the library is missing all the same (FUNCTION FLUSH, a Redis without
+persistence restarted), FCALL fails with "Function not found" and runs
+nothing. The library is then loaded again; calls that may be repeated are
+re-sent, appends are not: a re-sent append could land after appends sent
+later, so their callers answer a retriable error meaning "not written".
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,68 +35,127 @@ from redis import exceptions as redis_errors
 
 from .multiplex import MultiplexedConnection
 
-# Either client runs script calls: the multiplexed connection for the hot
+# Either client runs function calls: the multiplexed connection for the hot
 # path, redis-py for everything that may block a connection (WAITAOF).
 Client = aioredis.Redis | MultiplexedConnection
 
-# Functions several scripts share; prepended to each script that needs them.
+# Functions several bodies share, at the library's top level.
 PRELUDE = "stream_info.lua"
+# Functions that only read, flagged no-writes: Redis lets them run on
+# replicas and while it is out of memory.
+READ_ONLY = frozenset({"cursor.lua", "offsets.lua", "offset_for_time.lua", "committed_offset.lua"})
+# Redis's and Valkey's answer to FCALL of a function no library registers.
+MISSING_FUNCTION = "Function not found"
 
 
 @dataclass(frozen=True, slots=True)
-class LuaScript:
+class LuaFunction:
+    """One function of the library, named after its file (``append.lua``: ``krg_<version>_append``)."""
+
+    file: str
+
+    @property
+    def name(self) -> str:
+        return library().function_names[self.file]
+
+
+@dataclass(frozen=True, slots=True)
+class Library:
     name: str
     source: str
-    sha: str
-
-    @classmethod
-    def load(cls, name: str, *, prelude: bool = False) -> LuaScript:
-        source = _read(name)
-        if prelude:
-            source = _read(PRELUDE) + "\n" + source
-        return cls(name, source, hashlib.sha1(source.encode()).hexdigest())
+    function_names: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
 class ScriptCall:
-    script: LuaScript
+    script: LuaFunction
     keys: Sequence[str]
     args: Sequence[Any]
+
+    def command(self) -> tuple[Any, ...]:
+        return ("FCALL", self.script.name, len(self.keys), *self.keys, *self.args)
 
 
 def _read(name: str) -> str:
     return resources.files(__package__).joinpath("lua", name).read_text()
 
 
+def _bodies() -> dict[str, str]:
+    directory = resources.files(__package__).joinpath("lua")
+    return {entry.name: entry.read_text() for entry in sorted(directory.iterdir(), key=lambda e: e.name)
+            if entry.name.endswith(".lua") and entry.name != PRELUDE}
+
+
+@functools.cache
+def library() -> Library:
+    """The library built from every file in ``lua/``, named by their hash."""
+    prelude, bodies = _read(PRELUDE), _bodies()
+    digest = hashlib.sha1(prelude.encode())
+    for file, body in bodies.items():
+        digest.update(f"\0{file}\0{file in READ_ONLY}\0".encode() + body.encode())
+    name = f"krg_{digest.hexdigest()[:16]}"
+    function_names = {file: f"{name}_{file.removesuffix('.lua')}" for file in bodies}
+    parts = [f"#!lua name={name}", prelude]
+    for file, body in bodies.items():
+        flags = ", flags={'no-writes'}" if file in READ_ONLY else ""
+        parts.append(f"redis.register_function{{function_name='{function_names[file]}', "
+                     f"callback=function(KEYS, ARGV)\n{body}\nend{flags}}}")
+    return Library(name, "\n".join(parts), function_names)
+
+
+def function(file: str) -> LuaFunction:
+    """The function whose body is ``lua/<file>``."""
+    if file not in library().function_names:
+        raise KeyError(f"no function from {file}")
+    return LuaFunction(file)
+
+
+def is_missing_function(reply: Any) -> bool:
+    """Whether a reply is FCALL's error for a function not loaded (nothing ran).
+
+    redis-py strips the ``ERR`` prefix; hiredis's errors inside an EXEC reply keep it.
+    """
+    return isinstance(reply, Exception) and str(reply).removeprefix("ERR ") == MISSING_FUNCTION
+
+
+async def load_library(client: Client) -> None:
+    """FUNCTION LOAD the library, unless this version is loaded already."""
+    command = ("FUNCTION", "LOAD", library().source)
+    if isinstance(client, MultiplexedConnection):
+        (reply,) = await client.execute([command])
+    else:
+        try:
+            reply = await client.execute_command(*command)  # type: ignore[no-untyped-call]
+        except redis_errors.ResponseError as exc:
+            reply = exc
+    if isinstance(reply, Exception) and "already exists" not in str(reply):
+        raise reply
+
+
 async def run_calls(
     client: Client, calls: Sequence[ScriptCall], trailer: Sequence[Any] = (),
-    on_written: Callable[[], None] | None = None,
+    on_written: Callable[[], None] | None = None, *, resend_missing: bool = True,
 ) -> list[Any]:
-    """Run script calls in one pipeline; replies (or exceptions) in order.
+    """Run function calls in one pipeline; replies (or exceptions) in order.
 
     ``trailer`` is one more command for the end of the same pipeline, hence
     the same connection: WAITAOF and WAIT wait for the writes made before
     them on their own connection. Its reply comes last. ``on_written``: see
     MultiplexedConnection.execute (redis-py's pipelines never call it).
-    A NOSCRIPT retry goes out when its reply comes; callers' retries keep
-    the order of their first attempts, as their replies come in that order.
+    Calls that found their function missing reload the library; with
+    ``resend_missing`` they are sent again, otherwise their replies stay
+    the "Function not found" errors (see the module's docstring).
     """
     replies = await _pipeline(client, calls, trailer, on_written)
-    missing = [i for i, reply in enumerate(replies[: len(calls)])
-               if isinstance(reply, redis_errors.NoScriptError)]
+    missing = [i for i, reply in enumerate(replies[: len(calls)]) if is_missing_function(reply)]
     if missing:
-        for script in {calls[i].script for i in missing}:
-            if isinstance(client, MultiplexedConnection):
-                (loaded,) = await client.execute([("SCRIPT", "LOAD", script.source)])
-                if isinstance(loaded, Exception):
-                    raise loaded
-            else:
-                await client.script_load(script.source)
-        retried = await _pipeline(client, [calls[i] for i in missing], trailer)
-        for i, reply in zip(missing, retried, strict=False):
-            replies[i] = reply
-        if trailer:
-            replies[-1] = retried[-1]
+        await load_library(client)
+        if resend_missing:
+            retried = await _pipeline(client, [calls[i] for i in missing], trailer)
+            for i, reply in zip(missing, retried, strict=False):
+                replies[i] = reply
+            if trailer:
+                replies[-1] = retried[-1]
     return replies
 
 
@@ -88,15 +163,12 @@ async def _pipeline(
     client: Client, calls: Sequence[ScriptCall], trailer: Sequence[Any],
     on_written: Callable[[], None] | None = None,
 ) -> list[Any]:
+    commands = [call.command() for call in calls]
+    if trailer:
+        commands.append(tuple(trailer))
     if isinstance(client, MultiplexedConnection):
-        commands: list[Sequence[Any]] = [
-            ("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args) for call in calls]
-        if trailer:
-            commands.append(trailer)
         return await client.execute(commands, on_written=on_written)
     pipe = client.pipeline(transaction=False)
-    for call in calls:
-        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-    if trailer:
-        pipe.execute_command(*trailer)
+    for command in commands:
+        pipe.execute_command(*command)
     return list(await pipe.execute(raise_on_error=False))

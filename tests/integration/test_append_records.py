@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from kafka_redis_gateway.gateway.storage import keys
 from kafka_redis_gateway.gateway.storage.entries import entry_to_record
 from kafka_redis_gateway.gateway.storage.redis_storage import APPEND, INDEX_INTERVAL
+from kafka_redis_gateway.gateway.storage.scripts import library
 from kafka_redis_gateway.protocol.records import (
     Compression,
     Record,
@@ -55,8 +56,17 @@ DIFFERENTIAL = settings(max_examples=150, deadline=None,
 
 @pytest.fixture(scope="module")
 def append_script(redis_server: Any) -> Iterator[Any]:
+    """append.lua as the gateway calls it: its function in the gateway's library."""
     client = redis_server.client()
-    yield client.register_script(APPEND.source)
+    try:
+        client.function_load(library().source)
+    except redis.ResponseError as exc:  # another test loaded this version already
+        assert "already exists" in str(exc)
+
+    def call(keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return client.fcall(APPEND.name, len(keys), *keys, *args)
+
+    yield call
     client.close()
 
 
