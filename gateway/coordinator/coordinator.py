@@ -338,17 +338,29 @@ class GroupCoordinator:
             self._complete_join(group)
 
     def _complete_join(self, group: Group) -> None:
-        """End the join phase: drop members that did not rejoin, start the next generation."""
+        """End the join phase: drop dynamic members that did not rejoin, start the next generation.
+
+        Static members (KIP-345) that did not rejoin stay, with their last
+        protocols, as in Kafka's GroupMetadataManager.completeClassicGroupJoin:
+        their session timeout, not the rebalance, decides whether they are gone.
+        """
         self._cancel(group.join_timer)
         group.join_timer = None
         if not group.is_(PREPARING) or self._groups.get(group.group_id) is not group:
             return
         group.initial_join = False
-        group.elect_leader_among_joined()
-        for member in [m for m in group.members.values() if m.join_future is None]:
+        for member in [m for m in group.members.values()
+                       if m.join_future is None and m.group_instance_id is None]:
             log.info("group %s: member %s did not rejoin in time", printable(group.group_id),
                      printable(member.member_id))
             self._remove(group, member)
+        if group.members and not group.elect_leader_among_joined():
+            # Only static members that have not rejoined are left: wait for
+            # them, or for their sessions to expire (Kafka does the same).
+            log.warning("group %s: no member rejoined; waiting another rebalance timeout",
+                        printable(group.group_id))
+            group.join_timer = self._later(group.rebalance_timeout_ms, self._complete_join, group)
+            return
         group.generation += 1
         if not group.members:
             group.transition(EMPTY)

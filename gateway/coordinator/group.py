@@ -166,14 +166,15 @@ class Group:
             self.pending_sync.add(new_member_id)
         return old_id
 
-    def elect_leader_among_joined(self) -> None:
-        """Keep a leader that rejoined; otherwise the first member that did."""
+    def elect_leader_among_joined(self) -> bool:
+        """Keep a leader that rejoined, otherwise take the first member that did; False if none did."""
         leader = self.members.get(self.leader_id or "")
         if leader is not None and leader.join_future is not None:
-            return
+            return True
         joined = [m.member_id for m in self.members.values() if m.join_future is not None]
         if joined:
             self.leader_id = joined[0]
+        return bool(joined)
 
     def has_all_members_joined(self) -> bool:
         return not self.pending_members and all(

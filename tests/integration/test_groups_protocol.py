@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import struct
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,10 +41,10 @@ def subscription(*topics: str) -> bytes:
 
 def join(group: str, member_id: str = "", *, version: int = 5, instance: str | None = None,
          protocols: tuple[tuple[str, bytes], ...] = (("range", b"meta"),), session: int = 10_000,
-         protocol_type: str = "consumer") -> Any:
+         protocol_type: str = "consumer", rebalance: int = 10_000) -> Any:
     types = request_types(JOIN, version)
     return build(types.JoinGroupRequest, group_id=group, session_timeout=ms(session),
-                 rebalance_timeout=ms(10_000), member_id=member_id, group_instance_id=instance,
+                 rebalance_timeout=ms(rebalance), member_id=member_id, group_instance_id=instance,
                  protocol_type=protocol_type, reason=None,
                  protocols=tuple(build(types.JoinGroupRequestProtocol, name=n, metadata=m)
                                  for n, m in protocols))
@@ -235,6 +236,95 @@ def test_static_member_replaced_without_rebalance(wire: Wire, wire2: Wire, group
     assert commit_errors(fenced) == [ErrorCode.fenced_instance_id]
     left = wire2.call(leave(group, ("", "instance-1")))  # by instance ID alone, as the admin client does
     assert [m.error_code for m in left.members] == [ErrorCode.none]
+
+
+def joined(connection: Wire) -> Any:
+    return connection.receive(JOIN, 5)[1]
+
+
+QUICK_REBALANCE_MS = 3_000  # how long a join phase waits for members that do not rejoin
+
+
+def two_static_members(wire: Wire, wire2: Wire, group: str, session: int = 10_000) -> tuple[Any, Any]:
+    """static-a (the leader) and static-b, Stable in generation 1: their JoinGroup responses."""
+    for connection, name in ((wire, "a"), (wire2, "b")):
+        connection.send(join(group, instance=f"static-{name}", rebalance=QUICK_REBALANCE_MS, session=session,
+                             protocols=(("range", name.encode()),)))
+    a, b = joined(wire), joined(wire2)
+    assert a.generation_id == b.generation_id == 1 and a.leader == a.member_id
+    wire.send(sync(group, a.member_id, 1, {a.member_id: b"A", b.member_id: b"B"}, instance="static-a"))
+    wire2.send(sync(group, b.member_id, 1, instance="static-b"))
+    assert wire.receive(SYNC, 3)[1].assignment == b"A"
+    assert wire2.receive(SYNC, 3)[1].assignment == b"B"
+    return a, b
+
+
+def test_static_member_that_did_not_rejoin_stays_in_the_next_generation(
+        wire: Wire, wire2: Wire, bootstrap: str, group: str) -> None:
+    """KIP-345: a rebalance drops only dynamic members that did not rejoin (Kafka's completeClassicGroupJoin).
+
+    Static members keep their place until their session expires, so a
+    static consumer that is briefly away (a rolling restart) is not
+    reassigned away. Before the fix static-b was dropped from generation 2.
+    """
+    quick = QUICK_REBALANCE_MS
+    a, b = two_static_members(wire, wire2, group)
+
+    # A dynamic member joins; static-a rejoins, static-b does not.
+    wire3 = Wire(bootstrap)
+    try:
+        dynamic_id = wire3.call(join(group, rebalance=quick)).member_id
+        wire3.send(join(group, dynamic_id, rebalance=quick))
+        wire.send(join(group, a.member_id, instance="static-a", rebalance=quick,
+                       protocols=(("range", b"a"),)))
+        leader_view, dynamic = joined(wire), joined(wire3)
+        assert leader_view.generation_id == dynamic.generation_id == 2
+        members = {m.member_id: (m.group_instance_id, m.metadata) for m in leader_view.members}
+        assert members == {a.member_id: ("static-a", b"a"), b.member_id: ("static-b", b"b"),
+                           dynamic_id: (None, b"meta")}
+        wire.send(sync(group, a.member_id, 2, {a.member_id: b"A2", b.member_id: b"B2", dynamic_id: b"D2"},
+                       instance="static-a"))
+        wire3.send(sync(group, dynamic_id, 2))
+        assert wire.receive(SYNC, 3)[1].assignment == b"A2"
+        assert wire3.receive(SYNC, 3)[1].assignment == b"D2"
+        # static-b comes back with its member ID and gets generation 2 and its assignment, no rebalance.
+        assert wire2.call(heartbeat(group, b.member_id, 1, "static-b")).error_code == \
+            ErrorCode.illegal_generation
+        back = wire2.call(join(group, b.member_id, instance="static-b", rebalance=quick,
+                               protocols=(("range", b"b"),)))
+        assert (back.error_code, back.generation_id) == (ErrorCode.none, 2)
+        synced = wire2.call(sync(group, b.member_id, 2, instance="static-b"))
+        assert (synced.error_code, synced.assignment) == (ErrorCode.none, b"B2")
+    finally:
+        wire3.close()
+
+
+def test_a_join_phase_no_member_rejoined_waits_for_them(wire: Wire, wire2: Wire, bootstrap: str,
+                                                         group: str) -> None:
+    """Only static members that have not rejoined left: Kafka waits another rebalance timeout.
+
+    It neither starts a generation nobody is told of nor drops them; their
+    sessions (30 s here) decide.
+    """
+    a, _ = two_static_members(wire, wire2, group, session=30_000)
+    newcomer, other = Wire(bootstrap), Wire(bootstrap)
+    try:
+        dynamic_id = newcomer.call(join(group, rebalance=QUICK_REBALANCE_MS)).member_id
+        newcomer.send(join(group, dynamic_id, rebalance=QUICK_REBALANCE_MS))  # starts a rebalance
+        wait_until(lambda: other.call(describe(group)).groups[0].group_state == "PreparingRebalance", 10,
+                   "the newcomer's join to start a rebalance")
+        left = other.call(leave(group, (dynamic_id, None)))
+        assert [m.error_code for m in left.members] == [ErrorCode.none]
+        assert joined(newcomer).error_code == ErrorCode.unknown_member_id
+        time.sleep(QUICK_REBALANCE_MS / 1000 + 1)  # past the first rebalance timeout
+        described = other.call(describe(group)).groups[0]
+        assert described.group_state == "PreparingRebalance", described
+        again = wire.call(join(group, a.member_id, instance="static-a", rebalance=QUICK_REBALANCE_MS,
+                               session=30_000, protocols=(("range", b"a"),)))
+        assert (again.error_code, again.generation_id, len(again.members)) == (ErrorCode.none, 2, 2)
+    finally:
+        newcomer.close()
+        other.close()
 
 
 def test_static_leader_rejoining_with_v9_skips_assignment(wire: Wire, wire2: Wire, group: str) -> None:
