@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import secrets
 import signal
+import stat
 import sys
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = "gateway.lock"
 PASSWORD_FILE = "password"
@@ -32,9 +36,28 @@ class DataDirInUse(RuntimeError):
 
 
 def make_private(data_dir: Path) -> None:
-    """Create the directory (or take back one made before) readable by its owner only."""
+    """Create the directory, or take back one made before, readable by its owner only.
+
+    A directory that already holds something other than a gateway's data
+    (--data-dir /tmp, or a home directory) keeps its modes, with a warning:
+    closing it would lock others out of their own files.
+    """
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data_dir.chmod(0o700)
+    status = data_dir.stat()
+    if stat.S_IMODE(status.st_mode) & 0o077 == 0:
+        return
+    if status.st_uid == os.getuid() and _holds_only_gateway_data(data_dir):
+        data_dir.chmod(0o700)
+    else:
+        log.warning("%s is open to other users and holds more than a gateway's data, so its modes "
+                    "stay; give the gateway a directory of its own (--data-dir)", data_dir)
+
+
+def _holds_only_gateway_data(data_dir: Path) -> bool:
+    # Empty, or made by a gateway (before modes were set, or by this one).
+    with os.scandir(data_dir) as entries:
+        empty = next(entries, None) is None
+    return empty or (data_dir / "appendonlydir").is_dir() or (data_dir / LOCK_FILE).is_file()
 
 
 def write_private(path: Path, text: str) -> None:
