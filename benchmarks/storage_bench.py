@@ -59,7 +59,8 @@ def append_command(key: str, records: Sequence[Record]) -> tuple[Any, ...]:
     """FCALL of append.lua for one batch of ``records``, not idempotent."""
     timestamps = [record.timestamp for record in records]
     return ("FCALL", APPEND.name, 4, key, key + ":idx", key + ":meta", key + ":p",
-            1024, -1, -1, -1, -1, 1, len(records), timestamps[0], max(timestamps), 0, encode_records(records))
+            1024, 256 * 1024, -1, -1, -1, -1,
+            1, len(records), timestamps[0], max(timestamps), 0, encode_records(records))
 
 
 async def round_trips(url: str, count: int) -> None:
@@ -112,7 +113,7 @@ async def reads(fast: MultiplexedConnection, pid: int) -> None:
     for _ in range(READ_COUNT // BATCH + 1):
         await fast.execute([append_command(key, records)])
     variants: dict[str, tuple[Any, ...]] = {
-        "read.lua": ("FCALL", READ.name, 2, key, key + ":idx", 0, READ_COUNT, 10**9, 1024, 64),
+        "read.lua": ("FCALL", READ.name, 3, key, key + ":idx", key + ":meta", 0, READ_COUNT, 10**9, 1024, 64),
         "XRANGE": ("XRANGE", key, "-", "+", "COUNT", READ_COUNT),
     }
     for name, command in variants.items():

@@ -199,7 +199,7 @@ async def _own_keys(topic: str, partition: int) -> keys.PartitionKeys:
 
 
 def _commit_keys(partition_keys: keys.PartitionKeys) -> list[str]:
-    return [partition_keys.stream, partition_keys.index, partition_keys.commits]
+    return [partition_keys.stream, partition_keys.index, partition_keys.commits, partition_keys.meta]
 
 
 def _text(value: Any) -> str:

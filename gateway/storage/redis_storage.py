@@ -51,7 +51,11 @@ UNAVAILABLE = (
     OSError,
 )
 
+# An offset index point at least every INDEX_INTERVAL offsets and every
+# INDEX_BYTES bytes of entries (append.lua), so a seek from a point copies at
+# most about 256 KiB plus one entry.
 INDEX_INTERVAL = 1024
+INDEX_BYTES = 256 * 1024
 # Seek steps one read call may take through unindexed native entries before
 # yielding the server to other clients; the caller calls again.
 MAX_SEEK_STEPS = 64
@@ -384,8 +388,8 @@ class RedisStorage:
             ScriptCall(
                 APPEND,
                 self.streams.partition(request.topic, request.partition).for_append,
-                [INDEX_INTERVAL, request.producer_id, request.producer_epoch, request.first_sequence,
-                 request.last_sequence, *_batch_args(request.batches)],
+                [INDEX_INTERVAL, INDEX_BYTES, request.producer_id, request.producer_epoch,
+                 request.first_sequence, request.last_sequence, *_batch_args(request.batches)],
             )
             for request in requests
         ]
@@ -444,7 +448,8 @@ class RedisStorage:
         for index, request in enumerate(requests):
             if request.max_records == 0:
                 continue  # offsets only: read.lua answers without a seek
-            stream = self.streams.stream(request.topic, request.partition)
+            partition = self.streams.partition(request.topic, request.partition)
+            stream = partition.stream
             cursor = self._cursors.find(stream, request.offset)
             if cursor is None:
                 continue
@@ -454,7 +459,7 @@ class RedisStorage:
             # One write keeps other callers' commands out of the transaction.
             commands += [
                 ("MULTI",),
-                ScriptCall(CURSOR, [stream], [request.offset, cursor.after_id]).command(),
+                ScriptCall(CURSOR, [stream, partition.meta], [request.offset, cursor.after_id]).command(),
                 ("XRANGE", stream, b"(" + cursor.after_id, "+", "COUNT", entries_wanted(request, cursor)),
                 ("EXEC",),
             ]
@@ -492,7 +497,7 @@ class RedisStorage:
         partition = self.streams.partition(request.topic, request.partition)
         return ScriptCall(
             READ,
-            [partition.stream, partition.index],
+            [partition.stream, partition.index, partition.meta],
             [request.offset, request.max_records, request.max_bytes, INDEX_INTERVAL, MAX_SEEK_STEPS,
              int(request.min_one)],
         )
@@ -552,7 +557,7 @@ class RedisStorage:
         if query.timestamp is None:
             return ScriptCall(OFFSETS, [partition_keys.stream, partition_keys.meta], [])
         return ScriptCall(
-            OFFSET_FOR_TIME, [partition_keys.stream, partition_keys.index],
+            OFFSET_FOR_TIME, [partition_keys.stream, partition_keys.index, partition_keys.meta],
             [query.timestamp, TIMESTAMP_SCAN, int(query.by_append_time),
              *([] if after is None else [after])])
 
@@ -562,7 +567,7 @@ class RedisStorage:
         Raises OffsetOutOfRange when the offset is past the end offset.
         """
         status, start = await self._one(
-            ScriptCall(DELETE_RECORDS, self._stream_and_index(topic, partition), [offset]),
+            ScriptCall(DELETE_RECORDS, self._stream_index_meta(topic, partition), [offset]),
             idempotent=True)
         if int(status) == 1:
             raise OffsetOutOfRange(int(start))
@@ -573,14 +578,14 @@ class RedisStorage:
     ) -> int:
         """Trim a partition by age (entry ID time) and approximate size; the new log start."""
         start = await self._one(
-            ScriptCall(RETENTION, self._stream_and_index(topic, partition),
+            ScriptCall(RETENTION, self._stream_index_meta(topic, partition),
                        [retention_ms, retention_bytes]),
             idempotent=True)
         return int(start)
 
-    def _stream_and_index(self, topic: str, partition: int) -> list[str]:
+    def _stream_index_meta(self, topic: str, partition: int) -> list[str]:
         partition_keys = self.streams.partition(topic, partition)
-        return [partition_keys.stream, partition_keys.index]
+        return [partition_keys.stream, partition_keys.index, partition_keys.meta]
 
 
 class FastPackingConnection(aioredis.Connection):

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from kafka_redis_gateway.gateway.storage import keys
 from kafka_redis_gateway.gateway.storage.entries import entry_to_record
-from kafka_redis_gateway.gateway.storage.redis_storage import APPEND, INDEX_INTERVAL
+from kafka_redis_gateway.gateway.storage.redis_storage import APPEND, INDEX_BYTES, INDEX_INTERVAL
 from kafka_redis_gateway.gateway.storage.scripts import library
 from kafka_redis_gateway.protocol.records import (
     Compression,
@@ -75,7 +75,8 @@ def run_append(script: Any, topic: str, body: bytes, count: int, base_ts: int, m
     """append.lua on one batch, not idempotent: its arguments as the script's header documents them."""
     not_idempotent = [-1, -1, -1, -1]
     one_batch = [1, count, base_ts, max_ts, int(log_append_time), body]
-    return script(keys=keys.partition_keys(topic, 0), args=[INDEX_INTERVAL, *not_idempotent, *one_batch])
+    return script(keys=keys.partition_keys(topic, 0),
+                  args=[INDEX_INTERVAL, INDEX_BYTES, *not_idempotent, *one_batch])
 
 
 def raw_entries(client: redis.Redis, topic: str) -> list[tuple[bytes, list[bytes]]]:
@@ -192,8 +193,8 @@ def test_many_records_in_one_batch(append_script: Any, redis_client: redis.Redis
     assert stored(redis_client, topic_name) == records
     index = redis_client.zrange(keys.offset_index(topic_name, 0), 0, -1, withscores=True)
     assert [score for _, score in index] == [float(offset) for offset in range(0, 20_000, INDEX_INTERVAL)]
-    assert redis_client.hgetall(keys.partition_meta(topic_name, 0)) == {
-        b"max_ts": str(last).encode(), b"max_ts_offset": b"19999"}
+    assert redis_client.hmget(keys.partition_meta(topic_name, 0), "max_ts", "max_ts_offset") == [
+        str(last).encode(), b"19999"]
 
 
 @pytest.mark.parametrize("raw", MALFORMED_RECORDS)

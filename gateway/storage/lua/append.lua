@@ -3,12 +3,14 @@
 --
 -- KEYS[1]  the partition's stream
 -- KEYS[2]  its sparse offset index (sorted set: score = offset, member = entry ID)
--- KEYS[3]  its partition metadata hash (max timestamp and its offset)
+-- KEYS[3]  its partition metadata hash (max timestamp and its offset; the
+--          stream_info fields; index_bytes)
 -- KEYS[4]  its idempotent-producer state hash (field: producer ID)
--- ARGV[1]  index interval: an index point every this many offsets
--- ARGV[2]  producer ID (-1: not idempotent), ARGV[3] producer epoch,
--- ARGV[4]  first sequence number, ARGV[5] last sequence number
--- ARGV[6]  number of record batches, then per batch five arguments:
+-- ARGV[1]  index interval: an index point at least every this many offsets
+-- ARGV[2]  index bytes: and at least every this many bytes of entries
+-- ARGV[3]  producer ID (-1: not idempotent), ARGV[4] producer epoch,
+-- ARGV[5]  first sequence number, ARGV[6] last sequence number
+-- ARGV[7]  number of record batches, then per batch five arguments:
 --          its record count (as its header declares), base timestamp,
 --          max timestamp, 1 when it is a LogAppendTime batch (every record
 --          takes the max timestamp) or 0, and its records section:
@@ -32,7 +34,7 @@
 -- Redis-native producers add also take offsets and the sequence stays dense.
 
 local stream, index, meta, producers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local interval = tonumber(ARGV[1])
+local interval, index_bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
 
 -- Parsing the records sections. Lua 5.1 numbers are doubles: exact for
 -- integers below 2^53, which holds every length here; timestamps beyond
@@ -367,9 +369,9 @@ end
 local function parse_all()
   local out = {ts = {}, key = {}, value = {}, headers = {}}
   local max_ts, max_delta = -1, 0
-  local batches = tonumber(ARGV[6])
+  local batches = tonumber(ARGV[7])
   for b = 0, batches - 1 do
-    local at = 7 + 5 * b
+    local at = 8 + 5 * b
     local declared, base_ts, batch_max = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
     local before = #out.ts
     local ok, count, max_index = pcall(parse_batch, ARGV[at + 4], base_ts, batch_max,
@@ -399,9 +401,9 @@ end
 -- a retry is answered with the original offset and append time.
 local OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH = 45, 47
 local CACHED_BATCHES = 5
-local producer_id = ARGV[2]
-local producer_epoch = tonumber(ARGV[3])
-local first_seq, last_seq = tonumber(ARGV[4]), tonumber(ARGV[5])
+local producer_id = ARGV[3]
+local producer_epoch = tonumber(ARGV[4])
+local first_seq, last_seq = tonumber(ARGV[5]), tonumber(ARGV[6])
 
 local function parse_state(raw)
   local epoch = nil
@@ -476,28 +478,20 @@ local function record_batch(base_offset, append_ms)
 end
 
 
-local function entries_added(key)
-  if redis.call('EXISTS', key) == 0 then
-    return 0
-  end
-  local info = redis.call('XINFO', 'STREAM', key)
-  for i = 1, #info, 2 do
-    if info[i] == 'entries-added' then
-      return tonumber(info[i + 1])
-    end
-  end
-  return 0
-end
-
 local records, malformed, max_ts, max_delta = parse_all()
 if malformed ~= nil then
   return malformed
 end
-local base = entries_added(stream)
+-- What this partition's last gateway append left in the meta, read before
+-- stream_info() may refresh it: an end offset other than the stream's
+-- means native producers appended since (or the meta predates them).
+local known = redis.call('HMGET', meta, 'end_offset', 'last_id', 'index_bytes')
+local stream_existed = redis.call('EXISTS', stream) == 1
+local start, base = stream_info(stream, meta, true)
 local refused = check_producer()
 if refused ~= nil then
   if refused[1] ~= -1 then
-    refused[3] = base - redis.call('XLEN', stream) -- log start offset as of now
+    refused[3] = start
   end
   return refused
 end
@@ -506,11 +500,19 @@ local last_indexed = -interval
 if #last_point == 2 then
   last_indexed = tonumber(last_point[2])
 end
+local natives_appended = not stream_existed or tonumber(known[1]) ~= base
+-- Bytes of the entries since the last index point; unknown (so a point at
+-- the first record) after native producers appended.
+local bytes_since_point = tonumber(known[3]) or index_bytes
+if natives_appended then
+  bytes_since_point = index_bytes
+end
 
 -- Entries added natively carry their time in the ID only. offsets.lua counts
--- a native newest entry; one this append is about to bury counts here.
+-- a native newest entry; one this append is about to bury counts here. Only
+-- when natives appended can the newest entry be native: it is then copied.
 local native_ms = nil
-if base > 0 then
+if base > start and natives_appended then
   local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
   if #newest == 1 then
     native_ms = tonumber(string.match(newest[1][1], '^(%d+)'))
@@ -555,27 +557,55 @@ local function add_record(i)
   return redis.call(unpack(args))
 end
 
+-- The bytes of record i's key, value and headers (names and values): what
+-- a seek that walks over its entry copies, give or take the field names
+-- and the timestamp.
+local function record_bytes(i)
+  local size = #(key_list[i] or '') + #(value_list[i] or '')
+  local headers = header_list[i]
+  if headers then
+    for j = 1, #headers do
+      size = size + #headers[j]
+    end
+  end
+  return size
+end
+
+local id
 for i = 1, count do
-  local id
   local value = value_list[i]
+  local size
   if value and not key_list[i] and not header_list[i] then
     id = redis.call('XADD', stream, '*', 'ts', ts_list[i], 'value', value)
+    size = #value
   else
     id = add_record(i)
+    size = record_bytes(i)
   end
   if first_id == nil then
     first_id = id
   end
   local offset = base + i - 1
-  -- An index point at least every interval offsets; the first record after
-  -- entries that native producers added (they do not index) starts anew.
-  if offset - last_indexed >= interval then
+  -- An index point at least every interval offsets and every index_bytes
+  -- bytes of entries, so a seek from a point copies a bounded number of
+  -- entries and bytes; the first record after entries that native
+  -- producers added (they do not index) starts anew.
+  if offset - last_indexed >= interval or bytes_since_point >= index_bytes then
     redis.call('ZADD', index, offset, id)
     last_indexed = offset
+    bytes_since_point = 0
   end
+  bytes_since_point = bytes_since_point + size
 end
 
-local known = redis.call('HGET', meta, 'max_ts')
+-- stream_info()'s fields: this append is the newest thing in the stream.
+if base == start then -- the stream was empty: its first entry is this append's
+  redis.call('HSET', meta, 'first_id', first_id)
+end
+redis.call('HSET', meta, 'end_offset', base + count, 'length', base + count - start, 'last_id', id,
+           'index_bytes', bytes_since_point)
+
+known = redis.call('HGET', meta, 'max_ts')
 if native_ms ~= nil and (known == false or tonumber(known) < native_ms) then
   redis.call('HSET', meta, 'max_ts', native_ms, 'max_ts_offset', base - 1)
   known = tostring(native_ms)
@@ -588,5 +618,4 @@ if producer_id ~= '-1' then
   record_batch(base, string.match(first_id, '^(%d+)'))
 end
 
-local length = redis.call('XLEN', stream)
-return {base, first_id, base + count - length}
+return {base, first_id, start}

@@ -4,6 +4,7 @@
 -- KEYS[1]  the partition's stream
 -- KEYS[2]  its sparse offset index
 -- KEYS[3]  its commit metadata hash (field: group)
+-- KEYS[4]  its partition metadata hash (stream_info)
 -- ARGV[1]  group ID
 -- ARGV[2]  committed offset N (the next offset the group will read)
 -- ARGV[3]  leader epoch (-1: none)
@@ -17,13 +18,13 @@
 -- the first entry still there. Past the log end it is the last entry's ID.
 -- Returns the last-delivered-id it set.
 
-local stream, index, commits = KEYS[1], KEYS[2], KEYS[3]
+local stream, index, commits, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- Lua numbers are doubles: offset is exact only below 2^53, which is enough
 -- to place the group in the stream (no stream holds 2^53 entries), but
 -- ENTRIESREAD and the record get the offset as the client sent it.
 local group, offset, exact_offset = ARGV[1], tonumber(ARGV[2]), ARGV[2]
 
-local start, end_offset, first_id, last_id = stream_info(stream)
+local start, end_offset, first_id, last_id = stream_info(stream, meta, true)
 local id = '0-0'
 if offset - 1 >= end_offset then
   id = last_id

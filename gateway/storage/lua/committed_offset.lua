@@ -5,6 +5,7 @@
 -- KEYS[1]  the partition's stream
 -- KEYS[2]  its sparse offset index
 -- KEYS[3]  its commit metadata hash (field: group)
+-- KEYS[4]  its partition metadata hash (stream_info)
 -- ARGV[1]  group ID
 --
 -- Returns {offset (an integer, or the committed digits as a string),
@@ -15,7 +16,7 @@
 -- those of the last Kafka commit while the group is still where that commit
 -- left it, otherwise -1 and ''.
 
-local stream, index, commits = KEYS[1], KEYS[2], KEYS[3]
+local stream, index, commits, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group = ARGV[1]
 
 if redis.call('EXISTS', stream) == 0 then
@@ -39,7 +40,7 @@ end
 
 local offset = entries_read
 if not offset then
-  local start, end_offset, first_id, last_id = stream_info(stream)
+  local start, end_offset, first_id, last_id = stream_info(stream, meta)
   offset = offset_after_id(stream, index, last_delivered, start, end_offset, first_id, last_id)
 end
 

@@ -7,6 +7,7 @@
 -- after the ID are exactly the entries from the offset on.
 --
 -- KEYS[1]  the partition's stream
+-- KEYS[2]  its partition metadata hash (stream_info)
 -- ARGV[1]  the offset to read from
 -- ARGV[2]  the ID of the entry at offset - 1, as the gateway last read it
 --
@@ -19,9 +20,9 @@
 -- At offset == log_start_offset the entry may have been trimmed away
 -- legitimately; every entry left is after it, so the cursor still holds.
 
-local stream = KEYS[1]
+local stream, meta = KEYS[1], KEYS[2]
 local offset = tonumber(ARGV[1])
-local start, end_offset, _, last_id = stream_info(stream)
+local start, end_offset, _, last_id = stream_info(stream, meta)
 if offset < start or offset > end_offset then
   return {1, start, end_offset, last_id}
 end

@@ -2,6 +2,7 @@
 --
 -- KEYS[1]  the partition's stream
 -- KEYS[2]  its sparse offset index
+-- KEYS[3]  its partition metadata hash (stream_info)
 -- ARGV[1]  the new log start offset; -1 for the end offset (high watermark)
 --
 -- Returns {0, log_start_offset} after trimming (an offset at or below the
@@ -12,9 +13,9 @@
 -- before it, because offsets are positions (no XDEL in the middle); index
 -- points below the new log start go with them.
 
-local stream, index = KEYS[1], KEYS[2]
+local stream, index, meta = KEYS[1], KEYS[2], KEYS[3]
 local target = tonumber(ARGV[1])
-local start, end_offset, first_id = stream_info(stream)
+local start, end_offset, first_id = stream_info(stream, meta, true)
 if target == -1 then
   target = end_offset
 end
@@ -27,7 +28,7 @@ if target > start then
   else
     redis.call('XTRIM', stream, 'MINID', entry_id_at(stream, index, target, start, end_offset, first_id))
   end
-  start = stream_info(stream)
+  start = stream_info(stream, meta, true)
 end
 redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. string.format('%d', start))
 return {0, start}

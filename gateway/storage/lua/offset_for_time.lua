@@ -2,6 +2,7 @@
 --
 -- KEYS[1]  the partition's stream
 -- KEYS[2]  its sparse offset index
+-- KEYS[3]  its partition metadata hash (stream_info)
 -- ARGV[1]  timestamp (ms), a non-negative decimal integer of up to 64 bits
 -- ARGV[2]  how many entries after the first one appended at or after that
 --          time to examine for a CreateTime timestamp at or after it
@@ -19,7 +20,7 @@
 -- the time asked for. Producer clocks running ahead of Redis make the answer
 -- approximate (docs/mapping.md).
 
-local stream, index = KEYS[1], KEYS[2]
+local stream, index, meta = KEYS[1], KEYS[2], KEYS[3]
 local scan = tonumber(ARGV[2])
 local by_append_time = ARGV[3] == '1'
 
@@ -50,7 +51,7 @@ local function at_least(a, b)
 end
 
 local wanted = as_timestamp(ARGV[1])
-local start, end_offset, first_id, last_id = stream_info(stream)
+local start, end_offset, first_id, last_id = stream_info(stream, meta)
 if end_offset == start or wanted == nil or wanted[1] then
   return {-1, -1}
 end

@@ -7,7 +7,7 @@
 -- (-1, -1 for max_ts_offset and max_ts on an empty partition, and last_id
 -- false). last_id is the newest entry's ID, whose ms is its append time.
 local stream, meta = KEYS[1], KEYS[2]
-local start, end_offset, first_id, last_id = stream_info(stream)
+local start, end_offset, first_id, last_id = stream_info(stream, meta)
 if end_offset == start then
   return {start, end_offset, -1, -1, false}
 end

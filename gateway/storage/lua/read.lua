@@ -2,6 +2,7 @@
 --
 -- KEYS[1]  the partition's stream
 -- KEYS[2]  its sparse offset index
+-- KEYS[3]  its partition metadata hash (stream_info)
 -- ARGV[1]  offset to read from
 -- ARGV[2]  maximum number of entries
 -- ARGV[3]  maximum bytes (field names and values); the first entry is
@@ -22,7 +23,7 @@
 -- the distance to the end when that is shorter. Regions added by native
 -- producers get index points the first time a read walks through them.
 
-local stream, index = KEYS[1], KEYS[2]
+local stream, index, meta = KEYS[1], KEYS[2], KEYS[3]
 local offset = tonumber(ARGV[1])
 local max_entries = tonumber(ARGV[2])
 local max_bytes = tonumber(ARGV[3])
@@ -32,7 +33,7 @@ local min_one = ARGV[6] == '1'
 -- Entries the first XRANGE of a read asks for beyond the seek (see below).
 local FIRST_CHUNK = 128
 
-local start, end_offset, first_id, last_id = stream_info(stream)
+local start, end_offset, first_id, last_id = stream_info(stream, meta, true)
 if offset < start or offset > end_offset then
   return {1, start, end_offset, last_id, {}}
 end

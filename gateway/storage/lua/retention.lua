@@ -2,6 +2,7 @@
 --
 -- KEYS[1]  the partition's stream
 -- KEYS[2]  its sparse offset index
+-- KEYS[3]  its partition metadata hash (stream_info)
 -- ARGV[1]  retention.ms: entries appended (entry ID time, Redis's clock)
 --          longer ago than this go; -1 for no time limit
 -- ARGV[2]  retention.bytes: approximate size limit; -1 for none
@@ -15,7 +16,7 @@
 -- stream may stay somewhat above the limit. Index points below the new log
 -- start are removed with the entries.
 
-local stream, index = KEYS[1], KEYS[2]
+local stream, index, meta = KEYS[1], KEYS[2], KEYS[3]
 local retention_ms = tonumber(ARGV[1])
 local retention_bytes = tonumber(ARGV[2])
 if redis.call('EXISTS', stream) == 0 then
@@ -39,6 +40,6 @@ if retention_bytes >= 0 then
     end
   end
 end
-local start = stream_info(stream)
+local start = stream_info(stream, meta, true)
 redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. string.format('%d', start))
 return start
