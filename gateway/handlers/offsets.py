@@ -15,7 +15,9 @@ COORDINATOR_NOT_AVAILABLE. retention_time (v2-v4) is ignored: offsets do not
 expire. A negative offset removes the commit.
 OffsetFetch (key 9) v1-v10: named partitions or, with topics null (v2+),
 every partition the group committed on; several groups per request from v8;
-topic IDs from v10. Partitions without a commit answer -1. require_stable
+topic IDs from v10. Partitions without a commit answer -1. Redis
+unreachable: COORDINATOR_LOAD_IN_PROGRESS for the group (v2+; see
+OFFSETS_UNREADABLE), COORDINATOR_NOT_AVAILABLE per partition in v1. require_stable
 needs nothing (no transactions). The v9 member ID and epoch belong to the
 KIP-848 protocol and are ignored for classic groups.
 OffsetDelete (key 47) v0: GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP or, per
@@ -206,6 +208,17 @@ async def _fetch_all(context: RequestContext, fetch_types: _FetchTypes, group_id
     return tuple(answers)
 
 
+# The group-level answer while Redis cannot be read. Kafka answers
+# COORDINATOR_NOT_AVAILABLE (or NOT_COORDINATOR) when its coordinator is not
+# active, and librdkafka's AdminClient (list_consumer_group_offsets, 2.16)
+# crashes on either: it asks its consumer-group handle, which an AdminClient
+# does not have, to look the coordinator up again (SIGSEGV). Kafka's answer
+# while the coordinator loads its state, COORDINATOR_LOAD_IN_PROGRESS, is
+# retriable for every client (Java, librdkafka's consumer, kafka-python,
+# aiokafka retry it) and the AdminClient reports it as an error.
+OFFSETS_UNREADABLE = ErrorCode.coordinator_load_in_progress
+
+
 async def _fetch_group(context: RequestContext, fetch_types: _FetchTypes, group_id: str,
                        topics: Any) -> tuple[ErrorCode, tuple[Any, ...]]:
     try:
@@ -213,11 +226,12 @@ async def _fetch_group(context: RequestContext, fetch_types: _FetchTypes, group_
             return ErrorCode.none, await _fetch_all(context, fetch_types, group_id)
         return ErrorCode.none, await _fetch_named(context, fetch_types, group_id, topics)
     except StorageUnavailable:
-        return ErrorCode.coordinator_not_available, ()
+        return OFFSETS_UNREADABLE, ()
 
 
 def _v1_unavailable(fetch_types: _FetchTypes, topics: Any) -> tuple[Any, ...]:
-    # v1 has no top-level error: every partition carries it.
+    # v1 has no top-level error: every partition carries it (librdkafka takes
+    # partition errors without looking the coordinator up again).
     return tuple(
         make(fetch_types.topic, name=topic.name, partitions=tuple(
             _partition_answer(fetch_types, index, code=ErrorCode.coordinator_not_available)

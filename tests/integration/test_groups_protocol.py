@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import struct
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -539,4 +541,61 @@ def test_coordinator_not_available_while_redis_is_down(own_redis: RedisServer, t
         assert commit_errors(wire.call(offset_commit("g", "t", {0: 0}))) == [ErrorCode.none]
         wire.close()
     finally:
+        gateway.stop()
+
+
+# Run in a child process: librdkafka's crash (SIGSEGV) must not take pytest down.
+LIST_GROUP_OFFSETS = """
+import sys
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+request = ConsumerGroupTopicPartitions(sys.argv[2], [TopicPartition(sys.argv[3], 0)])
+future = admin.list_consumer_group_offsets([request], request_timeout=10)[sys.argv[2]]
+try:
+    print("offset", future.result().topic_partitions[0].offset)
+except KafkaException as exc:
+    print("error", exc.args[0].name())
+"""
+
+
+def list_group_offsets(bootstrap: str, group: str, topic: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", LIST_GROUP_OFFSETS, bootstrap, group, topic],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_offset_fetch_while_redis_cannot_be_read(own_redis: RedisServer, tmp_path: Path) -> None:
+    """COORDINATOR_LOAD_IN_PROGRESS for the group: Kafka's COORDINATOR_NOT_AVAILABLE crashes librdkafka.
+
+    librdkafka's AdminClient answers a group-level COORDINATOR_NOT_AVAILABLE
+    by asking its (absent) consumer-group handle to find the coordinator:
+    SIGSEGV in list_consumer_group_offsets (#19). Redis's functions are
+    flushed and writes paused, so FindCoordinator's PING still succeeds
+    while the offsets read (the function is missing, and the FUNCTION LOAD
+    the pause holds) times out, as in a Redis stall.
+    """
+    gateway = GatewayProcess(own_redis.url, log_path=tmp_path / "gateway.log",
+                             extra_args=["--redis-timeout", "1"]).start()
+    client = own_redis.client()
+    wire = Wire(gateway.bootstrap)
+    try:
+        create_topic(gateway.bootstrap, "t", 1)
+        assert commit_errors(wire.call(offset_commit("g", "t", {0: 7}))) == [ErrorCode.none]
+        client.function_flush()
+        client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        types = request_types(OFFSET_FETCH, 8)
+        (answer,) = wire.call(types.OffsetFetchRequest(require_stable=False, groups=(
+            types.OffsetFetchRequestGroup(group_id="g", topics=(
+                types.OffsetFetchRequestTopics(name="t", partition_indexes=(0,)),)),))).groups
+        assert (answer.error_code, answer.topics) == (ErrorCode.coordinator_load_in_progress, ())
+        unavailable = list_group_offsets(gateway.bootstrap, "g", "t")
+        assert unavailable.returncode == 0, unavailable  # not -11 (SIGSEGV)
+        assert unavailable.stdout.strip() == "error COORDINATOR_LOAD_IN_PROGRESS"
+        client.execute_command("CLIENT", "UNPAUSE")
+        recovered = list_group_offsets(gateway.bootstrap, "g", "t")
+        assert (recovered.returncode, recovered.stdout.strip()) == (0, "offset 7")
+    finally:
+        wire.close()
+        client.close()
         gateway.stop()
