@@ -79,8 +79,13 @@ def start_gateway(tmp_path: Path, data_dir: Path) -> GatewayProcess:
     return GatewayProcess(None, data_dir=data_dir, log_path=tmp_path / "gateway.log").start()
 
 
-def server_pid(data_dir: Path) -> int:
-    return int((data_dir / "valkey.pid").read_text())
+def server_pid(gateway: GatewayProcess) -> int:
+    """The gateway's embedded server: its one child process (Linux /proc)."""
+    assert gateway.process is not None
+    pid = gateway.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
 
 
 def eventually(condition: Callable[[], bool], within: float = 15.0) -> bool:
@@ -103,7 +108,8 @@ def test_second_gateway_on_the_data_dir_fails_naming_the_first(tmp_path: Path) -
     try:
         assert first.process is not None
         url = (data_dir / "redis-url").read_text()
-        pid = server_pid(data_dir)
+        pid = server_pid(first)
+        # It exits at once rather than serve (60 s is only the test's guard).
         second = subprocess.run(GatewayProcess(None, data_dir=data_dir).command(),
                                 capture_output=True, text=True, timeout=60, check=False)
         assert second.returncode == 1, second.stderr
@@ -111,7 +117,8 @@ def test_second_gateway_on_the_data_dir_fails_naming_the_first(tmp_path: Path) -
         assert "Traceback" not in second.stderr
         # It touched nothing: the first gateway's server and URL file are as they were.
         assert (data_dir / "redis-url").read_text() == url
-        assert server_pid(data_dir) == pid
+        assert server_pid(first) == pid
+        assert int((data_dir / "valkey.pid").read_text()) == pid
         produce_ok(first.bootstrap, "greetings", RECORDS)
     finally:
         assert first.stop() == 0
@@ -121,7 +128,7 @@ def test_second_gateway_on_the_data_dir_fails_naming_the_first(tmp_path: Path) -
 def test_the_server_does_not_outlive_the_gateway(tmp_path: Path, sig: int) -> None:
     data_dir = tmp_path / "data"
     gateway = start_gateway(tmp_path, data_dir)
-    pid = server_pid(data_dir)
+    pid = server_pid(gateway)
     try:
         produce_ok(gateway.bootstrap, "greetings", RECORDS, acks="all")
     finally:
@@ -182,6 +189,6 @@ def test_the_data_is_private_and_the_server_needs_its_password(tmp_path: Path) -
             anonymous.xlen("kafka:{greetings:0}")
         anonymous.close()
         # Nor does the password show on the server's command line.
-        assert password.encode() not in Path(f"/proc/{server_pid(data_dir)}/cmdline").read_bytes()
+        assert password.encode() not in Path(f"/proc/{server_pid(gateway)}/cmdline").read_bytes()
     finally:
         assert gateway.stop() == 0
