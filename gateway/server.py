@@ -17,6 +17,8 @@ from .coordinator import CoordinatorConfig, GroupCoordinator
 from .dispatch import Router
 from .embedded import EmbeddedRedis
 from .handlers import ROUTES
+from .heap import HeapTrimmer
+from .listener import Listener
 from .logs import RateLimitedLog
 from .retention import run as run_retention
 from .storage import RedisStorage, StorageUnavailable
@@ -33,7 +35,8 @@ class Gateway:
         self.storage: RedisStorage
         self.coordinator: GroupCoordinator
         self.broker: Broker
-        self._server: asyncio.Server | None = None
+        self._listener: Listener | None = None
+        self._heap = HeapTrimmer()
         self._connections: dict[Connection, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._retention: asyncio.Task[None] | None = None
@@ -72,9 +75,9 @@ class Gateway:
         # and again (about 30 ms per collection without this).
         gc.collect()
         gc.freeze()
-        self._server = await asyncio.start_server(
-            self._accept, self.config.listen.host, self.config.listen.port, backlog=1024
-        )
+        self._listener = Listener(self.config.listen.host, self.config.listen.port, self._accept,
+                                  self.client_log, lambda: len(self._connections))
+        self._listener.start()
         log.info(
             "listening on %s (advertised as %s), node %d of cluster %s, storing in %s",
             self.config.listen, advertised, self.config.node_id, cluster_id,
@@ -93,9 +96,8 @@ class Gateway:
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+        assert self._listener is not None
+        return self._listener.port
 
     def _group_states(self) -> list[str]:
         # Called on the metrics server's thread: groups() copies the table in
@@ -110,6 +112,7 @@ class Gateway:
         task = asyncio.current_task()
         assert task is not None
         self._connections[connection] = task
+        self._heap.opened(len(self._connections))
         metrics.OPEN_CONNECTIONS.inc()
         try:
             await connection.serve()
@@ -117,6 +120,7 @@ class Gateway:
             pass  # shutdown cancels idle connections; nothing to report
         finally:
             self._connections.pop(connection, None)
+            self._heap.closed(len(self._connections))
             metrics.OPEN_CONNECTIONS.dec()
 
     async def _refuse(self, writer: asyncio.StreamWriter) -> None:
@@ -155,8 +159,9 @@ class Gateway:
     async def shutdown(self) -> None:
         """Stop accepting, let in-flight requests finish, then close."""
         log.info("shutting down")
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            await self._listener.close()
+        self._heap.cancel()
         if self._retention is not None:
             self._retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import socket
 import struct
 import threading
@@ -310,3 +311,69 @@ def test_client_supplied_strings_are_logged_escaped(redis_server: RedisServer, t
         assert "\x1b" not in text
         assert not any(line.startswith("2026-01-01 00:00:00,000 ERROR forged line")
                        for line in text.splitlines())
+
+
+# -- out of file descriptors -----------------------------------------------------------
+
+
+def open_files(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_running_out_of_file_descriptors_is_logged_once_and_accepting_resumes(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    with limited_gateway(redis_server, tmp_path) as gateway:
+        assert gateway.process.process is not None
+        pid = gateway.process.process.pid
+        spare = 20
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_files(pid) + spare,) * 2)
+        started = time.monotonic()
+        # Far more connections than descriptors: the kernel queues them in the
+        # listen backlog, the gateway cannot accept them all.
+        crowd = [Wire(gateway.bootstrap) for _ in range(10 * spare)]
+        try:
+            wait_for_log(gateway.log, "cannot accept connections")
+            time.sleep(1)  # accepting is retried meanwhile, several times
+            elapsed = time.monotonic() - started
+            lines = [line for line in gateway.log.read_text().splitlines()
+                     if "cannot accept connections" in line]
+            assert "Too many open files" in lines[0]
+            assert len(lines) <= 1 + elapsed / 10  # --warning-interval-ms, 10 s by default
+        finally:
+            for wire in crowd:
+                wire.close()
+        # Descriptors free again: accepting resumes by itself.
+        accepted_connection(gateway.bootstrap, timeout=30).close()
+
+
+def resident_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_memory_of_closed_connections_goes_back_to_the_system(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    with limited_gateway(redis_server, tmp_path) as gateway:
+        assert gateway.process.process is not None
+        pid = gateway.process.process.pid
+        accepted_connection(gateway.bootstrap).close()
+        before = resident_kib(pid)
+        crowd = [Wire(gateway.bootstrap) for _ in range(8000)]
+        for wire in crowd:
+            wire.send(api_versions(3))
+        for wire in crowd:
+            wire.receive_frame()
+        crowded = resident_kib(pid)
+        for wire in crowd:
+            wire.close()
+        deadline = time.monotonic() + 30
+        while value(scrape(gateway.metrics_port), "krg_open_connections") > 0:
+            assert time.monotonic() < deadline, "connections still open"
+            time.sleep(0.2)
+        # Measured with 9,000 connections: 66 -> 233 MiB, and 177 MiB after
+        # they closed without malloc_trim, 119 MiB with it (a moment later).
+        while (after := resident_kib(pid)) - before >= (crowded - before) / 2:
+            assert time.monotonic() < deadline, f"RSS {before} -> {crowded} -> {after} KiB"
+            time.sleep(0.2)

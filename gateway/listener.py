@@ -1,0 +1,113 @@
+"""Accepting client connections: an accept loop of the gateway's own.
+
+Neither event loop's server handles running out of file descriptors well:
+uvloop's (libuv's) meets EMFILE/ENFILE by accepting and at once closing
+every waiting connection, and tells nobody; asyncio's logs a traceback
+each second. Here a failed accept is logged (rate-limited, with how many
+connections are open) and accepting pauses briefly, doubling up to a
+second, while the kernel's backlog holds the waiting clients: they are
+served once descriptors free up instead of being dropped, and the loop
+does not spin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Callable, Coroutine
+
+from .logs import RateLimitedLog
+
+OnConnection = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[object, object, None]]
+
+# accept() failures that mean "no resources now", as asyncio's own server treats them.
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_FIRST_PAUSE = 0.05
+_LONGEST_PAUSE = 1.0
+_BACKLOG = 1024
+
+
+class Listener:
+    def __init__(self, host: str, port: int, on_connection: OnConnection,
+                 client_log: RateLimitedLog, open_connections: Callable[[], int]) -> None:
+        self._host = host
+        self._port = port
+        self._on_connection = on_connection
+        self._client_log = client_log
+        self._open_connections = open_connections
+        self._sockets: list[socket.socket] = []
+        self._accepting: list[asyncio.Task[None]] = []
+        # Connection tasks, held until they finish (the loop keeps only weak references).
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._sockets = _bind(self._host, self._port)
+        self._accepting = [asyncio.create_task(self._accept_forever(sock)) for sock in self._sockets]
+
+    @property
+    def port(self) -> int:
+        port: int = self._sockets[0].getsockname()[1]
+        return port
+
+    async def close(self) -> None:
+        """Stop accepting; connections already accepted go on."""
+        for task in self._accepting:
+            task.cancel()
+        await asyncio.gather(*self._accepting, return_exceptions=True)
+        for sock in self._sockets:
+            sock.close()
+
+    async def _accept_forever(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        pause = _FIRST_PAUSE
+        while True:
+            try:
+                client, _ = await loop.sock_accept(sock)
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    continue  # the client gave up before it was accepted (ECONNABORTED, ...)
+                self._client_log.warning(
+                    "accept", "cannot accept connections: %s (%d client connections open); "
+                    "pausing accepts for %g s", exc, self._open_connections(), pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _LONGEST_PAUSE)
+                continue
+            pause = _FIRST_PAUSE
+            await self._serve(loop, client)
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop, client: socket.socket) -> None:
+        client.setblocking(False)
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport, _ = await loop.connect_accepted_socket(lambda: protocol, client)
+        except OSError:
+            client.close()
+            return
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        task = asyncio.create_task(self._on_connection(reader, writer))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+
+def _bind(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for every address of ``host``, as asyncio.start_server binds them."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(_BACKLOG)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
