@@ -105,6 +105,13 @@ FLAGS: tuple[Flag, ...] = (
          str(_DEFAULTS.retention_check_interval_ms),
          "how often topics with retention.ms or retention.bytes are trimmed "
          "(Kafka's log.retention.check.interval.ms)"),
+    Flag("--producer-id-expiration-ms", "MS", "PRODUCER_ID_EXPIRATION_MS", parse_int(1),
+         str(_DEFAULTS.producer_id_expiration_ms),
+         "forget an idempotent producer's state on a partition once its newest batch there is "
+         "this old (Kafka's producer.id.expiration.ms; no topic-level override, as in Kafka)"),
+    Flag("--producer-id-expiration-check-interval-ms", "MS", "PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS",
+         parse_int(1), str(_DEFAULTS.producer_id_expiration_check_interval_ms),
+         "how often idle producers' state is swept (Kafka's producer.id.expiration.check.interval.ms)"),
     Flag("--adopt-streams", "PATTERN[,PATTERN...]", "ADOPT_STREAMS", parse_patterns, "",
          "glob patterns of existing Redis stream keys that CreateTopics may "
          "adopt with redis.stream.keys (default: none; the adopt subcommand always can)"),

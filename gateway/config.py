@@ -75,6 +75,11 @@ class Config:
     # Kafka's log.retention.check.interval.ms: how often topics with
     # retention.ms / retention.bytes set are trimmed.
     retention_check_interval_ms: int = 30_000
+    # Kafka's producer.id.expiration.ms: an idempotent producer's state on a
+    # partition is forgotten once its newest batch there is this old, and
+    # producer.id.expiration.check.interval.ms: how often partitions are swept.
+    producer_id_expiration_ms: int = 86_400_000
+    producer_id_expiration_check_interval_ms: int = 600_000
     # Glob patterns of Redis keys that CreateTopics may adopt as partitions
     # (redis.stream.keys). Empty: adoption through the Kafka API is off,
     # since it hands any client every matching stream in the database.

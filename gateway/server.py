@@ -20,6 +20,7 @@ from .handlers import ROUTES
 from .heap import HeapTrimmer
 from .listener import Listener
 from .logs import RateLimitedLog
+from .producer_expiry import run as run_producer_expiry
 from .retention import run as run_retention
 from .storage import RedisStorage, StorageUnavailable
 from .storage.groups import RedisGroupStorage
@@ -40,6 +41,7 @@ class Gateway:
         self._connections: dict[Connection, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._retention: asyncio.Task[None] | None = None
+        self._producer_expiry: asyncio.Task[None] | None = None
         self._metrics_server: metrics.MetricsServer | None = None
         # What clients cause, logged without letting them flood the log.
         self.client_log = RateLimitedLog(log, config.warning_interval_ms / 1000)
@@ -69,6 +71,9 @@ class Gateway:
         self.broker = Broker(self.config.node_id, advertised.host, advertised.port, cluster_id)
         self._retention = asyncio.create_task(
             run_retention(self.storage, self.config.retention_check_interval_ms))
+        self._producer_expiry = asyncio.create_task(run_producer_expiry(
+            self.storage, self.config.producer_id_expiration_check_interval_ms,
+            self.config.producer_id_expiration_ms))
         # Everything alive now (modules, the protocol schemas, the routes)
         # lives as long as the process: freezing it keeps the cyclic GC's
         # full collections, which stop the event loop, from walking it again
@@ -162,10 +167,11 @@ class Gateway:
         if self._listener is not None:
             await self._listener.close()
         self._heap.cancel()
-        if self._retention is not None:
-            self._retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention
+        for task in (self._retention, self._producer_expiry):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if hasattr(self, "coordinator"):
             # Parked JoinGroup/SyncGroup requests answer NOT_COORDINATOR now
             # rather than hold shutdown up for a rebalance timeout.

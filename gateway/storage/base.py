@@ -232,6 +232,9 @@ class Storage(Protocol):
 
     async def delete_records(self, topic: str, partition: int, offset: int) -> int: ...
 
+    async def expire_producers(self, topic: str, partition: int, cursor: str,
+                               expiration_ms: int) -> tuple[str, int]: ...
+
     async def apply_retention(
         self, topic: str, partition: int, retention_ms: int, retention_bytes: int
     ) -> int: ...

@@ -70,6 +70,10 @@ OFFSETS = function("offsets.lua")
 OFFSET_FOR_TIME = function("offset_for_time.lua")
 DELETE_RECORDS = function("delete_records.lua")
 RETENTION = function("retention.lua")
+EXPIRE_PRODUCERS = function("expire_producers.lua")
+# Producer states one expire_producers.lua call looks at (HSCAN COUNT): each
+# is a few hundred bytes, so a call touches at most some tens of KiB.
+PRODUCER_EXPIRY_STEP = 100
 
 
 class RedisStorage:
@@ -582,6 +586,19 @@ class RedisStorage:
                        [retention_ms, retention_bytes]),
             idempotent=True)
         return int(start)
+
+    async def expire_producers(self, topic: str, partition: int, cursor: str,
+                               expiration_ms: int) -> tuple[str, int]:
+        """One bounded step of forgetting producers idle on a partition for ``expiration_ms``.
+
+        Returns the cursor of the next step ("0": the partition is done) and
+        how many producers this step forgot.
+        """
+        producers = self.streams.partition(topic, partition).producers
+        next_cursor, removed = await self._one(
+            ScriptCall(EXPIRE_PRODUCERS, [producers], [cursor, PRODUCER_EXPIRY_STEP, expiration_ms]),
+            idempotent=True)
+        return (next_cursor.decode() if isinstance(next_cursor, bytes) else str(next_cursor)), int(removed)
 
     def _stream_index_meta(self, topic: str, partition: int) -> list[str]:
         partition_keys = self.streams.partition(topic, partition)

@@ -25,7 +25,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaProducer
 from kafka import KafkaProducer
-from kafka_redis_gateway.gateway.storage import keys
+from kafka_redis_gateway.gateway.storage import RedisStorage, keys
 from kafka_redis_gateway.protocol.records import Record, encode_batch
 from kio.schema.errors import ErrorCode
 
@@ -190,6 +190,65 @@ def test_confluent_kafka_init_transactions_fails_fast_and_is_logged_once(gateway
     logged = [line for line in gateway.log_path.read_text().splitlines()
               if "'tx-client'" in line and "transactions are not served" in line]
     assert len(logged) == 1, logged
+
+
+# -- producer state expiry ----------------------------------------------------------
+
+
+DAY_MS = 86_400_000
+
+
+async def test_idle_producers_are_forgotten_in_bounded_steps(storage: RedisStorage, redis_client: redis.Redis,
+                                                             topic_name: str) -> None:
+    """producer.id.expiration.ms: a producer's state goes once its newest batch there is that old."""
+    await storage.create_topic(topic_name, 1, {})
+    producers = keys.own_partition_keys(topic_name, 0).producers
+    now_ms = int(time.time() * 1000)
+    # Five batches each, as a busy producer leaves them (over 64 bytes, so
+    # Redis keeps the hash as a hash table, which HSCAN walks COUNT at a time;
+    # a small listpack-encoded hash comes back whole, and is small).
+    idle = {f"{1000 + n}": "0;" + ";".join(f"{b}:{b}:{n + b}:{now_ms - DAY_MS - 60_000 - (5 - b)}"
+                                          for b in range(5))
+            for n in range(450)}
+    recent = {"7": f"3;0:4:0:{now_ms - 2 * DAY_MS};5:5:9:{now_ms - 1000}", "8": f"0;0:0:1:{now_ms}"}
+    legacy = {"9": "0;0:0:5"}  # no append time (older gateways): left alone
+    redis_client.hset(producers, mapping={**idle, **recent, **legacy})
+    assert redis_client.object("encoding", producers) == b"hashtable"
+
+    cursor, steps, removed = "0", [], 0
+    while True:
+        cursor, step_removed = await storage.expire_producers(topic_name, 0, cursor, DAY_MS)
+        steps.append(step_removed)
+        removed += step_removed
+        if cursor == "0":
+            break
+    assert removed == len(idle)
+    # Bounded: no single call walked the whole hash (HSCAN COUNT 100 per step).
+    assert len(steps) >= 4 and max(steps) <= 200, steps
+    assert {k.decode() for k in redis_client.hkeys(producers)} == {*recent, *legacy}
+
+
+def test_gateway_expires_idle_producers_and_they_may_resume(
+        redis_server: RedisServer, tmp_path: Path, topic_name: str, redis_client: redis.Redis) -> None:
+    """The periodic sweep forgets the idle producer; its next batch starts it anew, as in Kafka."""
+    gateway = GatewayProcess(redis_server.url, log_path=tmp_path / "gateway.log", extra_args=[
+        "--producer-id-expiration-ms", "500", "--producer-id-expiration-check-interval-ms", "100"]).start()
+    wire = Wire(gateway.bootstrap)
+    try:
+        create_topic(wire, topic_name)
+        producer = new_producer(wire)
+        assert send_one(wire, topic_name, idempotent_batch(producer, 0, b"a")) == (OK, 0)
+        producers = keys.own_partition_keys(topic_name, 0).producers
+        deadline = time.monotonic() + 30
+        while redis_client.hexists(producers, str(producer.id)):
+            assert time.monotonic() < deadline, "the idle producer's state was never expired"
+            time.sleep(0.1)
+        # Kafka takes any sequence from a producer it has no state for.
+        assert send_one(wire, topic_name, idempotent_batch(producer, 1, b"b")) == (OK, 1)
+        assert stored_values(wire, topic_name) == [b"a", b"b"]
+    finally:
+        wire.close()
+        gateway.stop()
 
 
 # -- sequence checks --------------------------------------------------------------

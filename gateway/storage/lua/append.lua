@@ -434,9 +434,8 @@ local function check_producer()
   end
   local raw = redis.call('HGET', producers, producer_id)
   if raw == false then
-    if first_seq ~= 0 then
-      return {-1, OUT_OF_ORDER_SEQUENCE_NUMBER}
-    end
+    -- No state here: a new producer, or one idle past producer.id.expiration.ms
+    -- (producer_expiry.py). As Kafka, any sequence starts it anew.
     return nil
   end
   local epoch, batches = parse_state(raw)
