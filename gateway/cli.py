@@ -180,6 +180,17 @@ def _setting(flag: Flag, given: str | None) -> tuple[str, str | None]:
     return f"the default of {flag.name}", flag.default
 
 
+def _on_redis(name: str, tool: Callable[[Sequence[str]], int], arguments: Sequence[str]) -> int:
+    """Run a subcommand that works on Redis directly; Redis out of reach is one line, status 1."""
+    from .storage import StorageUnavailable
+
+    try:
+        return tool(arguments)
+    except StorageUnavailable as exc:
+        print(f"kafka-redis-gateway {name}: error: cannot reach Redis: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["bench"]:  # benchmark tool, gateway/bench/ (docs/benchmarks.md)
@@ -189,11 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["inspect"]:  # the topic-to-stream mapping, gateway/inspect.py
         from .inspect import main as inspect_main
 
-        return inspect_main(arguments[1:])
+        return _on_redis("inspect", inspect_main, arguments[1:])
     if arguments[:1] == ["adopt"]:  # existing streams as a topic, gateway/adopt.py
         from .adopt import main as adopt_main
 
-        return adopt_main(arguments[1:])
+        return _on_redis("adopt", adopt_main, arguments[1:])
     config = parse_config(argv)
     logging.basicConfig(
         level=config.log_level,

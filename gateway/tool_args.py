@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .config import default_data_dir
+from .config import default_data_dir, parse_redis_url
 from .embedded import running_url
 
 
@@ -20,7 +20,12 @@ def add_redis_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def redis_url(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
-    url: str | None = args.redis_url or running_url(Path(args.data_dir))
+    if args.redis_url:
+        try:
+            return parse_redis_url(args.redis_url)
+        except ValueError as exc:
+            parser.error(f"--redis-url (or KRG_REDIS_URL): {exc}")
+    url = running_url(Path(args.data_dir))
     if not url:
         parser.error(f"no --redis-url, and no embedded server is running with data dir {args.data_dir}")
     return url

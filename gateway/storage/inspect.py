@@ -7,7 +7,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from . import keys
-from .redis_storage import _decode_topic
+from .base import StorageUnavailable
+from .redis_storage import UNAVAILABLE, _decode_topic
 
 
 def _text(value: Any) -> Any:
@@ -37,6 +38,8 @@ async def inspect_topics(url: str, topic: str | None = None) -> list[dict[str, A
             topics.append({"topic": info.name, "topic_id": str(info.topic_id),
                            "configs": dict(info.configs), "partitions": partitions})
         return topics
+    except UNAVAILABLE as exc:  # the command line says so in one line
+        raise StorageUnavailable(str(exc)) from exc
     finally:
         await client.aclose()
 

@@ -84,3 +84,16 @@ def test_the_readme_table_lists_every_flag() -> None:
             assert default == f"`{flag.default}`", flag.name
         else:  # "off", "none", "embedded server": an optional setting
             assert not flag.default, flag.name
+
+
+@pytest.mark.parametrize("subcommand", [["inspect"], ["adopt", "orders", "orders"]])
+def test_subcommands_name_a_bad_redis_url_and_say_when_redis_is_unreachable(
+        subcommand: list[str]) -> None:
+    bad = gateway(*subcommand, "--redis-url", "127.0.0.1:35841")
+    # argparse's usage block, then the error line (the subcommands' own parsers).
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert "--redis-url" in bad.stderr.splitlines()[-1]
+    # Port 1 on loopback: nothing listens there, the connection is refused at once.
+    unreachable = gateway(*subcommand, "--redis-url", "redis://127.0.0.1:1/0")
+    assert unreachable.returncode == 1 and len(unreachable.stderr.splitlines()) == 1, unreachable.stderr
+    assert "cannot reach Redis" in unreachable.stderr
