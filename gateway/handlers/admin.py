@@ -233,6 +233,8 @@ def broker_configs(context: RequestContext) -> Mapping[str, tuple[str, int]]:
         "compression.type": ("producer", 2),
         "log.retention.ms": (TOPIC_CONFIGS["retention.ms"].default, 5),
         "log.retention.check.interval.ms": (str(config.retention_check_interval_ms), 5),
+        "producer.id.expiration.ms": (str(config.producer_id_expiration_ms), 3),
+        "producer.id.expiration.check.interval.ms": (str(config.producer_id_expiration_check_interval_ms), 3),
     }
 
 

@@ -291,6 +291,8 @@ def test_describe_broker_configs(admin: AdminClient, bootstrap: str) -> None:
     assert configs["broker.id"].value == "0"
     assert configs["advertised.listeners"].value == f"PLAINTEXT://{bootstrap}"
     assert configs["auto.create.topics.enable"].value == "true"
+    # Idempotent producers' state expires after Kafka's default day (broker-wide only, as in Kafka).
+    assert configs["producer.id.expiration.ms"].value == "86400000"
 
 
 # -- produce and consume ---------------------------------------------------------
