@@ -13,7 +13,6 @@ is every record, and ``redis-url`` and ``password`` are the key to the server.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import secrets
@@ -94,6 +93,8 @@ class DataDirLock:
         ``holder`` (this gateway's pid and listen address) is written into
         the file once the lock is ours, for the message a second start shows.
         """
+        import fcntl  # POSIX only; imported here so that --redis-url works without it
+
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

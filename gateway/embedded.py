@@ -150,7 +150,8 @@ class EmbeddedRedis:
     # fsync of the write's own event-loop turn (0.4 ms median measured here)
     # instead of waiting for the once-a-second fsync (about 100 ms).
     def __init__(self, data_dir: Path, *, port: int | None = None, appendfsync: str = "always"):
-        self.data_dir = data_dir
+        # Absolute: the server chdirs into --dir before it writes --pidfile.
+        self.data_dir = data_dir.absolute()
         self.port = port or free_port()
         self.appendfsync = appendfsync
         self.binary = find_server_binary()

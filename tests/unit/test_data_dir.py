@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from kafka_redis_gateway.gateway.data_dir import make_private
+from kafka_redis_gateway.gateway.embedded import EmbeddedRedis
 
 
 def mode(path: Path) -> int:
@@ -37,3 +38,15 @@ def test_a_directory_holding_other_files_keeps_its_modes(tmp_path: Path) -> None
     shared = made_open(tmp_path / "shared", "notes.txt")
     make_private(shared)  # e.g. --data-dir /tmp: closing it would lock others out
     assert mode(shared) == 0o755
+
+
+def test_the_server_command_is_loopback_absolute_and_without_the_password(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    command = EmbeddedRedis(Path("relative")).command()
+    option = dict(zip(command[2::2], command[3::2], strict=False))
+    assert option["--bind"] == "127.0.0.1"
+    # The server chdirs into --dir before it writes its pid file.
+    assert option["--pidfile"] == str(tmp_path / "relative" / "valkey.pid")
+    assert command[1] == str(tmp_path / "relative" / "valkey.conf")  # the password is in there
+    assert not any("requirepass" in part for part in command)
