@@ -155,7 +155,7 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self.appendfsync = appendfsync
         self.binary = find_server_binary()
-        self._lock = DataDirLock(data_dir)
+        self._lock = DataDirLock(self.data_dir)
         self._password = ""
         self._process: subprocess.Popen[bytes] | None = None
 
