@@ -100,8 +100,31 @@ class RedisGroupStorage:
         # Register first: a partition with a commit must be findable, while
         # a registered partition without one is harmless (readers skip it).
         await self._call(lambda: self._register(group, commits, protocol_type))
-        replies = await self._call(lambda: run_calls(self._redis, calls))
+        replies = await self._run_until_sought(calls)
         return [_error(reply) for reply in replies]
+
+    async def _run_until_sought(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Run script calls, repeating those whose seek yielded ({-3, *resume}) until they answer.
+
+        A seek copies a bounded number of bytes per script call
+        (lua/stream_info.lua), then stops where the next call goes on: at the
+        index point it left, or at the position the reply hands back
+        (``resume``, appended to the call's arguments). The others' replies
+        are kept.
+        """
+        replies: list[Any] = [None] * len(calls)
+        pending = dict(enumerate(calls))
+        while pending:
+            round_calls = list(pending.values())
+            answered = await self._call(lambda: run_calls(self._redis, round_calls))  # noqa: B023 (awaited at once)
+            again = {}
+            for index, reply in zip(pending, answered, strict=True):
+                replies[index] = reply
+                if _seek_yielded(reply):
+                    call = calls[index]
+                    again[index] = ScriptCall(call.script, call.keys, [*call.args, *reply[1:]])
+            pending = again
+        return replies
 
     async def _register(self, group: str, commits: Sequence[OffsetCommit],
                         protocol_type: str | None) -> None:
@@ -119,7 +142,7 @@ class RedisGroupStorage:
             return []
         calls = [ScriptCall(COMMITTED, _commit_keys(await self._keys_of(topic, partition)), [group])
                  for topic, partition in partitions]
-        replies = await self._call(lambda: run_calls(self._redis, calls))
+        replies = await self._run_until_sought(calls)
         results = []
         for (topic, partition), reply in zip(partitions, replies, strict=True):
             if isinstance(reply, Exception):
@@ -210,6 +233,10 @@ def _classified(error: Exception) -> Exception:
     if isinstance(error, UNAVAILABLE):
         return StorageUnavailable(str(error))
     return error
+
+
+def _seek_yielded(reply: Any) -> bool:
+    return isinstance(reply, list) and bool(reply) and reply[0] == -3
 
 
 def _error(reply: Any) -> Exception | None:

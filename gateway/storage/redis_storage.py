@@ -52,14 +52,20 @@ UNAVAILABLE = (
 )
 
 # An offset index point at least every INDEX_INTERVAL offsets and every
-# INDEX_BYTES bytes of entries (append.lua), so a seek from a point copies at
-# most about 256 KiB plus one entry.
+# INDEX_BYTES bytes of entries (append.lua; seeks through regions without
+# points use the same spacing, lua/stream_info.lua), so a seek from a point
+# copies at most about 256 KiB plus one entry.
 INDEX_INTERVAL = 1024
 INDEX_BYTES = 256 * 1024
-# Seek steps one read call may take through unindexed native entries before
-# yielding the server to other clients; the caller calls again.
-MAX_SEEK_STEPS = 64
 TIMESTAMP_SCAN = 1000
+# Scripts that seek answer "call again" once they have copied SEEK_BYTES of
+# entries (lua/stream_info.lua), yielding Redis to other clients; these are
+# their replies' markers.
+READ_AGAIN = 2
+DELETE_AGAIN = 2
+# Entries one retention call may trim (whole stream nodes, freed without
+# touching each entry); a bigger trim takes several calls.
+RETENTION_TRIM_ENTRIES = 10_000
 TOPIC_CACHE_SECONDS = 1.0
 
 
@@ -434,7 +440,7 @@ class RedisStorage:
             replies = await self._round(calls)
             again = []
             for index, reply in zip(pending, replies, strict=True):
-                if isinstance(reply, list) and reply[0] == 2:
+                if isinstance(reply, list) and reply[0] == READ_AGAIN:
                     again.append(index)  # a long seek yielded; continue it
                 else:
                     results[index] = self._read_result(requests[index], reply)
@@ -502,8 +508,7 @@ class RedisStorage:
         return ScriptCall(
             READ,
             [partition.stream, partition.index, partition.meta],
-            [request.offset, request.max_records, request.max_bytes, INDEX_INTERVAL, MAX_SEEK_STEPS,
-             int(request.min_one)],
+            [request.offset, request.max_records, request.max_bytes, int(request.min_one)],
         )
 
     async def wait_for_entries(
@@ -539,9 +544,11 @@ class RedisStorage:
         """
         results: list[PartitionOffsets | TimeOffset | Exception | None] = [None] * len(queries)
         after: dict[int, bytes] = {}
+        resume: dict[int, tuple[bytes, bytes]] = {}
         pending = list(range(len(queries)))
         while pending:
-            replies = await self._round([self._offsets_call(queries[i], after.get(i)) for i in pending])
+            replies = await self._round([self._offsets_call(queries[i], after.get(i), resume.get(i))
+                                         for i in pending])
             again = []
             for index, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, Exception):
@@ -549,30 +556,34 @@ class RedisStorage:
                 elif queries[index].timestamp is None:
                     results[index] = _partition_offsets(reply)
                 elif int(reply[0]) == -2:
-                    after[index] = reply[1]  # scanned TIMESTAMP_SCAN entries without an answer
+                    after[index] = reply[1]  # scanned as far as one call may without an answer
+                    again.append(index)
+                elif int(reply[0]) == -3:
+                    resume[index] = (reply[1], reply[2])  # a seek yielded: go on from where it stopped
                     again.append(index)
                 else:
                     results[index] = TimeOffset(int(reply[0]), int(reply[1]))
             pending = again
         return [result for result in results if result is not None]
 
-    def _offsets_call(self, query: OffsetQuery, after: bytes | None) -> ScriptCall:
+    def _offsets_call(self, query: OffsetQuery, after: bytes | None,
+                      resume: tuple[bytes, bytes] | None) -> ScriptCall:
         partition_keys = self.streams.partition(query.topic, query.partition)
         if query.timestamp is None:
             return ScriptCall(OFFSETS, [partition_keys.stream, partition_keys.meta], [])
         return ScriptCall(
             OFFSET_FOR_TIME, [partition_keys.stream, partition_keys.index, partition_keys.meta],
-            [query.timestamp, TIMESTAMP_SCAN, int(query.by_append_time),
-             *([] if after is None else [after])])
+            [query.timestamp, TIMESTAMP_SCAN, int(query.by_append_time), after or "", *(resume or ())])
 
     async def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """Trim a partition so that ``offset`` (-1: the end) is its log start; the new log start.
 
         Raises OffsetOutOfRange when the offset is past the end offset.
         """
-        status, start = await self._one(
-            ScriptCall(DELETE_RECORDS, self._stream_index_meta(topic, partition), [offset]),
-            idempotent=True)
+        call = ScriptCall(DELETE_RECORDS, self._stream_index_meta(topic, partition), [offset])
+        status, start = await self._one(call, idempotent=True)
+        while int(status) == DELETE_AGAIN:  # a seek yielded; each call goes on from where it stopped
+            status, start = await self._one(call, idempotent=True)
         if int(status) == 1:
             raise OffsetOutOfRange(int(start))
         return int(start)
@@ -580,11 +591,16 @@ class RedisStorage:
     async def apply_retention(
         self, topic: str, partition: int, retention_ms: int, retention_bytes: int
     ) -> int:
-        """Trim a partition by age (entry ID time) and approximate size; the new log start."""
-        start = await self._one(
-            ScriptCall(RETENTION, self._stream_index_meta(topic, partition),
-                       [retention_ms, retention_bytes]),
-            idempotent=True)
+        """Trim a partition by age (entry ID time) and approximate size; the new log start.
+
+        Each script call trims at most RETENTION_TRIM_ENTRIES; calls repeat
+        until nothing more is due.
+        """
+        call = ScriptCall(RETENTION, self._stream_index_meta(topic, partition),
+                          [retention_ms, retention_bytes, RETENTION_TRIM_ENTRIES])
+        start, more = await self._one(call, idempotent=True)
+        while int(more):
+            start, more = await self._one(call, idempotent=True)
         return int(start)
 
     async def expire_producers(self, topic: str, partition: int, cursor: str,

@@ -16,7 +16,9 @@
 -- continues at offset N and XINFO GROUPS shows the group's lag. When N-1 is
 -- below the log start (N = 0 included) the ID is 0-0: the group reads from
 -- the first entry still there. Past the log end it is the last entry's ID.
--- Returns the last-delivered-id it set.
+-- Returns the last-delivered-id it set, or {-3} when finding the entry
+-- copied SEEK_BYTES without getting there; it wrote nothing then, and the
+-- same call again goes on from the index point the seek left.
 
 local stream, index, commits, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- Lua numbers are doubles: offset is exact only below 2^53, which is enough
@@ -30,6 +32,9 @@ if offset - 1 >= end_offset then
   id = last_id
 elseif offset - 1 >= start then
   id = entry_id_at(stream, index, offset - 1, start, end_offset, first_id)
+  if id == nil then
+    return {-3} -- the seek yielded (stream_info.lua), nothing written: call again
+  end
 end
 
 local created = redis.pcall('XGROUP', 'CREATE', stream, group, id, 'MKSTREAM', 'ENTRIESREAD', exact_offset)

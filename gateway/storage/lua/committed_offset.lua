@@ -10,7 +10,10 @@
 --
 -- Returns {offset (an integer, or the committed digits as a string),
 -- leader epoch, metadata}, or {-1, -1, ''} when the stream
--- has no such group. The offset is the group's entries-read; when Redis has
+-- has no such group, or {-3, offset, ID} when working the offset out
+-- copied SEEK_BYTES of entries without getting there: call again with that
+-- offset and ID as ARGV[2] and ARGV[3], where the count goes on (this
+-- function may not write, so it leaves no index points). The offset is the group's entries-read; when Redis has
 -- lost count (a group created natively at an explicit ID), it is worked out
 -- from last-delivered-id through the offset index. Epoch and metadata are
 -- those of the last Kafka commit while the group is still where that commit
@@ -41,7 +44,12 @@ end
 local offset = entries_read
 if not offset then
   local start, end_offset, first_id, last_id = stream_info(stream, meta)
-  offset = offset_after_id(stream, index, last_delivered, start, end_offset, first_id, last_id)
+  local walk
+  offset, walk = offset_after_id(stream, index, last_delivered, start, end_offset, first_id, last_id,
+                                 false, tonumber(ARGV[2]), ARGV[3])
+  if offset == nil then
+    return {-3, walk.pos, walk.id} -- counting copied SEEK_BYTES (stream_info.lua): call again
+  end
 end
 
 local record = redis.call('HGET', commits, group)

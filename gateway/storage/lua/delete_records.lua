@@ -7,7 +7,9 @@
 --
 -- Returns {0, log_start_offset} after trimming (an offset at or below the
 -- log start offset trims nothing), or {1, log_start_offset} when the offset
--- is past the end offset (Kafka's OFFSET_OUT_OF_RANGE).
+-- is past the end offset (Kafka's OFFSET_OUT_OF_RANGE), or {2,
+-- log_start_offset} when finding the entry copied SEEK_BYTES without getting
+-- there: nothing trimmed yet, call again.
 --
 -- XTRIM MINID <ID of the entry at the offset> removes exactly the entries
 -- before it, because offsets are positions (no XDEL in the middle); index
@@ -26,7 +28,11 @@ if target > start then
   if target == end_offset then
     redis.call('XTRIM', stream, 'MAXLEN', 0)
   else
-    redis.call('XTRIM', stream, 'MINID', entry_id_at(stream, index, target, start, end_offset, first_id))
+    local id = entry_id_at(stream, index, target, start, end_offset, first_id)
+    if id == nil then
+      return {2, start} -- the seek yielded (stream_info.lua): call again
+    end
+    redis.call('XTRIM', stream, 'MINID', id)
   end
   start = stream_info(stream, meta, true)
 end

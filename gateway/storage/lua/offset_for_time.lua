@@ -5,14 +5,22 @@
 -- KEYS[3]  its partition metadata hash (stream_info)
 -- ARGV[1]  timestamp (ms), a non-negative decimal integer of up to 64 bits
 -- ARGV[2]  how many entries after the first one appended at or after that
---          time to examine for a CreateTime timestamp at or after it
+--          time to examine for a CreateTime timestamp at or after it (the
+--          examination also stops after SEEK_BYTES of entries)
 -- ARGV[3]  1 when record timestamps are append times (LogAppendTime topics:
 --          the entry ID's ms), 0 to use the ts field (CreateTime)
--- ARGV[4]  (optional) continue the examination after this entry ID
+-- ARGV[4]  (optional) continue the examination after this entry ID ('' for
+--          from the start)
+-- ARGV[5], ARGV[6]  (optional) where the last call's count stopped: an
+--          offset and the ID of the entry there
 --
--- Returns {offset, timestamp}, {-1, -1} when no record qualifies, or
--- {-2, last ID examined} when ARGV[2] entries were examined without an
--- answer and more follow: call again with that ID as ARGV[4].
+-- Returns {offset, timestamp}, {-1, -1} when no record qualifies,
+-- {-2, last ID examined} when ARGV[2] entries (or SEEK_BYTES) were examined
+-- without an answer and more follow: call again with that ID as ARGV[4]; or
+-- {-3, offset, ID} when converting the hit's ID to an offset copied
+-- SEEK_BYTES without getting there: call again with the same arguments
+-- plus that offset and ID (this function may not write, so it leaves no
+-- index points).
 --
 -- Entry IDs carry the append time, which rises monotonically; a record's
 -- CreateTime (field ts) is normally a little earlier than its append time,
@@ -56,41 +64,64 @@ if end_offset == start or wanted == nil or wanted[1] then
   return {-1, -1}
 end
 
--- Entries appended at or after the time asked for (the ID's ms is the append time).
+-- The ts of an entry as a timestamp, or its ID's ms (native entries,
+-- LogAppendTime topics).
+local function timestamp_of(entry)
+  if not by_append_time then
+    local fields = entry[2]
+    for j = 1, #fields, 2 do
+      if fields[j] == 'ts' then
+        local ts = as_timestamp(fields[j + 1])
+        if ts ~= nil then
+          return ts
+        end
+        break
+      end
+    end
+  end
+  return as_timestamp(string.match(entry[1], '^%d+'))
+end
+
+-- Examine the entries appended at or after the time asked for (the ID's ms
+-- is the append time), in steps whose copied bytes stay within SEEK_BYTES.
 local from = wanted[2] == '' and '0' or wanted[2]
-if ARGV[4] then
+if ARGV[4] and ARGV[4] ~= '' then
   from = '(' .. ARGV[4]
 end
-local candidates = redis.call('XRANGE', stream, from, '+', 'COUNT', scan)
 local hit_id, hit_ts = nil, nil
-for _, entry in ipairs(candidates) do
-  local fields = entry[2]
-  local ts = nil
-  for j = 1, #fields, 2 do
-    if by_append_time then
-      break
-    end
-    if fields[j] == 'ts' then
-      ts = as_timestamp(fields[j + 1])
-      break
-    end
-  end
-  if ts == nil then
-    ts = as_timestamp(string.match(entry[1], '^%d+'))
-  end
-  if at_least(ts, wanted) then
-    hit_id, hit_ts = entry[1], (ts[1] and '-' or '') .. (ts[2] == '' and '0' or ts[2])
-    break
-  end
-end
-if hit_id == nil then
-  if #candidates == scan then
+local examined, copied, biggest, step = 0, 0, 0, FIRST_STEP
+local last_examined = nil
+while hit_id == nil do
+  if examined >= scan or copied >= SEEK_BYTES then
     -- Records stamped well before their append (a backfill, a long linger):
     -- the answer may lie further on.
-    return {-2, candidates[scan][1]}
+    return {-2, last_examined}
   end
-  return {-1, -1}
+  local want = math.min(step, scan - examined)
+  local candidates = redis.call('XRANGE', stream, from, '+', 'COUNT', want)
+  for _, entry in ipairs(candidates) do
+    local size = entry_size(entry)
+    examined, copied, biggest = examined + 1, copied + size, math.max(biggest, size)
+    last_examined = entry[1]
+    local ts = timestamp_of(entry)
+    if at_least(ts, wanted) then
+      hit_id, hit_ts = entry[1], (ts[1] and '-' or '') .. (ts[2] == '' and '0' or ts[2])
+      break
+    end
+  end
+  if hit_id == nil and #candidates < want then
+    return {-1, -1}
+  end
+  if last_examined ~= nil then
+    from = '(' .. last_examined
+  end
+  step = next_step(step, SEEK_BYTES - copied, biggest)
 end
 
 -- offset_after_id counts up to and including the hit, so the hit is one before.
-return {offset_after_id(stream, index, hit_id, start, end_offset, first_id, last_id) - 1, hit_ts}
+local after, walk = offset_after_id(stream, index, hit_id, start, end_offset, first_id, last_id,
+                                    false, tonumber(ARGV[5]), ARGV[6])
+if after == nil then
+  return {-3, walk.pos, walk.id} -- counting copied SEEK_BYTES without getting there: call again
+end
+return {after - 1, hit_ts}

@@ -66,37 +66,173 @@ local function id_less_or_equal(a, b)
   return a_ms < b_ms or (a_ms == b_ms and a_seq <= b_seq)
 end
 
+-- Seeks. Redis can only find an entry by ID, so finding the entry at an
+-- offset means walking forward from the nearest index point, and every
+-- entry walked over is copied out of the stream (XRANGE has no IDs-only
+-- form). The walks below copy in steps sized from the biggest entry seen,
+-- stop after SEEK_BYTES of entries (the caller then answers "call again",
+-- which lets other clients in), and leave index points as they go, so the
+-- next seek there is short.
+
+-- Bytes of entries (IDs, field names and values) one script call may copy
+-- while seeking forward, and first while trying back from the end (which
+-- pays when the offset is a few entries from the end: consumers commit there).
+local SEEK_BYTES = 1048576
+local SEEK_BACK_BYTES = 262144
+-- A walk leaves an index point every INDEX_INTERVAL offsets or every
+-- INDEX_BYTES of entries, whichever comes first.
+local INDEX_INTERVAL = 1024
+local INDEX_BYTES = 262144
+-- Entries in a walk's first step, before their size is known.
+local FIRST_STEP = 4
+
+local function entry_size(entry)
+  local size = #entry[1]
+  local fields = entry[2]
+  for j = 1, #fields do
+    size = size + #fields[j]
+  end
+  return size
+end
+
+-- The next step's entry count: at most double the last one, and no more
+-- than the bytes left allow at the biggest entry size seen.
+local function next_step(count, left, biggest)
+  return math.max(1, math.min(count * 2, math.floor(left / math.max(biggest, 1))))
+end
+
+-- A walk in progress: the entry at offset `pos` has ID `id`. `index` is nil
+-- for callers that may not write (functions flagged no-writes): their walk
+-- leaves no index points, and they hand where it stopped to the next call.
+local function new_walk(index, pos, id)
+  return {index = index, pos = pos, id = id, copied = 0, biggest = 0, count = 0, bytes = 0}
+end
+
+local function leave_point(walk)
+  if walk.index ~= nil then
+    redis.call('ZADD', walk.index, walk.pos, walk.id)
+  end
+end
+
+-- Counts an entry passed over; leaves an index point when one is due.
+local function pass(walk, entry)
+  local size = entry_size(entry)
+  walk.pos, walk.id = walk.pos + 1, entry[1]
+  walk.copied = walk.copied + size
+  walk.count, walk.bytes = walk.count + 1, walk.bytes + size
+  if size > walk.biggest then
+    walk.biggest = size
+  end
+  if walk.count >= INDEX_INTERVAL or walk.bytes >= INDEX_BYTES then
+    leave_point(walk)
+    walk.count, walk.bytes = 0, 0
+  end
+end
+
+-- Walks forward until the entry at offset `target` (or, with `bound`, the
+-- last entry at or before that ID) or SEEK_BYTES. Returns true when it got
+-- there (or to the stream's end); false when the budget ran out first, after
+-- leaving an index point where it stopped (walk.pos, walk.id), from which
+-- the next call goes on.
+local function walk_forward(stream, walk, target, bound)
+  local step = FIRST_STEP
+  while walk.pos < target do
+    if walk.copied >= SEEK_BYTES then
+      leave_point(walk)
+      return false
+    end
+    local want = math.min(target - walk.pos, step)
+    local found = redis.call('XRANGE', stream, '(' .. walk.id, bound or '+', 'COUNT', want)
+    for i = 1, #found do
+      pass(walk, found[i])
+    end
+    if #found < want then
+      return true -- reached the bound (or entries were deleted from the middle)
+    end
+    step = next_step(step, SEEK_BYTES - walk.copied, walk.biggest)
+  end
+  return true
+end
+
+-- The newest `count` entries, oldest first, if they fit in `budget` bytes;
+-- nil when they do not.
+local function newest_entries(stream, count, budget)
+  local newest, copied, biggest, step = {}, 0, 0, FIRST_STEP
+  local before = '+'
+  while #newest < count do
+    if copied >= budget then
+      return nil
+    end
+    local want = math.min(count - #newest, step)
+    local found = redis.call('XREVRANGE', stream, before, '-', 'COUNT', want)
+    for i = 1, #found do
+      local size = entry_size(found[i])
+      copied = copied + size
+      biggest = math.max(biggest, size)
+      newest[#newest + 1] = found[i]
+    end
+    if #found < want then
+      break
+    end
+    before = '(' .. found[#found][1]
+    step = next_step(step, budget - copied, biggest)
+  end
+  local oldest_first = {}
+  for i = #newest, 1, -1 do
+    oldest_first[#oldest_first + 1] = newest[i]
+  end
+  return oldest_first
+end
+
 -- The nearest known position at or before `offset`: an index point, or the
--- head of the stream when the index has nothing above the log start.
-local function seek_point(index, offset, start, first_id)
-  local point = redis.call('ZRANGE', index, offset, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')
-  if #point == 2 and tonumber(point[2]) >= start then
-    return tonumber(point[2]), point[1]
+-- head of the stream when the index has nothing above the log start. A
+-- point whose entry is gone (the stream was deleted and written again under
+-- the same key, leaving the index) is removed; a few are tried.
+local function seek_point(stream, index, offset, start, first_id)
+  for _ = 1, 4 do
+    local point = redis.call('ZRANGE', index, offset, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')
+    if #point ~= 2 or tonumber(point[2]) < start then
+      break
+    end
+    if #redis.call('XRANGE', stream, point[1], point[1]) == 1 then
+      return tonumber(point[2]), point[1]
+    end
+    redis.call('ZREM', index, point[1])
   end
   return start, first_id
 end
 
--- The ID of the entry at `offset` (start <= offset < end_offset): from the
--- nearest index point forward, or back from the newest entry when that is
--- closer. Kafka consumers fetched through the region before committing in
--- it, so the index usually bounds the scan to one interval.
+-- The ID of the entry at `offset` (start <= offset < end_offset), or nil
+-- when finding it would copy more than SEEK_BYTES: then the caller answers
+-- "call again" and the next call goes on from the index point left. From
+-- the nearest index point forward, or back from the newest entry when that
+-- is closer and small enough.
 local function entry_id_at(stream, index, offset, start, end_offset, first_id)
-  local seek_offset, seek_id = seek_point(index, offset, start, first_id)
-  local skip = offset - seek_offset
+  local seek_offset, seek_id = seek_point(stream, index, offset, start, first_id)
   local tail = end_offset - offset
-  if tail <= skip then
-    local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', tail)
-    return newest[#newest][1]
+  if tail <= offset - seek_offset then
+    local newest = newest_entries(stream, tail, SEEK_BACK_BYTES)
+    if newest ~= nil and #newest == tail then
+      return newest[1][1]
+    end
   end
-  local found = redis.call('XRANGE', stream, seek_id, '+', 'COUNT', skip + 1)
-  return found[#found][1]
+  local walk = new_walk(index, seek_offset, seek_id)
+  if not walk_forward(stream, walk, offset) then
+    return nil
+  end
+  return walk.id
 end
 
 -- The offset that follows entry ID `id`: how far a reader that has seen
 -- every entry up to and including `id` has come. Binary search of the index
 -- (its members rise with their scores) for the last point at or before the
--- ID, then a count of the entries from there.
-local function offset_after_id(stream, index, id, start, end_offset, first_id, last_id)
+-- ID, then a walk from there to the ID. When counting would copy more than
+-- SEEK_BYTES it returns nil and the walk (call again, as for entry_id_at;
+-- a caller that may not write, `index_writes` false, passes walk.pos and
+-- walk.id to the next call as `resume_offset` and `resume_id`, where the
+-- walk goes on).
+local function offset_after_id(stream, index, id, start, end_offset, first_id, last_id,
+                               index_writes, resume_offset, resume_id)
   if id_less_or_equal(last_id, id) then
     return end_offset
   end
@@ -114,8 +250,16 @@ local function offset_after_id(stream, index, id, start, end_offset, first_id, l
       high = middle - 1
     end
   end
+  if resume_offset ~= nil and resume_offset > point_offset and resume_offset >= start
+      and id_less_or_equal(resume_id, id) and #redis.call('XRANGE', stream, resume_id, resume_id) == 1 then
+    point_offset, point_id = resume_offset, resume_id
+  end
   if not id_less_or_equal(point_id, id) then
     return start -- the ID is before the first entry
   end
-  return point_offset + #redis.call('XRANGE', stream, point_id, id)
+  local walk = new_walk(index_writes and index or nil, point_offset, point_id)
+  if not walk_forward(stream, walk, end_offset, id) then
+    return nil, walk
+  end
+  return walk.pos + 1
 end
