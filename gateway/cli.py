@@ -74,6 +74,11 @@ FLAGS: tuple[Flag, ...] = (
          "partitions of auto-created topics and of CreateTopics asking for -1"),
     Flag("--max-request-size", "BYTES", "MAX_REQUEST_SIZE", parse_int(1), str(_DEFAULTS.max_request_size),
          "largest request accepted, bytes (Kafka's socket.request.max.bytes)"),
+    Flag("--max-buffered-request-bytes", "BYTES", "MAX_BUFFERED_REQUEST_BYTES", parse_int(1, 2**62),
+         str(_DEFAULTS.max_buffered_request_bytes),
+         "request bytes all connections may hold at once (frames being read, queued or handled); "
+         "a frame that does not fit waits and its connection stops reading; at least "
+         "--max-request-size (Kafka's queued.max.request.bytes)"),
     Flag("--max-connections", "N", "MAX_CONNECTIONS", parse_int(1), str(_DEFAULTS.max_connections),
          "client connections open at once; more are closed on accept (Kafka's max.connections)"),
     Flag("--max-queued-requests", "N", "MAX_QUEUED_REQUESTS", parse_int(1),
@@ -168,7 +173,12 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
             values[flag.dest] = flag.parse(text)
         except ValueError as exc:
             parser.error(f"{source}: {exc}")
-    return Config(**values)
+    config = Config(**values)
+    if config.max_buffered_request_bytes < config.max_request_size:
+        # As Kafka requires: else a frame of the largest size could never be read.
+        parser.error(f"--max-buffered-request-bytes ({config.max_buffered_request_bytes}) must be "
+                     f"at least --max-request-size ({config.max_request_size})")
+    return config
 
 
 def _setting(flag: Flag, given: str | None) -> tuple[str, str | None]:

@@ -49,8 +49,16 @@ class Config:
     default_partitions: int = 1
     # Kafka's socket.request.max.bytes.
     max_request_size: int = 100 * 1024 * 1024
-    # Kafka's max.connections: connections beyond it are closed on accept.
-    max_connections: int = 2_147_483_647
+    # Request bytes all connections may hold at once (Kafka's
+    # queued.max.request.bytes, unbounded there by default): a frame that
+    # does not fit waits, and its connection stops reading. At least
+    # max_request_size.
+    max_buffered_request_bytes: int = 256 * 1024 * 1024
+    # Kafka's max.connections (unbounded there): connections beyond it are
+    # closed on accept. Finite so that one gateway's memory is bounded
+    # (about 20 KiB per idle connection, and up to 2 x 64 KiB of unread
+    # input each while it waits); the open-file limit is raised to fit.
+    max_connections: int = 4096
     # Requests a connection reads ahead of the one being handled; a full
     # queue stops reading the socket (TCP backpressure). The Java producer's
     # max.in.flight.requests.per.connection, so its pipeline is read whole.

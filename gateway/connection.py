@@ -25,9 +25,16 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
-from kafka_redis_gateway.protocol.framing import FrameError, FrameTimeout, frame, read_frame
+from kafka_redis_gateway.protocol.framing import (
+    FrameError,
+    FrameTimeout,
+    frame,
+    read_frame_body,
+    read_frame_size,
+)
 from kafka_redis_gateway.protocol.messages import (
     MalformedRequest,
     decode_request,
@@ -41,6 +48,7 @@ from .context import RequestContext
 from .dispatch import CloseConnection
 from .handlers import api_versions
 from .logs import printable
+from .request_memory import Grant
 from .storage.base import appends_ordered
 
 if TYPE_CHECKING:
@@ -97,6 +105,9 @@ class Connection:
         # Started and not yet answered: as many as may be read ahead.
         self._started: set[asyncio.Task[bytes | None]] = set()
         self._start_slots = asyncio.Semaphore(config.max_queued_requests)
+        # Request memory reserved for each frame read (or being read) and
+        # not yet answered, oldest first (--max-buffered-request-bytes).
+        self._grants: deque[Grant] = deque()
         # Requests read and not yet answered, for the in-flight gauge.
         self._in_flight = 0
         self._idle_since = asyncio.get_running_loop().time()
@@ -141,6 +152,8 @@ class Connection:
             self._started.clear()
             metrics.IN_FLIGHT.dec(self._in_flight)
             self._in_flight = 0
+            while self._grants:  # requests read and never answered, and a partial frame
+                self.gateway.request_memory.release(self._grants.popleft())
             await self._close(abort)
 
     # -- reading ----------------------------------------------------------------
@@ -150,7 +163,7 @@ class Connection:
         end: Exception | None = None
         try:
             while True:
-                request = await read_frame(self.reader, self._max_request_size, self._read_timeout)
+                request = await self._read_frame()
                 if request is None:
                     break
                 metrics.BYTES_IN.inc(len(request) + 4)
@@ -160,6 +173,21 @@ class Connection:
         except Exception as exc:  # handed to the processor, which closes after what came before
             end = exc
         await self._requests.put(end)
+
+    async def _read_frame(self) -> bytes | None:
+        begun = await read_frame_size(self.reader, self._max_request_size, self._read_timeout)
+        if begun is None:
+            return None
+        size, deadline = begun
+        memory = self.gateway.request_memory
+        grant = memory.try_acquire(size)
+        if grant is None:
+            # Stop reading until the bytes are free (TCP holds the client
+            # back); the frame's time starts again once they are.
+            grant = await memory.acquire(size)
+            deadline = asyncio.get_running_loop().time() + self._read_timeout
+        self._grants.append(grant)  # given back when answered, or when the connection ends
+        return await read_frame_body(self.reader, size, deadline, self._read_timeout)
 
     # -- processing -------------------------------------------------------------
 
@@ -213,6 +241,7 @@ class Connection:
             finally:
                 self._started.discard(answer.task)
                 self._start_slots.release()
+                self.gateway.request_memory.release(self._grants.popleft())
                 self._in_flight -= 1
                 metrics.IN_FLIGHT.dec()
                 self._idle_since = asyncio.get_running_loop().time()

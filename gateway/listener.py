@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import resource
 import socket
 from collections.abc import Callable, Coroutine
 
@@ -111,3 +112,25 @@ def _bind(host: str, port: int) -> list[socket.socket]:
             sock.close()
         raise
     return sockets
+
+
+# Descriptors besides client connections: Redis connections, the metrics
+# server, log and data files.
+_OTHER_FILES = 256
+
+
+def fit_file_limit(max_connections: int) -> str | None:
+    """Raise the soft open-file limit so --max-connections fit, up to the hard
+    limit; a warning when even that is too low, else None."""
+    wanted = max_connections + _OTHER_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if raised > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        return (f"the open-file limit ({soft}) is below --max-connections ({max_connections}) "
+                f"plus {_OTHER_FILES}: accepting will fail before the connection limit is reached "
+                "(raise it with ulimit -n or LimitNOFILE=, or lower --max-connections)")
+    return None

@@ -50,6 +50,9 @@ REQUEST_LATENCY = Histogram(
 BYTES_IN = Counter("krg_received_bytes", "Request bytes read from clients, size prefixes included")
 BYTES_OUT = Counter("krg_sent_bytes", "Response bytes written to clients, size prefixes included")
 OPEN_CONNECTIONS = Gauge("krg_open_connections", "Client connections open now")
+BUFFERED_REQUEST_BYTES = Gauge(
+    "krg_buffered_request_bytes",
+    "Request bytes reserved by all connections: frames being read, queued or being handled")
 IN_FLIGHT = Gauge("krg_in_flight_requests",
                   "Requests read from clients and not yet answered (queued or being handled)")
 CONNECTIONS_REFUSED = Counter(

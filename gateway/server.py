@@ -18,9 +18,10 @@ from .dispatch import Router
 from .embedded import EmbeddedRedis
 from .handlers import ROUTES
 from .heap import HeapTrimmer
-from .listener import Listener
+from .listener import Listener, fit_file_limit
 from .logs import RateLimitedLog
 from .producer_expiry import run as run_producer_expiry
+from .request_memory import RequestMemory
 from .retention import run as run_retention
 from .storage import RedisStorage, StorageUnavailable
 from .storage.groups import RedisGroupStorage
@@ -38,6 +39,7 @@ class Gateway:
         self.broker: Broker
         self._listener: Listener | None = None
         self._heap = HeapTrimmer()
+        self.request_memory = RequestMemory(config.max_buffered_request_bytes)
         self._connections: dict[Connection, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._retention: asyncio.Task[None] | None = None
@@ -80,6 +82,9 @@ class Gateway:
         # and again (about 30 ms per collection without this).
         gc.collect()
         gc.freeze()
+        file_limit_problem = fit_file_limit(self.config.max_connections)
+        if file_limit_problem:
+            log.warning("%s", file_limit_problem)
         self._listener = Listener(self.config.listen.host, self.config.listen.port, self._accept,
                                   self.client_log, lambda: len(self._connections))
         self._listener.start()

@@ -16,7 +16,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -355,7 +355,7 @@ def resident_kib(pid: int) -> int:
 
 def test_memory_of_closed_connections_goes_back_to_the_system(
         redis_server: RedisServer, tmp_path: Path) -> None:
-    with limited_gateway(redis_server, tmp_path) as gateway:
+    with limited_gateway(redis_server, tmp_path, "--max-connections", "10000") as gateway:
         assert gateway.process.process is not None
         pid = gateway.process.process.pid
         accepted_connection(gateway.bootstrap).close()
@@ -377,3 +377,81 @@ def test_memory_of_closed_connections_goes_back_to_the_system(
         while (after := resident_kib(pid)) - before >= (crowded - before) / 2:
             assert time.monotonic() < deadline, f"RSS {before} -> {crowded} -> {after} KiB"
             time.sleep(0.2)
+
+
+# -- request memory across connections ------------------------------------------------
+
+
+MiB = 1024 * 1024
+
+
+def send_in_background(sock: socket.socket, data: bytes) -> threading.Thread:
+    """sendall in a thread: it blocks while the gateway does not read the socket."""
+    def send() -> None:
+        with suppress(OSError):  # closed by the test or the gateway
+            sock.sendall(data)
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_partial_large_frames_share_one_budget_and_others_are_served(
+        redis_server: RedisServer, tmp_path: Path, topic_name: str) -> None:
+    """8 connections each announce a 16 MiB frame and send 14 MiB of it: with a
+    32 MiB budget only two are read, the rest wait unread, and a producer and
+    consumer on other connections are served meanwhile."""
+    with limited_gateway(redis_server, tmp_path, "--max-request-size", str(16 * MiB),
+                         "--max-buffered-request-bytes", str(32 * MiB),
+                         "--request-read-timeout-ms", "60000") as gateway:
+        assert gateway.process.process is not None
+        pid = gateway.process.process.pid
+        accepted_connection(gateway.bootstrap).close()
+        before = resident_kib(pid)
+        partial = struct.pack(">i", 16 * MiB) + bytes(14 * MiB)
+        hostile = [raw_socket(gateway.bootstrap) for _ in range(8)]
+        senders = [send_in_background(sock, partial) for sock in hostile]
+        try:
+            deadline = time.monotonic() + 30
+            # Two frames hold the whole budget: 2 x 16 MiB reserved.
+            while value(scrape(gateway.metrics_port), "krg_buffered_request_bytes") < 32 * MiB:
+                assert time.monotonic() < deadline, "two frames were not admitted"
+                time.sleep(0.2)
+            values = [f"record-{i}".encode() for i in range(300)]
+            assert produce_and_read_back(gateway.bootstrap, topic_name, values) == values
+            held = value(scrape(gateway.metrics_port), "krg_buffered_request_bytes")
+            assert 32 * MiB <= held <= 32 * MiB + 2 * MiB  # the budget, and small requests' reserve
+            # Without the budget this is 8 x 14 MiB of buffered frames.
+            assert resident_kib(pid) - before < 64 * 1024
+        finally:
+            for sock in hostile:
+                sock.close()
+            for thread in senders:
+                thread.join(timeout=30)
+        # The budget is given back as the connections close.
+        deadline = time.monotonic() + 30
+        while value(scrape(gateway.metrics_port), "krg_buffered_request_bytes") > 0:
+            assert time.monotonic() < deadline, "request memory not given back"
+            time.sleep(0.2)
+
+
+def test_a_frame_larger_than_what_is_free_waits_and_is_read_later(
+        redis_server: RedisServer, tmp_path: Path, topic_name: str) -> None:
+    """A request that does not fit waits, unread and not closed, until a
+    partial frame's timeout frees the budget; then it is answered."""
+    with limited_gateway(redis_server, tmp_path, "--max-request-size", str(2 * MiB),
+                         "--max-buffered-request-bytes", str(2 * MiB),
+                         "--request-read-timeout-ms", "2000") as gateway, \
+            closing(Wire(gateway.bootstrap)) as patient:
+        create_topic(patient, topic_name)
+        holder = raw_socket(gateway.bootstrap)
+        holder.sendall(struct.pack(">i", 2 * MiB) + bytes(100))  # takes the whole budget, then stalls
+        deadline = time.monotonic() + 30
+        while value(scrape(gateway.metrics_port), "krg_buffered_request_bytes") < 2 * MiB:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # 900 kB: too large for the small requests' reserve, so it waits in line.
+        response = patient.call(produce(topic_name, {0: batch(os.urandom(900_000))}))
+        assert partition_errors(response) == {0: ErrorCode.none}
+        _, closed = read_until_closed(holder, timeout=30)
+        assert closed, "the stalled frame was not timed out"
+        holder.close()
