@@ -8,6 +8,7 @@ supervisor would.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections import Counter
@@ -247,4 +248,24 @@ def test_list_offsets_while_redis_is_away_is_retriable(
             ((partition,),) = [topic.partitions for topic in response.topics]
             assert (partition.error_code, partition.offset) == (ErrorCode.kafka_storage_error, -1)
     finally:
+        wire.close()
+
+
+def test_list_offsets_and_metadata_during_a_redis_stall_are_retriable(
+        redis_server: RedisServer, gateway: GatewayProcess, topic_name: str) -> None:
+    # A frozen Redis (SIGSTOP) accepts connections but never answers: every
+    # call times out (--redis-timeout 2) instead of being refused.
+    redis_server.start()
+    gateway.start()
+    assert redis_server.process is not None
+    wire = Wire(gateway.bootstrap)
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        response = wire.call(list_offsets(topic_name, -1))
+        ((partition,),) = [topic.partitions for topic in response.topics]
+        assert (partition.error_code, partition.offset) == (ErrorCode.kafka_storage_error, -1)
+        (topic,) = wire.call(metadata([f"{topic_name}-other"], version=1)).topics
+        assert topic.error_code == ErrorCode.leader_not_available
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
         wire.close()
