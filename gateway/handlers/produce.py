@@ -24,8 +24,10 @@ INVALID_PRODUCER_EPOCH.
 A batch larger than the topic's max.message.bytes: MESSAGE_TOO_LARGE.
 Compressed batches of one request may inflate to 64 MiB in all; partitions
 beyond that get CORRUPT_MESSAGE (a guard against decompression bombs).
-zstd before v7: UNSUPPORTED_COMPRESSION_TYPE. Redis unreachable:
-KAFKA_STORAGE_ERROR, which clients retry. Transactional batches are refused
+zstd before v7: UNSUPPORTED_COMPRESSION_TYPE. Redis unreachable, so
+nothing was written: KAFKA_STORAGE_ERROR, which clients retry. Appends sent
+whose reply was lost (Redis died or timed out) and that could not be settled
+(docs/guarantees.md): REQUEST_TIMED_OUT, "possibly written", also retried. Transactional batches are refused
 (INVALID_RECORD): transactions are not served. v13 (topic IDs) is not
 advertised. v0-v2 (message formats 0 and 1) are advertised, as Kafka 4 does
 for old librdkafka's feature detection, and refused when used.
@@ -49,7 +51,7 @@ from kio.schema.errors import ErrorCode
 from ..context import RequestContext
 from ..dispatch import CloseConnection, Route
 from ..storage import AppendBatch, AppendRequest, AppendResult, StorageUnavailable, TopicInfo
-from ..storage.base import AppendRefused, NotDurable
+from ..storage.base import AppendRefused, NotDurable, OutcomeUnknown
 from ..topics import config_value, topic_or_autocreate
 from ._build import NO_THROTTLE, error, make, millis_to_datetime, response_types
 
@@ -217,7 +219,14 @@ async def _append(context: RequestContext, appends: list[tuple[PartitionOutcome,
             # Kafka's answer when acks=all is not satisfied within the request
             # timeout; an idempotent producer's retry is deduplicated.
             outcome.code, outcome.message = ErrorCode.request_timed_out, "not durable in time"
+        elif isinstance(result, OutcomeUnknown):
+            # Sent, reply lost: clients take REQUEST_TIMED_OUT as "possibly
+            # written" (librdkafka: MSG_POSSIBLY_PERSISTED) and retry; an
+            # idempotent producer's retry is deduplicated.
+            outcome.code, outcome.message = ErrorCode.request_timed_out, str(result)
         elif isinstance(result, StorageUnavailable):
+            # Certainly not written: clients take KAFKA_STORAGE_ERROR as "not
+            # written" (librdkafka: MSG_NOT_PERSISTED) and retry.
             outcome.code, outcome.message = ErrorCode.kafka_storage_error, "Redis unavailable"
         else:
             outcome.code, outcome.message = ErrorCode.unknown_server_error, str(result)

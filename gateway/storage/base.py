@@ -48,6 +48,15 @@ class NotDurable(Exception):
     """Appended, but Redis did not confirm the fsync or replicas in time."""
 
 
+class OutcomeUnknown(Exception):
+    """The append was sent, and Redis may or may not have run it: its reply was lost.
+
+    Kafka's REQUEST_TIMED_OUT, which clients take as "possibly written";
+    StorageUnavailable (KAFKA_STORAGE_ERROR, "not written") is only for
+    appends that certainly did not run.
+    """
+
+
 class TopicNotFound(Exception):
     pass
 

@@ -25,6 +25,9 @@ so that the next call connects afresh, when it breaks, when its reply
 stream cannot be parsed, or when replies are owed and not one reply byte has
 come since a caller that timed out sent its commands (Redis is hung or
 unreachable, not merely busy with a queue of work it is answering).
+Batches sent with ``replay=True`` (an idempotent producer's appends) are
+not failed with a dead connection but sent again first on the next one,
+so that their callers learn whether they ran (see ``execute``).
 """
 
 from __future__ import annotations
@@ -40,16 +43,31 @@ from redis import exceptions as redis_errors
 from redis._parsers.base import BaseParser
 from redis.connection import parse_url
 
+# Pause between attempts to reconnect for commands owed a replay.
+RECONNECT_PAUSE = 0.1
+
 
 class _Waiter:
-    """One caller's batch: the replies it still expects and where they go."""
+    """One caller's batch: the replies it still expects and where they go.
 
-    __slots__ = ("expected", "future", "replies")
+    ``commands`` is kept only for a batch that may be replayed (see
+    MultiplexedConnection.execute); ``protocol`` is the connection it is
+    queued on, None while it waits for a new one.
+    """
 
-    def __init__(self, future: asyncio.Future[list[Any]], expected: int) -> None:
+    __slots__ = ("commands", "expected", "future", "generation", "protocol", "replies", "settling")
+
+    def __init__(self, future: asyncio.Future[list[Any]], expected: int, protocol: _Protocol,
+                 commands: Sequence[Sequence[Any]] | None) -> None:
         self.future = future
         self.expected = expected
         self.replies: list[Any] = []
+        self.protocol: _Protocol | None = protocol
+        self.commands = commands
+        # Whether its one extra timeout to settle (replayable batches) has begun;
+        # timers of older generations are void.
+        self.settling = False
+        self.generation = 0
 
 
 class _Protocol(asyncio.Protocol):
@@ -107,27 +125,50 @@ class _Protocol(asyncio.Protocol):
         self.fail(redis_errors.ConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
 
     def fail(self, error: Exception) -> None:
-        """Fail every waiting caller and close: the reply stream is no longer trustworthy."""
+        """Fail the waiting callers and close: the reply stream is no longer trustworthy.
+
+        Replayable batches are not failed but handed back to the owner, in
+        order, to be sent again first on the next connection.
+        """
         self.owner._forget(self)
+        replays = []
         while self.waiters:
             waiter = self.waiters.popleft()
-            if not waiter.future.done():
+            if waiter.future.done():
+                continue
+            if waiter.commands is not None and not self.owner.closed:
+                replays.append(waiter)
+            else:
                 waiter.future.set_exception(error)
         if self.transport is not None:
             self.transport.close()
+        if replays:
+            self.owner._replay(replays)
 
 
-def _expire(protocol: _Protocol, future: asyncio.Future[list[Any]], timeout: float,
-            received_before: int) -> None:
+def _arm(waiter: _Waiter, timeout: float) -> None:
+    waiter.generation += 1
+    received = waiter.protocol.received if waiter.protocol is not None else -1
+    asyncio.get_running_loop().call_later(timeout, _expire, waiter, waiter.generation, timeout, received)
+
+
+def _expire(waiter: _Waiter, generation: int, timeout: float, received_before: int) -> None:
     """Fail one caller whose replies did not come in time; the connection only if it went silent.
 
     The caller's waiter stays queued, so the replies still owed to it are
     matched to it and dropped, and every later caller still gets its own.
+    A replayable batch gets one more timeout first: its replies, or its
+    replay's, settle whether it ran.
     """
-    if future.done():
+    if waiter.future.done() or generation != waiter.generation:
         return
-    future.set_exception(redis_errors.TimeoutError(f"no reply from Redis within {timeout:g} s"))
-    if protocol.received == received_before:
+    protocol = waiter.protocol
+    if waiter.commands is not None and not waiter.settling:
+        waiter.settling = True
+        _arm(waiter, timeout)
+    else:
+        waiter.future.set_exception(redis_errors.TimeoutError(f"no reply from Redis within {timeout:g} s"))
+    if protocol is not None and protocol.received == received_before:
         protocol.fail(redis_errors.TimeoutError(
             f"Redis sent nothing for {timeout:g} s while replies were owed"))
 
@@ -149,6 +190,11 @@ class MultiplexedConnection:
             self._setup.append(("SELECT", int(options["db"])))
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
+        # Replayable batches whose connection died before all their replies
+        # came, in the order first sent; the next connection sends them first.
+        self._replays: collections.deque[_Waiter] = collections.deque()
+        self._reconnecting: asyncio.Task[None] | None = None
+        self.closed = False
 
     @staticmethod
     def supports(url: str) -> bool:
@@ -156,31 +202,42 @@ class MultiplexedConnection:
         return url.startswith("redis://")
 
     async def execute(self, commands: Sequence[Sequence[Any]], *, extra_time: float = 0.0,
-                      on_written: Callable[[], None] | None = None) -> list[Any]:
+                      on_written: Callable[[], None] | None = None, replay: bool = False) -> list[Any]:
         """Send the commands in one write; their replies in order, errors as exception objects.
 
         ``extra_time``: seconds the commands may legitimately take on top of
         the timeout (a blocking command's own timeout). ``on_written`` is
         called once the commands are written, before their replies come:
         every later call's commands reach Redis after them.
+
+        ``replay``: the commands may run twice with the effect of once (an
+        idempotent producer's appends), and the caller needs to know whether
+        they ran. Then a connection that dies before their replies come does
+        not fail them: they are sent again, in their first order and before
+        any other command, on the next connection, and a timeout gives them
+        one more timeout for their replies. Only when that runs out too does
+        the caller get a TimeoutError.
         """
         if not commands:
             return []
         protocol = self._protocol or await self._connect()
-        return await self._send(protocol, commands, self.timeout + extra_time, on_written)
+        return await self._send(protocol, commands, self.timeout + extra_time, on_written,
+                                commands if replay else None)
 
     async def _send(self, protocol: _Protocol, commands: Sequence[Sequence[Any]],
-                    timeout: float, on_written: Callable[[], None] | None = None) -> list[Any]:
+                    timeout: float, on_written: Callable[[], None] | None = None,
+                    replayable: Sequence[Sequence[Any]] | None = None) -> list[Any]:
         assert protocol.transport is not None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
-        protocol.waiters.append(_Waiter(future, len(commands)))
-        protocol.transport.write(b"".join([hiredis.pack_command(tuple(command)) for command in commands]))
+        waiter = _Waiter(future, len(commands), protocol, replayable)
+        protocol.waiters.append(waiter)
+        protocol.transport.write(_packed(commands))
         if on_written is not None:
             on_written()
         # A timer rather than asyncio.timeout: this is the hot path, and a
         # cancelled caller's future just drops its replies when they come.
-        timer = loop.call_later(timeout, _expire, protocol, future, timeout, protocol.received)
+        timer = loop.call_later(timeout, _expire, waiter, 0, timeout, protocol.received)
         try:
             return await future
         finally:
@@ -210,17 +267,65 @@ class MultiplexedConnection:
                 if isinstance(reply, Exception):
                     protocol.fail(redis_errors.ConnectionError(str(reply)))
                     raise redis_errors.AuthenticationError(str(reply))
+        self._resend_replays(protocol)
         self._protocol = protocol
         return protocol
+
+    def _resend_replays(self, protocol: _Protocol) -> None:
+        """Queue and write the batches owed a replay, before any caller can write."""
+        assert protocol.transport is not None
+        while self._replays:
+            waiter = self._replays.popleft()
+            if waiter.future.done() or waiter.commands is None:
+                continue  # its caller timed out meanwhile (or was cancelled)
+            waiter.protocol, waiter.replies = protocol, []
+            protocol.waiters.append(waiter)
+            protocol.transport.write(_packed(waiter.commands))
+
+    def _replay(self, waiters: list[_Waiter]) -> None:
+        """Take back batches from a dead connection: they go first on the next one."""
+        for waiter in waiters:
+            waiter.protocol = None
+            if not waiter.settling:
+                waiter.settling = True
+                _arm(waiter, self.timeout)
+        self._replays.extend(waiters)
+        if self._protocol is not None:
+            self._resend_replays(self._protocol)
+        elif self._reconnecting is None:
+            self._reconnecting = asyncio.ensure_future(self._reconnect_for_replays())
+
+    async def _reconnect_for_replays(self) -> None:
+        # No caller may come along to reconnect: keep trying while a replay is still wanted.
+        try:
+            while any(not waiter.future.done() for waiter in self._replays) and not self.closed:
+                try:
+                    await self._connect()
+                    return
+                except redis_errors.ConnectionError:
+                    await asyncio.sleep(RECONNECT_PAUSE)
+        finally:
+            self._reconnecting = None
 
     def _forget(self, protocol: _Protocol) -> None:
         if self._protocol is protocol:
             self._protocol = None
 
     def close(self) -> None:
+        self.closed = True
         if self._protocol is not None:
             protocol = self._protocol
             protocol.fail(redis_errors.ConnectionError("closed"))
+        while self._replays:
+            waiter = self._replays.popleft()
+            if not waiter.future.done():
+                waiter.future.set_exception(redis_errors.ConnectionError("closed"))
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+
+
+def _packed(commands: Sequence[Sequence[Any]]) -> bytes:
+    return b"".join([hiredis.pack_command(tuple(command)) for command in commands])
 
 
 class BlockingPool:

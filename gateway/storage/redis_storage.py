@@ -24,6 +24,7 @@ from .base import (
     NotDurable,
     OffsetOutOfRange,
     OffsetQuery,
+    OutcomeUnknown,
     PartitionOffsets,
     ReadRequest,
     ReadResult,
@@ -407,17 +408,52 @@ class RedisStorage:
         if durable_within_ms is not None and self._durability_wait is not None:
             trailer = (*self._durability_wait, max(durable_within_ms, 1))
         client = self._redis if trailer else self._fast
-        on_written = appends_ordered.get() if isinstance(client, MultiplexedConnection) else None
         if not self._library_loaded:
             await self.load_functions()
-        # Never re-sent here when the function was missing: requests released
-        # after this one have sent their appends already (scripts.py).
-        replies = await self._call(lambda: run_calls(client, calls, trailer, on_written,
-                                                     resend_missing=False))
+        idempotent = all(request.producer_id >= 0 for request in requests)
+        try:
+            replies = await self._send_appends(client, calls, trailer, idempotent)
+        except (StorageUnavailable, OutcomeUnknown) as exc:
+            return [exc] * len(calls)
         results = [_append_result(reply) for reply in replies[: len(calls)]]
         if trailer and not _durable(trailer, replies[-1]):
             results = [NotDurable() if isinstance(r, AppendResult) else r for r in results]
         return results
+
+    async def _send_appends(self, client: aioredis.Redis | MultiplexedConnection,
+                            calls: list[ScriptCall], trailer: tuple[Any, ...],
+                            idempotent: bool) -> list[Any]:
+        """The appends' replies; StorageUnavailable if they surely did not run, else OutcomeUnknown.
+
+        An idempotent producer's appends may run twice to the effect of once
+        (append.lua answers a repeat with the original offset), so a lost
+        reply is settled by running them again, within one more Redis
+        timeout: the multiplexed connection replays them, in the order first
+        sent and before anything else, on its next connection; on redis-py's
+        pool (acks=all, one such request in flight per client connection)
+        they run once more on a fresh connection. A plain producer's appends
+        are never repeated by the gateway: a lost reply is OutcomeUnknown.
+        Nor is an append re-sent after "Function not found" (scripts.py).
+        """
+        multiplexed = isinstance(client, MultiplexedConnection)
+        written = not multiplexed  # redis-py does not say: assume they may have gone out
+        release = appends_ordered.get() if multiplexed else None
+
+        def on_written() -> None:
+            nonlocal written
+            written = True
+            if release is not None:
+                release()
+
+        try:
+            return await self._call(
+                lambda: run_calls(client, calls, trailer, on_written, resend_missing=False,
+                                  replay=idempotent),
+                idempotent=idempotent and not multiplexed)
+        except StorageUnavailable as exc:
+            if written:
+                raise OutcomeUnknown(f"Redis's reply was lost; the append may have run ({exc})") from exc
+            raise
 
     async def new_producer_id(self) -> int:
         # INCR on one counter every gateway shares: IDs stay unique across

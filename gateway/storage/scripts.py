@@ -135,6 +135,7 @@ async def load_library(client: Client) -> None:
 async def run_calls(
     client: Client, calls: Sequence[ScriptCall], trailer: Sequence[Any] = (),
     on_written: Callable[[], None] | None = None, *, resend_missing: bool = True,
+    replay: bool = False,
 ) -> list[Any]:
     """Run function calls in one pipeline; replies (or exceptions) in order.
 
@@ -145,13 +146,14 @@ async def run_calls(
     Calls that found their function missing reload the library; with
     ``resend_missing`` they are sent again, otherwise their replies stay
     the "Function not found" errors (see the module's docstring).
+    ``replay``: see MultiplexedConnection.execute (redis-py's pipelines ignore it).
     """
-    replies = await _pipeline(client, calls, trailer, on_written)
+    replies = await _pipeline(client, calls, trailer, on_written, replay)
     missing = [i for i, reply in enumerate(replies[: len(calls)]) if is_missing_function(reply)]
     if missing:
         await load_library(client)
         if resend_missing:
-            retried = await _pipeline(client, [calls[i] for i in missing], trailer)
+            retried = await _pipeline(client, [calls[i] for i in missing], trailer, replay=replay)
             for i, reply in zip(missing, retried, strict=False):
                 replies[i] = reply
             if trailer:
@@ -161,13 +163,13 @@ async def run_calls(
 
 async def _pipeline(
     client: Client, calls: Sequence[ScriptCall], trailer: Sequence[Any],
-    on_written: Callable[[], None] | None = None,
+    on_written: Callable[[], None] | None = None, replay: bool = False,
 ) -> list[Any]:
     commands = [call.command() for call in calls]
     if trailer:
         commands.append(tuple(trailer))
     if isinstance(client, MultiplexedConnection):
-        return await client.execute(commands, on_written=on_written)
+        return await client.execute(commands, on_written=on_written, replay=replay)
     pipe = client.pipeline(transaction=False)
     for command in commands:
         pipe.execute_command(*command)
