@@ -10,6 +10,7 @@ the original offset), and every record ends up stored exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +20,18 @@ from pathlib import Path
 import confluent_kafka
 import pytest
 from kafka_redis_gateway.gateway.embedded import free_port
+from kafka_redis_gateway.gateway.storage import RedisStorage
+from kafka_redis_gateway.gateway.storage.base import (
+    AppendBatch,
+    AppendRequest,
+    AppendResult,
+    OutcomeUnknown,
+    ReadRequest,
+    ReadResult,
+)
+from kafka_redis_gateway.gateway.storage.multiplex import MultiplexedConnection
+from kafka_redis_gateway.protocol.records import Record
+from redis import exceptions as redis_errors
 
 from tests.integration.test_redis_restart import (
     ProducerRun,
@@ -102,7 +115,8 @@ class ReplyDroppingProxy:
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis", appendfsync="always").start()
+    server = RedisServer(tmp_path / "redis", appendfsync="always",
+                         extra_args=["--enable-debug-command", "yes"]).start()
     yield server
     server.stop()
 
@@ -184,3 +198,34 @@ def test_a_plain_producer_is_told_its_append_may_have_been_written(
         gateway.stop()
     assert told == dict.fromkeys([b"cut-0", b"cut-1", b"cut-2"], "REQUEST_TIMED_OUT")
     assert sorted(value for _, _, value in records) == sorted(told)
+
+
+@pytest.mark.parametrize("idempotent", [True, False], ids=["idempotent", "plain"])
+async def test_an_append_slower_than_the_timeout(redis_server: RedisServer, topic_name: str,
+                                                 idempotent: bool) -> None:
+    """Redis busy past the timeout, then runs the append: settled when it may be repeated."""
+    storage = RedisStorage(redis_server.url, timeout=1.0)
+    try:
+        await storage.create_topic(topic_name, 1, {})
+        await storage.load_functions()
+        records = [Record(1_700_000_000_000, None, b"slow-%d" % n, ()) for n in range(3)]
+        producer = ({"producer_id": 4242, "producer_epoch": 0, "first_sequence": 0, "last_sequence": 2}
+                    if idempotent else {})
+        request = AppendRequest(topic_name, 0, [AppendBatch.of_records(records)], **producer)
+        # Sent first on the same connection: Redis sleeps 1.6 s, past the 1 s timeout, and only
+        # then runs the append, whose reply comes after the caller's timeout.
+        fast = storage._fast
+        assert isinstance(fast, MultiplexedConnection)
+        sleeping = asyncio.ensure_future(fast.execute([("DEBUG", "SLEEP", 1.6)], extra_time=10))
+        (result,) = await storage.append([request])
+        with contextlib.suppress(redis_errors.RedisError):
+            await sleeping
+        if idempotent:
+            assert isinstance(result, AppendResult), result
+            assert result.base_offset == 0
+        else:
+            assert isinstance(result, OutcomeUnknown), result
+        stored = await storage.read([ReadRequest(topic_name, 0, 0, 1 << 20)])
+        assert [(r.record_count, r.high_watermark) for r in stored if isinstance(r, ReadResult)] == [(3, 3)]
+    finally:
+        await storage.close()
