@@ -130,8 +130,10 @@ async def _read(context: RequestContext, slots: Sequence[Slot], max_bytes: int) 
     """
     pending = [slot for slot in slots if slot.code == ErrorCode.none]
     found = 0
-    for _ in range(MAX_READ_ROUNDS):
-        if not pending or found >= max_bytes:
+    for round_number in range(MAX_READ_ROUNDS):
+        # The first round always reads: every partition needs its offsets,
+        # and the first one its first record even when max_bytes is 0 or less.
+        if not pending or (round_number and found >= max_bytes):
             break
         reads = _plan(pending, max_bytes - found, first_may_exceed=found == 0)
         results = await _read_round(context, reads)

@@ -63,6 +63,7 @@ from tests.integration.test_protocol import (
     create_topics,
     fetch,
     fetched,
+    fetched_values,
     metadata,
     partition_errors,
     produce,
@@ -237,6 +238,7 @@ def test_negative_partitions_offsets_and_sizes(wire: Wire, topic_name: str) -> N
     response = wire.call(odd)
     assert response.error_code == ErrorCode.none
     assert fetched(response).error_code == ErrorCode.none
+    assert (fetched(response).high_watermark, fetched_values(fetched(response))) == (1, [b"x"])
 
 
 def test_unknown_topic_ids_and_null_names(wire: Wire) -> None:
