@@ -28,8 +28,6 @@ from .entries import encode_entries, entry_to_record, id_millis
 # A bound on remembered positions; past it the least recently used go, and
 # a reader whose position went falls back to read.lua once.
 MAX_CURSORS = 10_000
-# Entries to ask for when nothing is known about their size yet.
-MIN_COUNT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +63,15 @@ class Cursors:
 
 
 def entries_wanted(request: ReadRequest, cursor: Cursor) -> int:
-    """How many entries to XRANGE so that the byte limit, not the count, usually stops the read."""
-    by_size = int(request.max_bytes / max(cursor.entry_bytes, 1.0)) + 1
-    return max(1, min(request.max_records, max(MIN_COUNT, by_size)))
+    """How many entries to XRANGE so that the byte limit, not the count, usually stops the read.
+
+    As many as max_bytes holds at the last read's average entry size, plus
+    one: the plain XRANGE copies all it is asked for (it has no byte limit),
+    so with entries like the last ones it copies about max_bytes. (It asked
+    for at least 16, which with 1 MiB entries copied 16 MiB for a 1 MiB read.)
+    """
+    by_size = int(max(request.max_bytes, 0) / max(cursor.entry_bytes, 1.0)) + 1
+    return max(1, min(request.max_records, by_size))
 
 
 def read_result(request: ReadRequest, status: int, start: int, end: int, last_id: bytes,

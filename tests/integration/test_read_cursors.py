@@ -134,3 +134,22 @@ async def test_a_read_asked_again_still_continues_from_its_cursor(
     assert cursor_reads(redis_client) - before == 2, "a read asked again went through read.lua"
     assert again[0].records == again[1].records
     assert again[0].records[0].value == str(offset).encode()
+
+
+def redis_output_bytes(client: redis.Redis) -> int:
+    return int(client.info("stats")["total_net_output_bytes"])
+
+
+async def test_a_read_from_a_cursor_copies_about_its_max_bytes(
+        storage: RedisStorage, topic: str, redis_client: redis.Redis) -> None:
+    # The XRANGE after a cursor has no byte limit, only a count: sized from
+    # the entries read before, it must not copy many entries more than fit.
+    big = [Record(TIMESTAMP, None, b"%04d" % offset + b"x" * (256 * 1024), ()) for offset in range(40)]
+    await append(storage, topic, big)
+    first = await read(storage, topic, 0, max_bytes=300 * 1024)  # read.lua: one entry, and a cursor
+    assert len(first.records) == 1
+    before = redis_output_bytes(redis_client)
+    second = await read(storage, topic, 1, max_bytes=300 * 1024)
+    copied = redis_output_bytes(redis_client) - before
+    assert [record.value[:4] for record in second.records] == [b"0001"]
+    assert copied < 3 * 256 * 1024, f"{copied} bytes came from Redis for a 300 KiB read"
