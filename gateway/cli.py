@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from .address import HostPort
 from .config import (
     LOG_LEVELS,
     Config,
-    HostPort,
     default_data_dir,
     parse_bool,
     parse_data_dir,
@@ -28,6 +28,7 @@ from .config import (
     parse_redis_url,
     parse_seconds,
 )
+from .security.listeners import parse_endpoints, parse_protocol_map, resolve
 
 # Config is a slots dataclass: its class attributes are slot descriptors, so
 # the defaults are read from an instance.
@@ -62,6 +63,15 @@ FLAGS: tuple[Flag, ...] = (
          "address to serve Kafka clients on"),
     Flag("--advertised-listener", "HOST:PORT", "ADVERTISED_LISTENER", HostPort.parse, None,
          "HOST:PORT that Metadata tells clients to connect to (default: the listen address)"),
+    Flag("--listeners", "NAME://HOST:PORT[,...]", "LISTENERS", parse_endpoints, None,
+         "listeners as Kafka's listeners, each with its security protocol from "
+         "--listener-security-protocol-map (default: one PLAINTEXT listener on --listen)"),
+    Flag("--advertised-listeners", "NAME://HOST:PORT[,...]", "ADVERTISED_LISTENERS", parse_endpoints,
+         None, "what Metadata tells clients of each listener to connect to "
+         "(default: the listener's own address)"),
+    Flag("--listener-security-protocol-map", "NAME:PROTOCOL[,...]", "LISTENER_SECURITY_PROTOCOL_MAP",
+         parse_protocol_map, "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+         "the security protocol of each listener name: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
     Flag("--redis-url", "URL", "REDIS_URL", parse_redis_url, None,
          "redis://[user:password@]HOST:PORT/DB of the Redis to store in (default: start an "
          "embedded server)"),
@@ -165,19 +175,29 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
     parser = build_parser()
     args = parser.parse_args(argv)
     values: dict[str, Any] = {}
+    explicit: set[str] = set()
     for flag in FLAGS:
         source, text = _setting(flag, getattr(args, flag.dest))
         if text is None or (text == "" and flag.default is None):
             continue  # an optional setting left off
+        if getattr(args, flag.dest) is not None or flag.variable in os.environ:
+            explicit.add(flag.name)
         try:
             values[flag.dest] = flag.parse(text)
         except ValueError as exc:
             parser.error(f"{source}: {exc}")
+    if {"--listen", "--listeners"} <= explicit:
+        parser.error("--listen and --listeners both given: --listen is the one-PLAINTEXT-listener "
+                     "form of --listeners; give one of them")
     config = Config(**values)
     if config.max_buffered_request_bytes < config.max_request_size:
         # As Kafka requires: else a frame of the largest size could never be read.
         parser.error(f"--max-buffered-request-bytes ({config.max_buffered_request_bytes}) must be "
                      f"at least --max-request-size ({config.max_request_size})")
+    try:
+        resolve(config)
+    except ValueError as exc:
+        parser.error(str(exc))
     return config
 
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .address import HostPort as HostPort
+from .security.listeners import DEFAULT_PROTOCOL_MAP, Endpoint, SecurityProtocol
+
 
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -21,26 +24,15 @@ def default_data_dir() -> Path:
 
 
 @dataclass(frozen=True, slots=True)
-class HostPort:
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> HostPort:
-        host, sep, port = text.rpartition(":")
-        if not sep or not port.isdigit() or int(port) > 65535:
-            raise ValueError(f"expected HOST:PORT with a port up to 65535, got {text!r}")
-        return cls(host.strip("[]") or "0.0.0.0", int(port))
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     listen: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 9092))
     # What Metadata tells clients to connect to; the listen address by default.
     advertised_listener: HostPort | None = None
+    # Kafka's listeners, advertised.listeners and listener.security.protocol.map
+    # (docs/security.md); no listeners: one PLAINTEXT listener on `listen`.
+    listeners: tuple[Endpoint, ...] = ()
+    advertised_listeners: tuple[Endpoint, ...] = ()
+    listener_security_protocol_map: tuple[tuple[str, SecurityProtocol], ...] = DEFAULT_PROTOCOL_MAP
     # None starts an embedded Redis-compatible server under data_dir.
     redis_url: str | None = None
     data_dir: Path = field(default_factory=default_data_dir)
@@ -97,14 +89,6 @@ class Config:
     # logged at most once per kind per interval, with a count of the rest.
     warning_interval_ms: int = 10_000
     log_level: str = "INFO"
-
-    @property
-    def advertised(self) -> HostPort:
-        if self.advertised_listener is not None:
-            return self.advertised_listener
-        if self.listen.host in ("0.0.0.0", "::", ""):
-            return HostPort("127.0.0.1", self.listen.port)
-        return self.listen
 
 
 INT32_MAX = 2_147_483_647

@@ -44,7 +44,7 @@ from kafka_redis_gateway.protocol.messages import (
 )
 
 from . import metrics
-from .context import RequestContext
+from .context import Broker, RequestContext
 from .dispatch import CloseConnection
 from .handlers import api_versions
 from .logs import printable
@@ -53,6 +53,7 @@ from .storage.base import appends_ordered
 
 if TYPE_CHECKING:
     from .dispatch import Router
+    from .security.listeners import ListenerSpec
     from .server import Gateway
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,13 @@ class WriteTimeout(Exception):
 
 class Connection:
     def __init__(
-        self, gateway: Gateway, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, gateway: Gateway, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        listener: ListenerSpec, broker: Broker,
     ) -> None:
         self.gateway = gateway
+        self.listener = listener
+        # This listener's advertised address: what Metadata tells this client.
+        self.broker = broker
         self.reader = reader
         self.writer = writer
         peer = writer.get_extra_info("peername")
@@ -331,7 +336,7 @@ class Connection:
             header=header,
             config=self.gateway.config,
             storage=self.gateway.storage,
-            broker=self.gateway.broker,
+            broker=self.broker,
             router=self.gateway.router,
             peer=self.peer,
             coordinator=self.gateway.coordinator,

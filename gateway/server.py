@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -23,6 +24,7 @@ from .logs import RateLimitedLog
 from .producer_expiry import run as run_producer_expiry
 from .request_memory import RequestMemory
 from .retention import run as run_retention
+from .security.listeners import ListenerSpec, is_loopback, resolve
 from .storage import RedisStorage, StorageUnavailable
 from .storage.groups import RedisGroupStorage
 
@@ -36,8 +38,10 @@ class Gateway:
         self.embedded: EmbeddedRedis | None = None
         self.storage: RedisStorage
         self.coordinator: GroupCoordinator
-        self.broker: Broker
-        self._listener: Listener | None = None
+        self.listener_specs = resolve(config)
+        # Each listener's broker: what Metadata tells the clients that connected on it.
+        self.brokers: dict[str, Broker] = {}
+        self._listeners: list[Listener] = []
         self._heap = HeapTrimmer()
         self.request_memory = RequestMemory(config.max_buffered_request_bytes)
         self._connections: dict[Connection, asyncio.Task[None]] = {}
@@ -53,7 +57,7 @@ class Gateway:
         if redis_url is None:
             self.embedded = EmbeddedRedis(self.config.data_dir)
             # Named to a second gateway started on the same data directory.
-            await self.embedded.start(f"the gateway pid {os.getpid()} listening on {self.config.listen}")
+            await self.embedded.start(f"the gateway pid {os.getpid()} listening on {self._bound()}")
             redis_url = self.embedded.url
         self.storage = RedisStorage(redis_url, timeout=self.config.redis_timeout)
         cluster_id = await self._cluster_id()
@@ -69,8 +73,9 @@ class Gateway:
         if self.config.metrics_listen is not None:
             listen = self.config.metrics_listen
             self._metrics_server = metrics.MetricsServer(listen.host, listen.port)
-        advertised = self.config.advertised
-        self.broker = Broker(self.config.node_id, advertised.host, advertised.port, cluster_id)
+        self.brokers = {spec.name: Broker(self.config.node_id, spec.advertised.host,
+                                          spec.advertised.port, cluster_id)
+                        for spec in self.listener_specs}
         self._retention = asyncio.create_task(
             run_retention(self.storage, self.config.retention_check_interval_ms))
         self._producer_expiry = asyncio.create_task(run_producer_expiry(
@@ -85,14 +90,31 @@ class Gateway:
         file_limit_problem = fit_file_limit(self.config.max_connections)
         if file_limit_problem:
             log.warning("%s", file_limit_problem)
-        self._listener = Listener(self.config.listen.host, self.config.listen.port, self._accept,
-                                  self.client_log, lambda: len(self._connections))
-        self._listener.start()
+        for spec in self.listener_specs:
+            listener = Listener(spec.bind.host, spec.bind.port, functools.partial(self._accept, spec),
+                                self.client_log, lambda: len(self._connections))
+            self._listeners.append(listener)
+            listener.start()
         log.info(
-            "listening on %s (advertised as %s), node %d of cluster %s, storing in %s",
-            self.config.listen, advertised, self.config.node_id, cluster_id,
-            _redacted(redis_url),
+            "listening on %s, node %d of cluster %s, storing in %s",
+            ", ".join(f"{spec.name}://{spec.bind} {spec.protocol.value} (advertised as {spec.advertised})"
+                      for spec in self.listener_specs),
+            self.config.node_id, cluster_id, _redacted(redis_url),
         )
+        self._warn_unauthenticated()
+
+    def _bound(self) -> str:
+        return ", ".join(f"{spec.name}://{spec.bind}" for spec in self.listener_specs)
+
+    def _warn_unauthenticated(self) -> None:
+        """Say loudly that a listener beyond loopback lets anyone in."""
+        for spec in self.listener_specs:
+            if spec.protocol.sasl or is_loopback(spec.bind.host):
+                continue
+            log.warning(
+                "LISTENER %s ON %s HAS NO AUTHENTICATION: anyone who reaches it can read, write "
+                "and delete every topic and change configs. Use SASL_SSL or SASL_PLAINTEXT "
+                "listeners (docs/security.md), or bind it to loopback.", spec.name, spec.bind)
 
     async def _cluster_id(self) -> str:
         # The cluster ID lives in Redis so every gateway on it reports the same
@@ -106,19 +128,26 @@ class Gateway:
 
     @property
     def port(self) -> int:
-        assert self._listener is not None
-        return self._listener.port
+        """The first listener's port (the only one with --listen)."""
+        return self._listeners[0].port
+
+    def listener_port(self, name: str) -> int:
+        for spec, listener in zip(self.listener_specs, self._listeners, strict=True):
+            if spec.name == name:
+                return listener.port
+        raise KeyError(name)
 
     def _group_states(self) -> list[str]:
         # Called on the metrics server's thread: groups() copies the table in
         # one step, and a group's state is one attribute read.
         return [group.state.value for group in self.coordinator.groups()]
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(self, listener: ListenerSpec, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
         if len(self._connections) >= self.config.max_connections:
             await self._refuse(writer)
             return
-        connection = Connection(self, reader, writer)
+        connection = Connection(self, reader, writer, listener, self.brokers[listener.name])
         task = asyncio.current_task()
         assert task is not None
         self._connections[connection] = task
@@ -169,8 +198,8 @@ class Gateway:
     async def shutdown(self) -> None:
         """Stop accepting, let in-flight requests finish, then close."""
         log.info("shutting down")
-        if self._listener is not None:
-            await self._listener.close()
+        for listener in self._listeners:
+            await listener.close()
         self._heap.cancel()
         for task in (self._retention, self._producer_expiry):
             if task is not None:

@@ -65,9 +65,12 @@ TEST_GATEWAY_ARGS = ["--group-initial-rebalance-delay-ms", "300"]
 class GatewayProcess:
     def __init__(self, redis_url: str | None, *, port: int | None = None,
                  data_dir: Path | None = None, extra_args: list[str] | None = None,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, listeners: str | None = None) -> None:
         self.redis_url = redis_url
         self.port = port or free_port()
+        # --listeners NAME://HOST:PORT,... instead of --listen (the first is waited for and
+        # is `port`: give its port as `port`).
+        self.listeners = listeners
         self.data_dir = data_dir
         self.extra_args = extra_args or []
         self.log_path = log_path
@@ -79,8 +82,9 @@ class GatewayProcess:
         return f"127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
+        listen = ["--listen", self.bootstrap] if self.listeners is None else ["--listeners", self.listeners]
         command = [sys.executable, "-m", "kafka_redis_gateway.gateway",
-                   "--listen", self.bootstrap, *TEST_GATEWAY_ARGS, *self.extra_args]
+                   *listen, *TEST_GATEWAY_ARGS, *self.extra_args]
         if self.redis_url:
             command += ["--redis-url", self.redis_url]
         if self.data_dir:

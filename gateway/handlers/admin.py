@@ -29,6 +29,7 @@ from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Route
+from ..security.listeners import resolve
 from ..storage import InvalidStream, StorageUnavailable, TopicExists, TopicInfo, TopicNotFound
 from ..storage.keys import STREAM_KEYS_CONFIG, adopted_streams
 from ..topics import TOPIC_CONFIGS, adoption_forbidden, config_value, invalid_name, validate_configs
@@ -219,11 +220,15 @@ async def handle_create_partitions(context: RequestContext, request: Any) -> Any
 def broker_configs(context: RequestContext) -> Mapping[str, tuple[str, int]]:
     """Broker configs worth showing: name -> (value, config type)."""
     config = context.config
+    listeners = resolve(config)
     return {
         "broker.id": (str(context.broker.node_id), 3),
         "node.id": (str(context.broker.node_id), 3),
-        "advertised.listeners": (f"PLAINTEXT://{config.advertised}", 2),
-        "listeners": (f"PLAINTEXT://{config.listen}", 2),
+        "advertised.listeners": (",".join(f"{spec.name}://{spec.advertised}" for spec in listeners), 2),
+        "listeners": (",".join(f"{spec.name}://{spec.bind}" for spec in listeners), 2),
+        "listener.security.protocol.map": (
+            ",".join(f"{name}:{protocol.value}"
+                     for name, protocol in config.listener_security_protocol_map), 2),
         "auto.create.topics.enable": (str(config.auto_create_topics).lower(), 1),
         "num.partitions": (str(config.default_partitions), 3),
         "default.replication.factor": ("1", 4),

@@ -97,3 +97,29 @@ def test_subcommands_name_a_bad_redis_url_and_say_when_redis_is_unreachable(
     unreachable = gateway(*subcommand, "--redis-url", "redis://127.0.0.1:1/0")
     assert unreachable.returncode == 1 and len(unreachable.stderr.splitlines()) == 1, unreachable.stderr
     assert "cannot reach Redis" in unreachable.stderr
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--listeners", "PLAINTEXT//127.0.0.1:1"], "--listeners"),
+    (["--listeners", "A://127.0.0.1:1,A://127.0.0.1:2"], "--listeners"),
+    (["--listener-security-protocol-map", "A:TLS"], "--listener-security-protocol-map"),
+    (["--listen", "127.0.0.1:1", "--listeners", "PLAINTEXT://127.0.0.1:2"], "--listeners"),
+    (["--listeners", "EXTERNAL://127.0.0.1:2"], "EXTERNAL has no security protocol"),
+    (["--listeners", "PLAINTEXT://127.0.0.1:2", "--advertised-listeners", "OTHER://h:1"], "OTHER"),
+    (["--listeners", "PLAINTEXT://127.0.0.1:2", "--advertised-listener", "h:1"],
+     "--advertised-listeners"),
+    (["--listeners", "PLAINTEXT://127.0.0.1:2,B://127.0.0.1:2", "--listener-security-protocol-map",
+      "PLAINTEXT:PLAINTEXT,B:PLAINTEXT"], "a port of its own"),
+])
+def test_inconsistent_listeners_are_one_line_and_status_2(args: list[str], named: str) -> None:
+    result = gateway(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert named in lines[0]
+
+
+def test_a_listener_of_a_protocol_not_served_yet_stops_the_start() -> None:
+    result = gateway("--listeners", "SSL://127.0.0.1:2")
+    assert result.returncode == 2, result.stderr
+    assert "SSL is not served yet" in result.stderr

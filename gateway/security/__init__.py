@@ -1,0 +1,1 @@
+"""Listeners with their security protocols, TLS and SASL (docs/security.md)."""
