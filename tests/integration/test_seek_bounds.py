@@ -31,9 +31,9 @@ COUNT = 300  # about 19 MiB, written natively: no index points
 SEEK_BYTES, SEEK_BACK_BYTES = 1 << 20, 1 << 18  # lua/stream_info.lua
 # A seek copies at most SEEK_BYTES forward, after SEEK_BACK_BYTES when it
 # first tries back from the end; its steps are sized from the biggest entry
-# seen, its first step takes 4 entries of unknown size, and a read one entry
-# beyond max_bytes.
-PER_CALL = SEEK_BYTES + SEEK_BACK_BYTES + 6 * ENTRY
+# seen (the first takes one entry), so it passes its budget by one entry at
+# most, and a read copies one entry beyond max_bytes.
+PER_CALL = SEEK_BYTES + SEEK_BACK_BYTES + 2 * ENTRY
 BASE_MS = 1_600_000_000_000
 
 COUNTING_SHIM = """

@@ -83,8 +83,9 @@ local SEEK_BACK_BYTES = 262144
 -- INDEX_BYTES of entries, whichever comes first.
 local INDEX_INTERVAL = 1024
 local INDEX_BYTES = 262144
--- Entries in a walk's first step, before their size is known.
-local FIRST_STEP = 4
+-- Entries in a walk's first step, before their size is known: one, as a
+-- single entry may be as large as the whole budget.
+local FIRST_STEP = 1
 
 local function entry_size(entry)
   local size = #entry[1]
