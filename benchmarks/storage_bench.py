@@ -59,7 +59,7 @@ def append_command(key: str, records: Sequence[Record]) -> tuple[Any, ...]:
     """FCALL of append.lua for one batch of ``records``, not idempotent."""
     timestamps = [record.timestamp for record in records]
     return ("FCALL", APPEND.name, 4, key, key + ":idx", key + ":meta", key + ":p",
-            1024, 256 * 1024, -1, -1, -1, -1,
+            1024, 256 * 1024, -1, -1, -1, -1, "-", 0, 0,
             1, len(records), timestamps[0], max(timestamps), 0, encode_records(records))
 
 

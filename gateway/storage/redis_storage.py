@@ -39,6 +39,7 @@ from .cursors import Cursor, Cursors, entries_wanted, read_result
 from .entries import id_millis
 from .multiplex import BlockingPool, MultiplexedConnection
 from .scripts import ScriptCall, function, is_missing_function, library, load_library, run_calls
+from .steps import PartitionTurns, append_pieces, fits_one_call, limits, may_fit_one_call, pieces_of
 
 T = TypeVar("T")
 
@@ -132,6 +133,8 @@ class RedisStorage:
         # Whether this process has made sure the function library is on the
         # server (at start, or before its first append).
         self._library_loaded = False
+        # Appends to a partition wait for one in pieces before them (steps.py).
+        self._turns = PartitionTurns()
 
     async def _call(self, operation: Callable[[], Awaitable[T]], *, idempotent: bool = False,
                     timed: bool = True) -> T:
@@ -393,26 +396,53 @@ class RedisStorage:
 
         With ``durable_within_ms`` (acks=all) the same pipeline ends with the
         configured WAITAOF/WAIT, and appends it does not confirm in time come
-        back as NotDurable.
+        back as NotDurable. A partition's request too large for one bounded
+        call, or to a partition where such a request is under way, goes in
+        its turn in more calls (steps.py); the connection's next request then
+        starts only when this one is answered.
         """
-        calls = [
-            ScriptCall(
-                APPEND,
-                self.streams.partition(request.topic, request.partition).for_append,
-                [INDEX_INTERVAL, INDEX_BYTES, request.producer_id, request.producer_epoch,
-                 request.first_sequence, request.last_sequence, *_batch_args(request.batches)],
-            )
-            for request in requests
-        ]
         trailer: tuple[Any, ...] = ()
         if durable_within_ms is not None and self._durability_wait is not None:
             trailer = (*self._durability_wait, max(durable_within_ms, 1))
-        client = self._redis if trailer else self._fast
         if not self._library_loaded:
             await self.load_functions()
+        quick = [i for i, request in enumerate(requests)
+                 if fits_one_call(request) and not self._turns.busy(self._stream_of(request))]
+        if len(quick) == len(requests):
+            return await self._append_in_one_round(requests, trailer, release_early=True)
+        results: list[AppendResult | Exception] = [NotDurable()] * len(requests)
+        quick_results = await self._append_in_one_round(
+            [requests[i] for i in quick], trailer, release_early=False) if quick else []
+        for i, result in zip(quick, quick_results, strict=True):
+            results[i] = result
+        for i, request in enumerate(requests):
+            if i not in quick:
+                async with self._turns.turn(self._stream_of(request)):
+                    results[i] = await self._append_bounded(request, trailer)
+        return results
+
+    def _stream_of(self, request: AppendRequest) -> str:
+        return self.streams.partition(request.topic, request.partition).stream
+
+    def _append_call(self, request: AppendRequest, step: Sequence[Any]) -> ScriptCall:
+        """append.lua for the request; ``step``: its arguments from ARGV[7] on."""
+        return ScriptCall(
+            APPEND,
+            self.streams.partition(request.topic, request.partition).for_append,
+            [INDEX_INTERVAL, INDEX_BYTES, request.producer_id, request.producer_epoch,
+             request.first_sequence, request.last_sequence, *step],
+        )
+
+    async def _append_in_one_round(self, requests: Sequence[AppendRequest], trailer: tuple[Any, ...],
+                                   *, release_early: bool, step: str = "-") -> list[AppendResult | Exception]:
+        """Each request in one call ('-', or '+': {-4} comes back as AppendInPieces), one pipeline."""
+        calls = [self._append_call(request, [step, *limits(), *_batch_args(request.batches)])
+                 for request in requests]
+        client = self._redis if trailer else self._fast
         idempotent = all(request.producer_id >= 0 for request in requests)
         try:
-            replies = await self._send_appends(client, calls, trailer, idempotent)
+            replies = await self._send_appends(client, calls, trailer, idempotent,
+                                               release_early=release_early)
         except (StorageUnavailable, OutcomeUnknown) as exc:
             return [exc] * len(calls)
         results = [_append_result(reply) for reply in replies[: len(calls)]]
@@ -422,7 +452,7 @@ class RedisStorage:
 
     async def _send_appends(self, client: aioredis.Redis | MultiplexedConnection,
                             calls: list[ScriptCall], trailer: tuple[Any, ...],
-                            idempotent: bool) -> list[Any]:
+                            idempotent: bool, *, release_early: bool = True) -> list[Any]:
         """The appends' replies; StorageUnavailable if they surely did not run, else OutcomeUnknown.
 
         An idempotent producer's appends may run twice to the effect of once
@@ -434,10 +464,12 @@ class RedisStorage:
         they run once more on a fresh connection. A plain producer's appends
         are never repeated by the gateway: a lost reply is OutcomeUnknown.
         Nor is an append re-sent after "Function not found" (scripts.py).
+        ``release_early``: once written, let the connection's next request
+        start (storage.appends_ordered).
         """
         multiplexed = isinstance(client, MultiplexedConnection)
         written = not multiplexed  # redis-py does not say: assume they may have gone out
-        release = appends_ordered.get() if multiplexed else None
+        release = appends_ordered.get() if multiplexed and release_early else None
 
         def on_written() -> None:
             nonlocal written
@@ -454,6 +486,47 @@ class RedisStorage:
             if written:
                 raise OutcomeUnknown(f"Redis's reply was lost; the append may have run ({exc})") from exc
             raise
+
+    async def _append_bounded(self, request: AppendRequest,
+                              trailer: tuple[Any, ...]) -> AppendResult | Exception:
+        """One partition's append in calls that each keep within the bounds of steps.py."""
+        if fits_one_call(request):
+            return (await self._append_in_one_round([request], trailer, release_early=False))[0]
+        if may_fit_one_call(request):
+            (result,) = await self._append_in_one_round([request], trailer, release_early=False, step="+")
+            if not isinstance(result, AppendInPieces):
+                return result
+        pieces = await pieces_of(request.batches, lambda args: self._check_records(request, args))
+        if isinstance(pieces, Exception):
+            return _classify(pieces)
+        return await append_pieces(pieces, lambda args: self._append_piece(request, args, trailer),
+                                   _classify)
+
+    async def _check_records(self, request: AppendRequest, step: Sequence[Any]) -> Any:
+        """A 'check' call of append.lua: it writes nothing, so it may be repeated."""
+        fast = self._fast
+        (reply,) = await self._call(lambda: run_calls(fast, [self._append_call(request, step)]),
+                                    idempotent=True)
+        return reply
+
+    async def _append_piece(self, request: AppendRequest, step: Sequence[Any],
+                            trailer: tuple[Any, ...]) -> Any:
+        """One piece's call of append.lua; its reply, or the exception.
+
+        Settled as any append when its reply is lost (_send_appends). With
+        acks=all each piece waits for its own durability (WAITAOF waits for
+        the writes of its connection): one not confirmed comes back as
+        NotDurable, and the producer's retry resumes from there.
+        """
+        client = self._redis if trailer else self._fast
+        try:
+            replies = await self._send_appends(client, [self._append_call(request, step)], trailer,
+                                               request.producer_id >= 0, release_early=False)
+        except (StorageUnavailable, OutcomeUnknown) as exc:
+            return exc
+        if trailer and not isinstance(replies[0], Exception) and not _durable(trailer, replies[-1]):
+            return NotDurable()
+        return replies[0]
 
     async def new_producer_id(self) -> int:
         # INCR on one counter every gateway shares: IDs stay unique across
@@ -692,9 +765,15 @@ def _batch_args(batches: Sequence[AppendBatch]) -> list[Any]:
     return args
 
 
+class AppendInPieces(Exception):
+    """append.lua's {-4}: the request is beyond one call's limits; nothing was written."""
+
+
 def _append_result(reply: Any) -> AppendResult | Exception:
     if isinstance(reply, Exception):
         return _classify(reply)
+    if int(reply[0]) == -4:
+        return AppendInPieces()
     if int(reply[0]) == -1:
         message = reply[2].decode("utf-8", "replace") if len(reply) > 2 else None
         return AppendRefused(int(reply[1]), message)

@@ -76,7 +76,7 @@ def run_append(script: Any, topic: str, body: bytes, count: int, base_ts: int, m
     not_idempotent = [-1, -1, -1, -1]
     one_batch = [1, count, base_ts, max_ts, int(log_append_time), body]
     return script(keys=keys.partition_keys(topic, 0),
-                  args=[INDEX_INTERVAL, INDEX_BYTES, *not_idempotent, *one_batch])
+                  args=[INDEX_INTERVAL, INDEX_BYTES, *not_idempotent, "-", 0, 0, *one_batch])
 
 
 def raw_entries(client: redis.Redis, topic: str) -> list[tuple[bytes, list[bytes]]]:

@@ -1,5 +1,9 @@
 -- Append one Kafka produce request's batches for a partition to its stream,
--- atomically: check every record, then write them all, or nothing.
+-- atomically: check every record, then write them all, or nothing. A
+-- request too large for one call (more than STEP_RECORDS records or
+-- STEP_HEADERS headers, or more bytes than the gateway sends in one call)
+-- is checked piece by piece in calls that write nothing ('check'), then
+-- appended piece by piece ('k/n'); see docs/design.md.
 --
 -- KEYS[1]  the partition's stream
 -- KEYS[2]  its sparse offset index (sorted set: score = offset, member = entry ID)
@@ -10,10 +14,16 @@
 -- ARGV[2]  index bytes: and at least every this many bytes of entries
 -- ARGV[3]  producer ID (-1: not idempotent), ARGV[4] producer epoch,
 -- ARGV[5]  first sequence number, ARGV[6] last sequence number
--- ARGV[7]  number of record batches, then per batch five arguments:
+-- ARGV[7]  the step: '-' for the whole request in this call; '+' for the
+--          same, but refused with {-4} (nothing written) when it holds more
+--          than ARGV[8] records or ARGV[9] headers; 'k/n' for piece k (from
+--          0) of a request appended in n pieces; 'check' (below)
+-- ARGV[10] number of record batches, then per batch five arguments:
 --          its record count (as its header declares), base timestamp,
---          max timestamp, 1 when it is a LogAppendTime batch (every record
---          takes the max timestamp) or 0, and its records section:
+--          max timestamp, flags: 1 when it is a LogAppendTime batch (every
+--          record takes the max timestamp), plus 2 when it is a piece that
+--          does not end its batch (the max timestamp may be in another
+--          piece), and its records section:
 --          the records exactly as the Kafka wire format lays them out
 --          (protocol/records.py), uncompressed. The gateway checked the
 --          batch (CRC, codec, sizes); the records are parsed only here.
@@ -21,10 +31,20 @@
 -- Each record becomes one entry with the fields ts, key, value, h:<name>
 -- (h0:<name> for a null header value), in that order (docs/mapping.md).
 --
+-- 'check': ARGV[8] records and ARGV[9] headers at most, ARGV[10] 1 when
+-- the bytes end their batch's records section, ARGV[11] base timestamp,
+-- ARGV[12] bytes from the start of a record: parses the complete records
+-- there, up to those limits, writes nothing, and returns {records, bytes
+-- they take, bytes of the first record when it is incomplete, else 0}
+-- or a refusal {-1, code, message}.
+--
 -- Returns {base_offset, first_id, log_start_offset} after an append,
 -- {base_offset, false, log_start_offset, append_ms} for a batch already
 -- appended (a retry: nothing is written, the original offset and append
 -- time are returned),
+-- {-3, next_step, base_offset, append_ms} for a piece that a previous
+-- attempt of the same idempotent batch wrote already (resume at next_step),
+-- {-4} for '+' beyond its limits,
 -- {-1, kafka_error_code} when the producer state refuses the batch, or
 -- {-1, kafka_error_code, message} when a record is malformed (nothing is
 -- written either way).
@@ -40,6 +60,9 @@ local interval, index_bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
 -- integers below 2^53, which holds every length here; timestamps beyond
 -- that are refused (INVALID_TIMESTAMP) rather than rounded.
 local CORRUPT_MESSAGE, INVALID_TIMESTAMP, INVALID_RECORD = 2, 32, 87
+-- A record's headers are parsed and XADDed in one go: this many at most
+-- (about 16 ms of Lua). Kafka has no such limit; see docs/compatibility.md.
+local MAX_RECORD_HEADERS = 10000
 local EXACT = 9007199254740992 -- 2^53
 local byte, sub, find, format = string.byte, string.sub, string.find, string.format
 
@@ -134,6 +157,9 @@ local function headers_field(s, pos, record_end)
   -- Each header takes at least two bytes: refuse absurd counts up front.
   if count < 0 or count * 2 > record_end - pos then
     refuse(CORRUPT_MESSAGE, 'bad header count ' .. count)
+  end
+  if count > MAX_RECORD_HEADERS then
+    refuse(INVALID_RECORD, 'more than ' .. MAX_RECORD_HEADERS .. ' headers in a record')
   end
   local fields = {}
   for h = 1, count do
@@ -261,7 +287,12 @@ end
 -- (a key of up to 63 bytes, short or null values) by short_record(); any
 -- other record goes through general_record(). A timestamp string is
 -- formatted once per distinct delta.
-local function parse_batch(s, base_ts, max_ts, log_append_time, declared, out)
+--
+-- With `limit` ({records, headers} left for this call, partial: whether the
+-- bytes may end inside a record), parsing stops before the record that
+-- would go beyond them, and the record count is not compared with the
+-- declared one; the position where parsing stopped is returned too.
+local function parse_batch(s, base_ts, max_ts, log_append_time, declared, out, limit)
   local n = #s
   local pos = 1
   local first = #out.ts
@@ -270,6 +301,21 @@ local function parse_batch(s, base_ts, max_ts, log_append_time, declared, out)
   local max_index = nil
   local ts_list, key_list, value_list, header_list = out.ts, out.key, out.value, out.headers
   while pos <= n do
+    if limit ~= nil then
+      if limit.records <= 0 or limit.headers <= 0 then
+        break
+      end
+      if limit.partial then
+        local fits, size, after = pcall(varint, s, pos, 5)
+        if not fits and type(size) == 'table' then
+          error(size, 0)
+        end
+        if not fits or after + size - 1 > n then
+          limit.incomplete = fits and after + size - pos or n - pos + 6
+          break
+        end
+      end
+    end
     local record_end, delta, key, value, headers
     -- Enough bytes for every varint up to the value's length. A nil (past
     -- the end) in a comparison raises an error, reported as a truncated
@@ -341,11 +387,17 @@ local function parse_batch(s, base_ts, max_ts, log_append_time, declared, out)
     if headers then
       header_list[at] = headers
     end
+    if limit ~= nil then
+      limit.records = limit.records - 1
+      if headers then
+        limit.headers = limit.headers - #headers / 2
+      end
+    end
   end
   if pos > n + 1 then
     refuse(CORRUPT_MESSAGE, 'truncated record')
   end
-  if count ~= declared then
+  if limit == nil and count ~= declared then
     refuse(INVALID_RECORD, 'batch declares ' .. declared .. ' records but holds ' .. count)
   end
   if log_append_time then
@@ -354,36 +406,57 @@ local function parse_batch(s, base_ts, max_ts, log_append_time, declared, out)
     for at = first + 1, first + count do
       ts_list[at] = text
     end
-    return count, count - 1
+    return count, count - 1, pos
   end
   -- Records usually arrive in time order: the last one holds the maximum.
   if count > 0 and last_ts == max_ts then
     max_index = count - 1
   end
-  return count, max_index or count - 1
+  return count, max_index or count - 1, pos
 end
 
 -- Every batch's records, or nil and a refusal {-1, code, message}.
 -- Also the max timestamp of the request and its offset within the request,
 -- as the batch headers declare them (the last batch with the largest).
-local function parse_all()
+local function refusal(err)
+  if type(err) == 'table' then
+    return {-1, err[1], err[2]}
+  end
+  -- A varint or a field ran past the end of the records section.
+  return {-1, CORRUPT_MESSAGE, 'truncated record'}
+end
+
+-- `limit` as parse_batch() takes it, for '+': nil, {-4} when the batches
+-- go beyond it.
+local function parse_all(limit)
   local out = {ts = {}, key = {}, value = {}, headers = {}}
-  local max_ts, max_delta = -1, 0
-  local batches = tonumber(ARGV[7])
+  local max_ts, max_delta = -1, nil
+  local batches = tonumber(ARGV[10])
   for b = 0, batches - 1 do
-    local at = 8 + 5 * b
+    local at = 11 + 5 * b
     local declared, base_ts, batch_max = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+    local flags = tonumber(ARGV[at + 3])
     local before = #out.ts
-    local ok, count, max_index = pcall(parse_batch, ARGV[at + 4], base_ts, batch_max,
-                                       ARGV[at + 3] == '1', declared, out)
+    local records = ARGV[at + 4]
+    local ok, count, max_index, stopped = pcall(parse_batch, records, base_ts, batch_max,
+                                                flags % 2 == 1, declared, out, limit)
     if not ok then
-      if type(count) == 'table' then
-        return nil, {-1, count[1], count[2]}
-      end
-      -- A varint or a field ran past the end of the records section.
-      return nil, {-1, CORRUPT_MESSAGE, 'truncated record'}
+      return nil, refusal(count)
     end
-    if batch_max > max_ts or before == 0 then
+    if limit ~= nil then
+      if stopped <= #records then
+        return nil, {-4}
+      end
+      if count ~= declared then
+        return nil, {-1, INVALID_RECORD, 'batch declares ' .. declared .. ' records but holds ' .. count}
+      end
+    end
+    -- A piece that does not end its batch holds the max timestamp only if
+    -- one of its records has it; the batch's last piece answers otherwise.
+    if flags >= 2 and (flags % 2 == 1 or out.ts[before + max_index + 1] ~= format('%d', batch_max)) then
+      max_index = nil
+    end
+    if max_index ~= nil and (batch_max > max_ts or max_delta == nil) then
       max_ts, max_delta = batch_max, before + max_index
     end
   end
@@ -399,11 +472,24 @@ end
 -- "epoch;first:last:offset:append_ms;..." holding the last five batches,
 -- because a producer may have five batches in flight and retry any of them;
 -- a retry is answered with the original offset and append time.
+-- A batch appended in pieces has a fifth field while it is incomplete: the
+-- next piece to write. A retry of it resumes there ({-3, ...}), and the
+-- producer's later batches are refused (OUT_OF_ORDER_SEQUENCE_NUMBER, which
+-- producers retry) until it is complete, so its records stay in order.
 local OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH = 45, 47
 local CACHED_BATCHES = 5
 local producer_id = ARGV[3]
 local producer_epoch = tonumber(ARGV[4])
 local first_seq, last_seq = tonumber(ARGV[5]), tonumber(ARGV[6])
+-- This call's piece (from 0) and the number of pieces: 0 and 1 for a
+-- request appended in one call.
+local piece, pieces = 0, 1
+do
+  local k, n = string.match(ARGV[7], '^(%d+)/(%d+)$')
+  if k ~= nil then
+    piece, pieces = tonumber(k), tonumber(n)
+  end
+end
 
 local function parse_state(raw)
   local epoch = nil
@@ -412,8 +498,8 @@ local function parse_state(raw)
     if epoch == nil then
       epoch = tonumber(part)
     else
-      local f, l, o, t = string.match(part, '^(%-?%d+):(%-?%d+):(%d+):?(%d*)$')
-      batches[#batches + 1] = {tonumber(f), tonumber(l), tonumber(o), tonumber(t) or -1}
+      local f, l, o, t, k = string.match(part, '^(%-?%d+):(%-?%d+):(%d+):?(%d*):?(%d*)$')
+      batches[#batches + 1] = {tonumber(f), tonumber(l), tonumber(o), tonumber(t) or -1, tonumber(k)}
     end
   end
   return epoch, batches
@@ -427,7 +513,8 @@ local function next_sequence(seq)
   return seq + 1
 end
 
--- nil to append, or a reply for a duplicate or a refused batch.
+-- nil to append (and, for a later piece, the batch's state entry), or a
+-- reply for a duplicate, a piece written already or a refused batch.
 local function check_producer()
   if producer_id == '-1' then
     return nil
@@ -435,7 +522,11 @@ local function check_producer()
   local raw = redis.call('HGET', producers, producer_id)
   if raw == false then
     -- No state here: a new producer, or one idle past producer.id.expiration.ms
-    -- (producer_expiry.py). As Kafka, any sequence starts it anew.
+    -- (producer_expiry.py). As Kafka, any sequence starts it anew; but a
+    -- later piece of a batch needs the state its first piece left.
+    if piece > 0 then
+      return {-1, OUT_OF_ORDER_SEQUENCE_NUMBER}
+    end
     return nil
   end
   local epoch, batches = parse_state(raw)
@@ -443,41 +534,74 @@ local function check_producer()
     return {-1, INVALID_PRODUCER_EPOCH}
   end
   if producer_epoch > epoch then
-    if first_seq ~= 0 then
+    if first_seq ~= 0 or piece > 0 then
       return {-1, OUT_OF_ORDER_SEQUENCE_NUMBER}
     end
     return nil
   end
   for _, batch in ipairs(batches) do
     if batch[1] == first_seq and batch[2] == last_seq then
-      return {batch[3], false, 0, batch[4]}
+      local next_piece = batch[5]
+      if next_piece == nil then
+        return {batch[3], false, 0, batch[4]}
+      end
+      if next_piece == piece then
+        return nil, batch
+      end
+      if next_piece > piece then
+        return {-3, next_piece, batch[3], batch[4]}
+      end
+      return {-1, OUT_OF_ORDER_SEQUENCE_NUMBER}
     end
   end
   local newest = batches[#batches]
-  if newest ~= nil and first_seq ~= next_sequence(newest[2]) then
+  if piece > 0 or (newest ~= nil and (newest[5] ~= nil or first_seq ~= next_sequence(newest[2]))) then
     return {-1, OUT_OF_ORDER_SEQUENCE_NUMBER}
   end
   return nil
 end
 
-local function record_batch(base_offset, append_ms)
+-- The producer's state with this batch as its newest: complete, or with
+-- the next piece to write.
+local function record_batch(base_offset, append_ms, next_piece)
   local raw = redis.call('HGET', producers, producer_id)
   local kept = {}
   if raw ~= false then
     local epoch, batches = parse_state(raw)
     if epoch == producer_epoch then
-      for i = math.max(1, #batches - CACHED_BATCHES + 2), #batches do
+      for i = math.max(1, #batches - CACHED_BATCHES + 1), #batches do
         local b = batches[i]
-        kept[#kept + 1] = b[1] .. ':' .. b[2] .. ':' .. b[3] .. ':' .. b[4]
+        if b[1] ~= first_seq or b[2] ~= last_seq then
+          kept[#kept + 1] = b[1] .. ':' .. b[2] .. ':' .. b[3] .. ':' .. b[4] .. (b[5] and ':' .. b[5] or '')
+        end
       end
     end
   end
+  while #kept >= CACHED_BATCHES do
+    table.remove(kept, 1)
+  end
   kept[#kept + 1] = first_seq .. ':' .. last_seq .. ':' .. base_offset .. ':' .. append_ms
+      .. (next_piece and ':' .. next_piece or '')
   redis.call('HSET', producers, producer_id, producer_epoch .. ';' .. table.concat(kept, ';'))
 end
 
+-- 'check': parse, write nothing.
+if ARGV[7] == 'check' then
+  local limit = {records = tonumber(ARGV[8]), headers = tonumber(ARGV[9]), partial = ARGV[10] ~= '1'}
+  local out = {ts = {}, key = {}, value = {}, headers = {}}
+  local ok, count, _, stopped = pcall(parse_batch, ARGV[12], tonumber(ARGV[11]), nil, false, nil, out, limit)
+  if not ok then
+    return refusal(count)
+  end
+  return {count, stopped - 1, limit.incomplete or 0}
+end
 
-local records, malformed, max_ts, max_delta = parse_all()
+
+local limit = nil
+if ARGV[7] == '+' then
+  limit = {records = tonumber(ARGV[8]), headers = tonumber(ARGV[9])}
+end
+local records, malformed, max_ts, max_delta = parse_all(limit)
 if malformed ~= nil then
   return malformed
 end
@@ -487,10 +611,10 @@ end
 local known = redis.call('HMGET', meta, 'end_offset', 'last_id', 'index_bytes')
 local stream_existed = redis.call('EXISTS', stream) == 1
 local start, base = stream_info(stream, meta, true)
-local refused = check_producer()
+local refused, in_progress = check_producer()
 if refused ~= nil then
-  if refused[1] ~= -1 then
-    refused[3] = start
+  if refused[1] >= 0 then
+    refused[3] = start -- a duplicate: the log start offset as of now
   end
   return refused
 end
@@ -609,12 +733,17 @@ if native_ms ~= nil and (known == false or tonumber(known) < native_ms) then
   redis.call('HSET', meta, 'max_ts', native_ms, 'max_ts_offset', base - 1)
   known = tostring(native_ms)
 end
-if known == false or tonumber(known) < max_ts then
+if max_delta ~= nil and (known == false or tonumber(known) < max_ts) then
   redis.call('HSET', meta, 'max_ts', format('%d', max_ts), 'max_ts_offset', base + max_delta)
 end
 
 if producer_id ~= '-1' then
-  record_batch(base, string.match(first_id, '^(%d+)'))
+  local next_piece = piece + 1 < pieces and piece + 1 or nil
+  if in_progress then
+    record_batch(in_progress[3], in_progress[4], next_piece)
+  else
+    record_batch(base, string.match(first_id, '^(%d+)'), next_piece)
+  end
 end
 
 return {base, first_id, start}
