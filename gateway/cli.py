@@ -94,6 +94,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--max-queued-requests", "N", "MAX_QUEUED_REQUESTS", parse_int(1),
          str(_DEFAULTS.max_queued_requests),
          "requests a connection reads ahead of the one being handled before it stops reading"),
+    Flag("--max-records-per-request", "N", "MAX_RECORDS_PER_REQUEST", parse_int(1),
+         str(_DEFAULTS.max_records_per_request),
+         "records one Produce request may hold, all partitions together; the partitions beyond get "
+         "RECORD_LIST_TOO_LARGE"),
     Flag("--connections-max-idle-ms", "MS", "CONNECTIONS_MAX_IDLE_MS", parse_int(1),
          str(_DEFAULTS.connections_max_idle_ms),
          "close a connection with no request and nothing in flight for this long "

@@ -55,6 +55,11 @@ class Config:
     # queue stops reading the socket (TCP backpressure). The Java producer's
     # max.in.flight.requests.per.connection, so its pipeline is read whole.
     max_queued_requests: int = 5
+    # Records one Produce request may hold, all partitions together: each
+    # is appended in Redis calls of at most 5,000 records (storage/steps.py,
+    # about 7 s per million minimal records), and the producer waits for all
+    # of them. The decompression budget alone would allow about 8 million.
+    max_records_per_request: int = 1_000_000
     # Kafka's connections.max.idle.ms: no request and nothing in flight.
     connections_max_idle_ms: int = 600_000
     # A frame begun must be complete within this (half a frame, then silence).

@@ -78,6 +78,8 @@ MAX_UNCOMPRESSED_PER_REQUEST = 64 << 20
 @dataclass(slots=True)
 class DecompressionBudget:
     left: int = MAX_UNCOMPRESSED_PER_REQUEST
+    # Records the request may still hold (--max-records-per-request).
+    records_left: int = 0
 
 
 # The append script does its arithmetic in Lua's doubles, exact below 2^53:
@@ -103,6 +105,11 @@ def _decode(info: TopicInfo, partition: int, data: bytes | None, api_version: in
     record_count = sum(header.record_count for header, _ in batches)
     if not record_count:
         raise RecordError(ErrorCode.corrupt_message, "no records")
+    if record_count > budget.records_left:
+        raise RecordError(ErrorCode.record_list_too_large,
+                          f"{record_count} records exceed the {budget.records_left} left of "
+                          "--max-records-per-request")
+    budget.records_left -= record_count
     first = batches[0][0]
     _check_producer_batches([header for header, _ in batches])
     return AppendRequest(
@@ -151,7 +158,7 @@ def _check_batch(header: BatchHeader, limit: int, api_version: int) -> None:
 async def _prepare(context: RequestContext, request: Any,
                    outcomes: list[PartitionOutcome]) -> list[tuple[PartitionOutcome, AppendRequest]]:
     appends = []
-    budget = DecompressionBudget()
+    budget = DecompressionBudget(records_left=context.config.max_records_per_request)
     for topic_data in request.topic_data:
         name = topic_data.name
         try:

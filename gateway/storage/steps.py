@@ -112,6 +112,9 @@ async def _cut(batch: AppendBatch, check: Call) -> list[Piece] | Exception:
             continue
         pieces.append(Piece(batch, records[at:at + used], count, at + used == len(records)))
         at, held = at + used, held + count
+        if held > batch.record_count:
+            # Stop here: the declared counts are what --max-records-per-request bounds.
+            break
         size = min(STEP_BYTES, max(FIRST_CHECK_BYTES, 2 * used))
     if held != batch.record_count:
         return AppendRefused(INVALID_RECORD, f"batch declares {batch.record_count} records but holds {held}")

@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from kafka_redis_gateway.gateway.storage import AppendBatch, AppendRequest, AppendResult, RedisStorage, steps
 from kafka_redis_gateway.gateway.storage.base import AppendRefused
-from kafka_redis_gateway.protocol.records import Record, encode_records
+from kafka_redis_gateway.protocol.records import Record, encode_batch, encode_records
 
+from tests.integration.test_protocol import Wire, create_topic, produce
+from tests.servers import GatewayProcess, RedisServer
 from tests.unit.test_records import MALFORMED_RECORDS
 
 from .test_append_records import raw_records
 from .test_storage import stream_key
 
 NOW = int(time.time() * 1000)
-CORRUPT_MESSAGE, OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_RECORD = 2, 45, 87
+CORRUPT_MESSAGE, RECORD_LIST_TOO_LARGE, OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_RECORD = 2, 18, 45, 87
 
 
 @pytest.fixture
@@ -181,3 +185,21 @@ async def test_headers_beyond_one_calls_limit_go_in_pieces(
     pieces = [argv for argv in calls if b"/" in argv[6]]
     assert len(pieces) >= 3
     assert all(int(argv[10]) * 100 <= steps.STEP_HEADERS + 100 for argv in pieces)
+
+
+def test_records_beyond_the_per_request_cap_get_record_list_too_large(
+        redis_server: RedisServer, tmp_path: Path, topic_name: str) -> None:
+    gateway = GatewayProcess(redis_server.url, log_path=tmp_path / "gateway.log",
+                             extra_args=["--max-records-per-request", "1000"])
+    gateway.start()
+    try:
+        with closing(Wire(gateway.bootstrap)) as wire:
+            create_topic(wire, topic_name, partitions=3)
+            six_hundred = encode_batch(0, tiny(600))
+            response = wire.call(produce(topic_name, {0: six_hundred, 1: six_hundred,
+                                                      2: encode_batch(0, tiny(400))}))
+    finally:
+        gateway.stop()
+    codes = {p.index: p.error_code for p in response.responses[0].partition_responses}
+    # 600 fit; 600 more would make 1,200; the next 400 make 1,000.
+    assert codes == {0: 0, 1: RECORD_LIST_TOO_LARGE, 2: 0}
