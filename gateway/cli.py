@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,13 +23,15 @@ from .config import (
     default_data_dir,
     parse_bool,
     parse_data_dir,
+    parse_file,
     parse_int,
     parse_log_level,
     parse_patterns,
     parse_redis_url,
     parse_seconds,
 )
-from .security.listeners import parse_endpoints, parse_protocol_map, resolve
+from .security.listeners import parse_endpoints, parse_protocol_map, resolve, tls_files
+from .security.tls import parse_client_auth, server_context
 
 # Config is a slots dataclass: its class attributes are slot descriptors, so
 # the defaults are read from an instance.
@@ -72,6 +75,14 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--listener-security-protocol-map", "NAME:PROTOCOL[,...]", "LISTENER_SECURITY_PROTOCOL_MAP",
          parse_protocol_map, "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
          "the security protocol of each listener name: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+    Flag("--ssl-certfile", "FILE", "SSL_CERTFILE", parse_file, None,
+         "PEM certificate chain of SSL and SASL_SSL listeners; re-read when it changes"),
+    Flag("--ssl-keyfile", "FILE", "SSL_KEYFILE", parse_file, None,
+         "PEM private key of that certificate (unencrypted); re-read when it changes"),
+    Flag("--ssl-cafile", "FILE", "SSL_CAFILE", parse_file, None,
+         "PEM certificates of the CAs that client certificates are checked against"),
+    Flag("--ssl-client-auth", "MODE", "SSL_CLIENT_AUTH", parse_client_auth, "none",
+         "client certificates on TLS listeners: none, requested or required (Kafka's ssl.client.auth)"),
     Flag("--redis-url", "URL", "REDIS_URL", parse_redis_url, None,
          "redis://[user:password@]HOST:PORT/DB of the Redis to store in (default: start an "
          "embedded server)"),
@@ -202,6 +213,12 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         resolve(config)
     except ValueError as exc:
         parser.error(str(exc))
+    files = tls_files(config)
+    if files is not None:
+        try:
+            server_context(files)
+        except (OSError, ssl.SSLError) as exc:
+            parser.error(f"the TLS files (--ssl-certfile, --ssl-keyfile, --ssl-cafile) do not load: {exc}")
     return config
 
 

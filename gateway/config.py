@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from .address import HostPort as HostPort
 from .security.listeners import DEFAULT_PROTOCOL_MAP, Endpoint, SecurityProtocol
+from .security.tls import ClientAuth
 
 
 def default_data_dir() -> Path:
@@ -33,6 +34,12 @@ class Config:
     listeners: tuple[Endpoint, ...] = ()
     advertised_listeners: tuple[Endpoint, ...] = ()
     listener_security_protocol_map: tuple[tuple[str, SecurityProtocol], ...] = DEFAULT_PROTOCOL_MAP
+    # TLS of SSL and SASL_SSL listeners: PEM files, re-read when they change.
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    # CAs that client certificates are checked against (ssl.client.auth).
+    ssl_cafile: Path | None = None
+    ssl_client_auth: ClientAuth = ClientAuth.NONE
     # None starts an embedded Redis-compatible server under data_dir.
     redis_url: str | None = None
     data_dir: Path = field(default_factory=default_data_dir)
@@ -165,6 +172,12 @@ def _valid_redis_url(text: str) -> bool:
 def parse_data_dir(text: str) -> Path:
     if not text:
         raise ValueError("expected a directory, got an empty value")
+    return Path(text).expanduser()
+
+
+def parse_file(text: str) -> Path:
+    if not text:
+        raise ValueError("expected a file, got an empty value")
     return Path(text).expanduser()
 
 

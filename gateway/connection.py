@@ -49,6 +49,7 @@ from .dispatch import CloseConnection
 from .handlers import api_versions
 from .logs import printable
 from .request_memory import Grant
+from .security.tls import principal
 from .storage.base import appends_ordered
 
 if TYPE_CHECKING:
@@ -100,6 +101,9 @@ class Connection:
         self.writer = writer
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        # Who the client is: its certificate's subject on a TLS listener that asks for one.
+        self.principal = principal(writer.get_extra_info("peercert"))
+        log.debug("connection from %s on listener %s as %s", self.peer, listener.name, self.principal)
         self.closing = False
         config = gateway.config
         self._max_request_size = config.max_request_size

@@ -16,7 +16,10 @@ import asyncio
 import errno
 import resource
 import socket
+import ssl
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 from .logs import RateLimitedLog
 
@@ -31,8 +34,10 @@ _BACKLOG = 1024
 
 class Listener:
     def __init__(self, host: str, port: int, on_connection: OnConnection,
-                 client_log: RateLimitedLog, open_connections: Callable[[], int]) -> None:
+                 client_log: RateLimitedLog, open_connections: Callable[[], int],
+                 tls: Tls | None = None) -> None:
         self._host = host
+        self._tls = tls
         self._port = port
         self._on_connection = on_connection
         self._client_log = client_log
@@ -80,17 +85,45 @@ class Listener:
     async def _serve(self, loop: asyncio.AbstractEventLoop, client: socket.socket) -> None:
         client.setblocking(False)
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # In the connection's own task: a TLS handshake waits on the client,
+        # and must not hold up accepting the next one.
+        task = asyncio.create_task(self._connect(loop, client))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, client: socket.socket) -> None:
         reader = asyncio.StreamReader()
         protocol = asyncio.StreamReaderProtocol(reader)
+        tls: dict[str, Any] = {}
+        peer = _peer(client)  # a client that fails the handshake may be gone by then
+        if self._tls is not None:
+            tls = {"ssl": self._tls.context(), "ssl_handshake_timeout": self._tls.handshake_timeout}
         try:
-            transport, _ = await loop.connect_accepted_socket(lambda: protocol, client)
-        except OSError:
+            transport, _ = await loop.connect_accepted_socket(lambda: protocol, client, **tls)
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+            if self._tls is not None:
+                self._client_log.warning("tls_handshake", "TLS handshake with %s failed: %s",
+                                         peer, str(exc) or type(exc).__name__)
             client.close()
             return
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        task = asyncio.create_task(self._on_connection(reader, writer))
-        self._handlers.add(task)
-        task.add_done_callback(self._handlers.discard)
+        await self._on_connection(reader, writer)
+
+
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """A TLS listener's current server context, and how long a handshake may take."""
+
+    context: Callable[[], ssl.SSLContext]
+    handshake_timeout: float
+
+
+def _peer(client: socket.socket) -> str:
+    try:
+        peer = client.getpeername()
+    except OSError:
+        return "a client that left"
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
 
 def _bind(host: str, port: int) -> list[socket.socket]:

@@ -19,12 +19,13 @@ from .dispatch import Router
 from .embedded import EmbeddedRedis
 from .handlers import ROUTES
 from .heap import HeapTrimmer
-from .listener import Listener, fit_file_limit
+from .listener import Listener, Tls, fit_file_limit
 from .logs import RateLimitedLog
 from .producer_expiry import run as run_producer_expiry
 from .request_memory import RequestMemory
 from .retention import run as run_retention
-from .security.listeners import ListenerSpec, is_loopback, resolve
+from .security.listeners import ListenerSpec, authenticates, is_loopback, resolve, tls_files
+from .security.tls import ReloadingContext
 from .storage import RedisStorage, StorageUnavailable
 from .storage.groups import RedisGroupStorage
 
@@ -42,6 +43,8 @@ class Gateway:
         # Each listener's broker: what Metadata tells the clients that connected on it.
         self.brokers: dict[str, Broker] = {}
         self._listeners: list[Listener] = []
+        self._tls: ReloadingContext | None = None
+        self._tls_watch: asyncio.Task[None] | None = None
         self._heap = HeapTrimmer()
         self.request_memory = RequestMemory(config.max_buffered_request_bytes)
         self._connections: dict[Connection, asyncio.Task[None]] = {}
@@ -90,9 +93,11 @@ class Gateway:
         file_limit_problem = fit_file_limit(self.config.max_connections)
         if file_limit_problem:
             log.warning("%s", file_limit_problem)
+        self._start_tls()
         for spec in self.listener_specs:
             listener = Listener(spec.bind.host, spec.bind.port, functools.partial(self._accept, spec),
-                                self.client_log, lambda: len(self._connections))
+                                self.client_log, lambda: len(self._connections),
+                                self._listener_tls(spec))
             self._listeners.append(listener)
             listener.start()
         log.info(
@@ -103,13 +108,27 @@ class Gateway:
         )
         self._warn_unauthenticated()
 
+    def _start_tls(self) -> None:
+        files = tls_files(self.config)
+        if files is not None:
+            self._tls = ReloadingContext(files)
+            self._tls_watch = asyncio.create_task(self._tls.watch())
+
+    def _listener_tls(self, spec: ListenerSpec) -> Tls | None:
+        if not spec.protocol.tls:
+            return None
+        tls = self._tls
+        assert tls is not None
+        # A handshake is bounded as a begun request is.
+        return Tls(lambda: tls.current, self.config.request_read_timeout_ms / 1000)
+
     def _bound(self) -> str:
         return ", ".join(f"{spec.name}://{spec.bind}" for spec in self.listener_specs)
 
     def _warn_unauthenticated(self) -> None:
         """Say loudly that a listener beyond loopback lets anyone in."""
         for spec in self.listener_specs:
-            if spec.protocol.sasl or is_loopback(spec.bind.host):
+            if authenticates(spec, self.config) or is_loopback(spec.bind.host):
                 continue
             log.warning(
                 "LISTENER %s ON %s HAS NO AUTHENTICATION: anyone who reaches it can read, write "
@@ -201,7 +220,7 @@ class Gateway:
         for listener in self._listeners:
             await listener.close()
         self._heap.cancel()
-        for task in (self._retention, self._producer_expiry):
+        for task in (self._retention, self._producer_expiry, self._tls_watch):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from ..address import HostPort
+from .tls import ClientAuth, TlsFiles
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -110,7 +111,7 @@ def resolve(config: Config) -> tuple[ListenerSpec, ...]:
         if endpoint.name not in protocols:
             raise ValueError(f"listener {endpoint.name} has no security protocol in "
                              "--listener-security-protocol-map")
-        if protocols[endpoint.name] is not SecurityProtocol.PLAINTEXT:
+        if protocols[endpoint.name].sasl:
             raise ValueError(f"listener {endpoint.name}: {protocols[endpoint.name].value} is not "
                              "served yet (docs/security.md)")
         specs.append(ListenerSpec(endpoint.name, endpoint.address, protocols[endpoint.name],
@@ -118,7 +119,30 @@ def resolve(config: Config) -> tuple[ListenerSpec, ...]:
     ports = [spec.bind.port for spec in specs if spec.bind.port != 0]
     if len(set(ports)) != len(ports):
         raise ValueError("each listener needs a port of its own")
+    _check_tls(config, specs)
     return tuple(specs)
+
+
+def _check_tls(config: Config, specs: list[ListenerSpec]) -> None:
+    tls = [spec.name for spec in specs if spec.protocol.tls]
+    if tls and (config.ssl_certfile is None or config.ssl_keyfile is None):
+        raise ValueError(f"listener {tls[0]} uses TLS: give --ssl-certfile and --ssl-keyfile")
+    if tls and config.ssl_client_auth is not ClientAuth.NONE and config.ssl_cafile is None:
+        raise ValueError(f"--ssl-client-auth {config.ssl_client_auth.value} needs --ssl-cafile "
+                         "to check client certificates against")
+
+
+def tls_files(config: Config) -> TlsFiles | None:
+    """The TLS files, when some listener uses TLS (resolve() has checked they are given)."""
+    if not any(spec.protocol.tls for spec in resolve(config)):
+        return None
+    assert config.ssl_certfile is not None and config.ssl_keyfile is not None
+    return TlsFiles(config.ssl_certfile, config.ssl_keyfile, config.ssl_cafile, config.ssl_client_auth)
+
+
+def authenticates(spec: ListenerSpec, config: Config) -> bool:
+    """Whether clients of the listener prove who they are (SASL, or a required client certificate)."""
+    return spec.protocol.sasl or (spec.protocol.tls and config.ssl_client_auth is ClientAuth.REQUIRED)
 
 
 def _reachable(bind: HostPort) -> HostPort:

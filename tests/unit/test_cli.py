@@ -120,6 +120,21 @@ def test_inconsistent_listeners_are_one_line_and_status_2(args: list[str], named
 
 
 def test_a_listener_of_a_protocol_not_served_yet_stops_the_start() -> None:
-    result = gateway("--listeners", "SSL://127.0.0.1:2")
+    result = gateway("--listeners", "SASL_SSL://127.0.0.1:2")
     assert result.returncode == 2, result.stderr
-    assert "SSL is not served yet" in result.stderr
+    assert "SASL_SSL is not served yet" in result.stderr
+
+
+def test_tls_listeners_need_files_that_load(tmp_path: Path) -> None:
+    missing = gateway("--listeners", "SSL://127.0.0.1:2")
+    assert missing.returncode == 2 and "--ssl-certfile" in missing.stderr, missing.stderr
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    bad = gateway("--listeners", "SSL://127.0.0.1:2", "--ssl-certfile", str(tmp_path / "cert.pem"),
+                  "--ssl-keyfile", str(tmp_path / "cert.pem"))
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
+    assert "do not load" in bad.stderr
+    no_ca = gateway("--listeners", "SSL://127.0.0.1:2", "--ssl-certfile", "c", "--ssl-keyfile", "k",
+                    "--ssl-client-auth", "required")
+    assert no_ca.returncode == 2 and "--ssl-cafile" in no_ca.stderr, no_ca.stderr
+    auth = gateway("--ssl-client-auth", "always")
+    assert auth.returncode == 2 and "--ssl-client-auth" in auth.stderr

@@ -1,0 +1,192 @@
+"""SSL listeners: real clients over TLS, client certificates (mTLS), certificates reloaded live."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.helpers import create_ssl_context
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from kafka import KafkaConsumer, KafkaProducer
+from kafka_redis_gateway.gateway.embedded import free_port
+
+from tests.servers import GatewayProcess, RedisServer
+from tests.tls_support import Certificates, issue, make_certificates, tls_args
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+def ssl_gateway(redis_server: RedisServer, log: Path, args: list[str],
+                plaintext_port: int | None = None) -> GatewayProcess:
+    port = free_port()
+    listeners = f"SSL://127.0.0.1:{port}"
+    if plaintext_port is not None:
+        listeners += f",PLAINTEXT://127.0.0.1:{plaintext_port}"
+    return GatewayProcess(redis_server.url, port=port, log_path=log, listeners=listeners,
+                          extra_args=args).start()
+
+
+def confluent_ssl(certificates: Certificates, *, client_cert: bool = False) -> dict[str, str]:
+    settings = {"security.protocol": "SSL", "ssl.ca.location": str(certificates.ca)}
+    if client_cert:
+        settings |= {"ssl.certificate.location": str(certificates.client_cert),
+                     "ssl.key.location": str(certificates.client_key)}
+    return settings
+
+
+def confluent_round_trip(bootstrap: str, topic: str, settings: dict[str, str]) -> list[bytes]:
+    producer = Producer({"bootstrap.servers": bootstrap, **settings})
+    for i in range(5):
+        producer.produce(topic, f"tls-{i}".encode())
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic,
+                         "auto.offset.reset": "earliest", **settings})
+    read: list[bytes] = []
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while len(read) < 5 and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                read.append(message.value())
+    finally:
+        consumer.close()
+    return read
+
+
+def test_clients_produce_and_consume_over_tls(redis_server: RedisServer, certificates: Certificates,
+                                              tmp_path: Path, topic_name: str) -> None:
+    plaintext = free_port()
+    gateway = ssl_gateway(redis_server, tmp_path / "gateway.log", tls_args(certificates), plaintext)
+    try:
+        expected = [f"tls-{i}".encode() for i in range(5)]
+        assert confluent_round_trip(gateway.bootstrap, topic_name, confluent_ssl(certificates)) == expected
+
+        # kafka-python, then aiokafka, read what was written and add their own.
+        producer = KafkaProducer(bootstrap_servers=gateway.bootstrap, security_protocol="SSL",
+                                 ssl_cafile=str(certificates.ca))
+        producer.send(topic_name, b"kafka-python").get(timeout=30)
+        producer.close()
+        consumer = KafkaConsumer(topic_name, bootstrap_servers=gateway.bootstrap, security_protocol="SSL",
+                                 ssl_cafile=str(certificates.ca), auto_offset_reset="earliest",
+                                 consumer_timeout_ms=10_000)
+        assert [message.value for message in consumer][:6] == [*expected, b"kafka-python"]
+        consumer.close()
+
+        async def with_aiokafka() -> list[bytes]:
+            context = create_ssl_context(cafile=str(certificates.ca))
+            producer = AIOKafkaProducer(bootstrap_servers=gateway.bootstrap, security_protocol="SSL",
+                                        ssl_context=context)
+            await producer.start()
+            try:
+                await producer.send_and_wait(topic_name, b"aiokafka")
+            finally:
+                await producer.stop()
+            consumer = AIOKafkaConsumer(topic_name, bootstrap_servers=gateway.bootstrap,
+                                        security_protocol="SSL", ssl_context=context,
+                                        auto_offset_reset="earliest")
+            await consumer.start()
+            try:
+                batches = await consumer.getmany(timeout_ms=10_000, max_records=7)
+                return [record.value for records in batches.values() for record in records]
+            finally:
+                await consumer.stop()
+
+        assert asyncio.run(with_aiokafka()) == [*expected, b"kafka-python", b"aiokafka"]
+
+        # The PLAINTEXT listener next to it serves the same topic in clear text.
+        plain = Consumer({"bootstrap.servers": f"127.0.0.1:{plaintext}", "group.id": "plain",
+                          "auto.offset.reset": "earliest"})
+        try:
+            metadata = plain.list_topics(topic_name, timeout=20)
+            assert [(b.host, b.port) for b in metadata.brokers.values()] == [("127.0.0.1", plaintext)]
+        finally:
+            plain.close()
+    finally:
+        gateway.stop()
+
+
+def test_a_plaintext_client_on_a_tls_listener_gets_nowhere(
+        redis_server: RedisServer, certificates: Certificates, tmp_path: Path) -> None:
+    # Every failed handshake logged (the start-up probe's too), not one per 10 s.
+    gateway = ssl_gateway(redis_server, tmp_path / "gateway.log",
+                          [*tls_args(certificates), "--warning-interval-ms", "1"])
+    try:
+        admin = AdminClient({"bootstrap.servers": gateway.bootstrap, "socket.timeout.ms": 3000})
+        with pytest.raises(KafkaException):
+            admin.list_topics(timeout=5)
+    finally:
+        gateway.stop()
+    assert "TLS handshake with 127.0.0.1:" in (tmp_path / "gateway.log").read_text()
+
+
+def test_required_client_certificates_authenticate_the_client_as_its_subject(
+        redis_server: RedisServer, certificates: Certificates, tmp_path: Path, topic_name: str) -> None:
+    log = tmp_path / "gateway.log"
+    gateway = ssl_gateway(redis_server, log, [*tls_args(certificates, client_auth="required"),
+                                              "--log-level", "DEBUG"])
+    try:
+        without = AdminClient({"bootstrap.servers": gateway.bootstrap, **confluent_ssl(certificates)})
+        with pytest.raises(KafkaException):
+            without.list_topics(timeout=5)
+        read = confluent_round_trip(gateway.bootstrap, topic_name,
+                                    confluent_ssl(certificates, client_cert=True))
+        assert read == [f"tls-{i}".encode() for i in range(5)]
+    finally:
+        gateway.stop()
+    text = log.read_text()
+    # Kafka's default principal builder: the subject in RFC 2253 order.
+    assert "on listener SSL as User:CN=alice,O=Example" in text
+    # On loopback, or authenticated: no warning either way.
+    assert "NO AUTHENTICATION" not in text
+
+
+def served_certificate_subject(port: int, ca: Path) -> str:
+    context = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        certificate = tls.getpeercert()
+    assert certificate is not None
+    return ",".join(f"{name}={value}" for rdn in certificate["subject"] for name, value in rdn)
+
+
+def test_a_replaced_certificate_is_served_to_new_connections_without_a_restart(
+        redis_server: RedisServer, certificates: Certificates, tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    cert, key = served / "server.pem", served / "server.key"
+    shutil.copy(certificates.server_cert, cert)
+    shutil.copy(certificates.server_key, key)
+    gateway = ssl_gateway(redis_server, tmp_path / "gateway.log",
+                          ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)])
+    try:
+        assert served_certificate_subject(gateway.port, certificates.ca) == "commonName=localhost"
+        renewed_cert, renewed_key = issue(tmp_path, "renewed", "/O=Renewed/CN=localhost", certificates.ca,
+                                          certificates.ca.with_name("ca.key"),
+                                          alt_names="DNS:localhost,IP:127.0.0.1")
+        # Replaced as a deployment tool would: each file renamed into place.
+        shutil.copy(renewed_key, served / "key.tmp")
+        shutil.copy(renewed_cert, served / "cert.tmp")
+        (served / "key.tmp").replace(key)
+        (served / "cert.tmp").replace(cert)
+        deadline = time.monotonic() + 30
+        subject = ""
+        while time.monotonic() < deadline:
+            subject = served_certificate_subject(gateway.port, certificates.ca)
+            if subject != "commonName=localhost":
+                break
+            time.sleep(0.2)
+        assert subject == "organizationName=Renewed,commonName=localhost"
+    finally:
+        gateway.stop()
+    assert "TLS certificate reloaded" in (tmp_path / "gateway.log").read_text()

@@ -1,0 +1,56 @@
+"""Throwaway certificates for the TLS tests, made with the openssl command line."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Certificates:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def issue(directory: Path, name: str, subject: str, ca: Path, ca_key: Path,
+          alt_names: str | None = None) -> tuple[Path, Path]:
+    """A P-256 key and a certificate for it signed by the CA: (certificate, key)."""
+    key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.pem"
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", str(key), "-out", str(csr), "-subj", subject, cwd=directory)
+    extensions = directory / f"{name}.ext"
+    extensions.write_text(f"subjectAltName={alt_names}\n" if alt_names else "basicConstraints=CA:FALSE\n")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(extensions),
+             cwd=directory)
+    return cert, key
+
+
+def make_certificates(directory: Path) -> Certificates:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = directory / "ca.pem", directory / "ca.key"
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=krg-test-ca",
+             cwd=directory)
+    server_cert, server_key = issue(directory, "server", "/CN=localhost", ca, ca_key,
+                                    alt_names="DNS:localhost,IP:127.0.0.1")
+    client_cert, client_key = issue(directory, "client", "/O=Example/CN=alice", ca, ca_key)
+    return Certificates(ca, server_cert, server_key, client_cert, client_key)
+
+
+def tls_args(certificates: Certificates, *, client_auth: str = "none") -> list[str]:
+    return ["--ssl-certfile", str(certificates.server_cert), "--ssl-keyfile", str(certificates.server_key),
+            "--ssl-cafile", str(certificates.ca), "--ssl-client-auth", client_auth]
