@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from .address import HostPort
 from .config import (
     LOG_LEVELS,
+    RESERVED_BROKER_MAX_ID,
     Config,
     default_data_dir,
     parse_bool,
@@ -27,6 +28,7 @@ from .config import (
     parse_int,
     parse_log_level,
     parse_patterns,
+    parse_rack,
     parse_redis_url,
     parse_seconds,
 )
@@ -88,7 +90,14 @@ FLAGS: tuple[Flag, ...] = (
          "embedded server)"),
     Flag("--data-dir", "DIR", "DATA_DIR", parse_data_dir, str(default_data_dir()),
          "where the embedded server keeps its data"),
-    Flag("--node-id", "N", "NODE_ID", parse_int(0), "0", "this gateway's Kafka broker ID"),
+    Flag("--node-id", "N", "NODE_ID", parse_int(0, RESERVED_BROKER_MAX_ID), None,
+         f"this gateway's Kafka broker ID, 0 to {RESERVED_BROKER_MAX_ID} (default: one assigned "
+         f"from Redis, above {RESERVED_BROKER_MAX_ID}, new at every start)"),
+    Flag("--rack", "RACK", "RACK", parse_rack, None,
+         "this gateway's rack, reported to clients (Kafka's broker.rack; default: none)"),
+    Flag("--broker-lease-ms", "MS", "BROKER_LEASE_MS", parse_int(300), str(_DEFAULTS.broker_lease_ms),
+         "a gateway that stops renewing its registration leaves the cluster after this "
+         "(Kafka's broker.session.timeout.ms)"),
     Flag("--auto-create-topics", "BOOL", "AUTO_CREATE_TOPICS", parse_bool, "true",
          "create unknown topics on Metadata and Produce"),
     Flag("--default-partitions", "N", "DEFAULT_PARTITIONS", parse_int(1), "1",

@@ -43,7 +43,13 @@ class Config:
     # None starts an embedded Redis-compatible server under data_dir.
     redis_url: str | None = None
     data_dir: Path = field(default_factory=default_data_dir)
-    node_id: int = 0
+    # None: assigned from Redis at start (above Kafka's reserved.broker.max.id).
+    node_id: int | None = None
+    # Kafka's broker.rack, reported in Metadata and DescribeCluster.
+    rack: str | None = None
+    # How long a gateway stays in the cluster without renewing its lease
+    # (Kafka's broker.session.timeout.ms); renewed several times per lease.
+    broker_lease_ms: int = 9000
     auto_create_topics: bool = True
     default_partitions: int = 1
     # Kafka's socket.request.max.bytes.
@@ -104,6 +110,9 @@ class Config:
 
 
 INT32_MAX = 2_147_483_647
+# Kafka's reserved.broker.max.id: --node-id goes up to it, and node IDs
+# assigned from Redis start above it, so the two never collide.
+RESERVED_BROKER_MAX_ID = 1000
 
 
 def parse_int(minimum: int, maximum: int = INT32_MAX) -> Callable[[str], int]:
@@ -167,6 +176,12 @@ def _valid_redis_url(text: str) -> bool:
         return False
     database = url.path.strip("/")
     return database == "" or database.isdigit()
+
+
+def parse_rack(text: str) -> str:
+    if not text:
+        raise ValueError("expected a rack name, got an empty value")
+    return text
 
 
 def parse_data_dir(text: str) -> Path:

@@ -344,6 +344,7 @@ class Connection:
             router=self.gateway.router,
             peer=self.peer,
             coordinator=self.gateway.coordinator,
+            cluster=self.gateway.cluster,
         )
         try:
             response = await route.handler(context, body)

@@ -11,6 +11,7 @@ from .config import Config
 from .storage import Storage
 
 if TYPE_CHECKING:
+    from .cluster import Cluster
     from .coordinator import GroupCoordinator
     from .dispatch import Router
 
@@ -24,6 +25,9 @@ class Broker:
     port: int
     cluster_id: str
     rack: str | None = None
+    # The listener this address is advertised on: clients of a listener are
+    # told every broker's address on the same listener, as Kafka does.
+    listener: str = "PLAINTEXT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,8 @@ class RequestContext:
     peer: str
     # Consumer groups: membership in memory, offsets in Redis.
     coordinator: GroupCoordinator
+    # The live gateways of the cluster and who leads what.
+    cluster: Cluster
 
     @property
     def api_version(self) -> int:

@@ -11,6 +11,7 @@ import os
 import signal
 
 from . import metrics
+from .cluster import Cluster
 from .config import Config
 from .connection import Connection
 from .context import Broker
@@ -27,6 +28,7 @@ from .retention import run as run_retention
 from .security.listeners import ListenerSpec, authenticates, is_loopback, resolve, tls_files
 from .security.tls import ReloadingContext
 from .storage import RedisStorage, StorageUnavailable
+from .storage.brokers import Endpoint, RedisBrokerRegistry
 from .storage.groups import RedisGroupStorage
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class Gateway:
         self.listener_specs = resolve(config)
         # Each listener's broker: what Metadata tells the clients that connected on it.
         self.brokers: dict[str, Broker] = {}
+        self.cluster: Cluster
         self._listeners: list[Listener] = []
         self._tls: ReloadingContext | None = None
         self._tls_watch: asyncio.Task[None] | None = None
@@ -76,8 +79,13 @@ class Gateway:
         if self.config.metrics_listen is not None:
             listen = self.config.metrics_listen
             self._metrics_server = metrics.MetricsServer(listen.host, listen.port)
-        self.brokers = {spec.name: Broker(self.config.node_id, spec.advertised.host,
-                                          spec.advertised.port, cluster_id)
+        self.cluster = Cluster(RedisBrokerRegistry(redis_url, timeout=self.config.redis_timeout),
+                               self.config.broker_lease_ms)
+        node_id = await self.cluster.join(
+            self.config.node_id, tuple(Endpoint(spec.name, spec.advertised.host, spec.advertised.port)
+                                       for spec in self.listener_specs), self.config.rack)
+        self.brokers = {spec.name: Broker(node_id, spec.advertised.host, spec.advertised.port,
+                                          cluster_id, self.config.rack, spec.name)
                         for spec in self.listener_specs}
         self._retention = asyncio.create_task(
             run_retention(self.storage, self.config.retention_check_interval_ms))
@@ -104,7 +112,7 @@ class Gateway:
             "listening on %s, node %d of cluster %s, storing in %s",
             ", ".join(f"{spec.name}://{spec.bind} {spec.protocol.value} (advertised as {spec.advertised})"
                       for spec in self.listener_specs),
-            self.config.node_id, cluster_id, _redacted(redis_url),
+            node_id, cluster_id, _redacted(redis_url),
         )
         self._warn_unauthenticated()
 
@@ -219,6 +227,10 @@ class Gateway:
         log.info("shutting down")
         for listener in self._listeners:
             await listener.close()
+        if hasattr(self, "cluster"):
+            # Leave first, so the others take over this gateway's partitions
+            # while it finishes what it started.
+            await self.cluster.leave()
         self._heap.cancel()
         for task in (self._retention, self._producer_expiry, self._tls_watch):
             if task is not None:

@@ -23,7 +23,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def gateway(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     log = Path(tmp_path_factory.mktemp("gateway")) / "gateway.log"
-    process = GatewayProcess(redis_server.url, log_path=log).start()
+    # Node 0, below every assigned ID: the controller whatever other
+    # gateways tests start on the same Redis.
+    process = GatewayProcess(redis_server.url, log_path=log, extra_args=["--node-id", "0"]).start()
     yield process
     process.stop()
 

@@ -1,6 +1,7 @@
 """Consumer-group membership and administration (the classic group protocol).
 
-FindCoordinator (key 10) v0-v6: this gateway coordinates every group; the
+FindCoordinator (key 10) v0-v6: one live gateway per group, computed from
+the live set the same way on every gateway (gateway/cluster.py); the
 batched coordinator_keys of v4+ are answered one by one. While Redis is
 unreachable the answer is COORDINATOR_NOT_AVAILABLE (retriable). Only group
 keys are served: a transaction coordinator gets
@@ -36,7 +37,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from ..context import RequestContext
+from ..context import Broker, RequestContext
 from ..coordinator import Group, GroupState, JoinRequest, SyncRequest
 from ..dispatch import Route
 from ..storage import StorageUnavailable
@@ -75,25 +76,37 @@ async def _coordinator_error(context: RequestContext, key_type: int) -> tuple[Er
     return ErrorCode.none, None
 
 
+def _coordinator(context: RequestContext, key: str, checked: tuple[ErrorCode, str | None],
+                 ) -> tuple[ErrorCode, str | None, Broker | None]:
+    """The gateway coordinating a group, on the listener the request came in on."""
+    code, message = checked
+    if code != ErrorCode.none:
+        return code, message, None
+    broker = context.cluster.coordinator(key, context.broker)
+    if broker is None:
+        # Kafka's answer when the coordinator has no endpoint on this listener.
+        return (ErrorCode.coordinator_not_available,
+                f"The coordinator has no {context.broker.listener} listener.", None)
+    return code, message, broker
+
+
 async def handle_find_coordinator(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
-    broker = context.broker
     key_type = getattr(request, "key_type", GROUP_KEY)
+    checked = await _coordinator_error(context, key_type)
     if context.api_version < 4:
-        code, message = await _coordinator_error(context, key_type)
-        found = code == ErrorCode.none
+        code, message, broker = _coordinator(context, request.key, checked)
         return make(types.FindCoordinatorResponse, throttle_time=NO_THROTTLE, error_code=code,
-                    error_message=message, node_id=broker.node_id if found else -1,
-                    host=broker.host if found else "", port=broker.port if found else -1)
-    code, message = await _coordinator_error(context, key_type)
-    found = code == ErrorCode.none
-    coordinators = tuple(
-        make(types.Coordinator, key=key, node_id=broker.node_id if found else -1,
-             host=broker.host if found else "", port=broker.port if found else -1,
-             error_code=code, error_message=message)
-        for key in request.coordinator_keys
-    )
-    return make(types.FindCoordinatorResponse, throttle_time=NO_THROTTLE, coordinators=coordinators)
+                    error_message=message, node_id=broker.node_id if broker else -1,
+                    host=broker.host if broker else "", port=broker.port if broker else -1)
+    coordinators = []
+    for key in request.coordinator_keys:
+        code, message, broker = _coordinator(context, key, checked)
+        coordinators.append(make(
+            types.Coordinator, key=key, node_id=broker.node_id if broker else -1,
+            host=broker.host if broker else "", port=broker.port if broker else -1,
+            error_code=code, error_message=message))
+    return make(types.FindCoordinatorResponse, throttle_time=NO_THROTTLE, coordinators=tuple(coordinators))
 
 
 # -- JoinGroup, SyncGroup, Heartbeat, LeaveGroup -------------------------------------------

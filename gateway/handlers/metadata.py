@@ -1,7 +1,11 @@
 """Metadata (key 3), v0-v12; DescribeCluster (key 60), v0-v1.
 
-One broker (this gateway) leads every partition and is its only replica;
-leader epochs are not tracked (-1). Unknown topics are auto-created when the
+The brokers are the live gateways of the cluster on this Redis
+(gateway/cluster.py, this gateway's view, no Redis round trip); the
+controller is the one with the lowest node ID; each partition's leader is
+computed from the live set the same way on every gateway, and is its only
+replica and in-sync replica (Redis replication, not Kafka's, makes data
+redundant). Leader epochs are not tracked (-1). Unknown topics are auto-created when the
 gateway allows it and the request does (v4+), otherwise they get
 UNKNOWN_TOPIC_OR_PARTITION; invalid names get INVALID_TOPIC_EXCEPTION;
 unknown topic IDs (v10+) get UNKNOWN_TOPIC_ID. While Redis is unreachable,
@@ -26,11 +30,11 @@ OPERATIONS_NOT_REQUESTED = -(2**31)
 
 
 def _partitions(types: Any, context: RequestContext, info: TopicInfo) -> tuple[Any, ...]:
-    node = context.broker.node_id
+    leader = context.cluster.leader
     return tuple(
         make(types.MetadataResponsePartition, error_code=ErrorCode.none, partition_index=index,
-             leader_id=node, leader_epoch=-1, replica_nodes=(node,), isr_nodes=(node,),
-             offline_replicas=())
+             leader_id=(node := leader(info.name, index)), leader_epoch=-1, replica_nodes=(node,),
+             isr_nodes=(node,), offline_replicas=())
         for index in range(info.partitions)
     )
 
@@ -82,14 +86,14 @@ async def handle_metadata(context: RequestContext, request: Any) -> Any:
                    getattr(wanted, "topic_id", None))
             for wanted in request.topics or ()
         )
-    broker = context.broker
+    cluster = context.cluster
     return make(
         types.MetadataResponse,
         throttle_time=NO_THROTTLE,
-        brokers=(make(types.MetadataResponseBroker, node_id=broker.node_id, host=broker.host,
-                      port=broker.port, rack=broker.rack),),
-        cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
+        brokers=tuple(make(types.MetadataResponseBroker, node_id=broker.node_id, host=broker.host,
+                           port=broker.port, rack=broker.rack) for broker in cluster.brokers(context.broker)),
+        cluster_id=context.broker.cluster_id,
+        controller_id=cluster.controller_id(),
         topics=topics,
         cluster_authorized_operations=OPERATIONS_NOT_REQUESTED,
     )
@@ -113,9 +117,10 @@ async def handle_describe_cluster(context: RequestContext, request: Any) -> Any:
         error_message=None,
         endpoint_type=1,
         cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
-        brokers=(make(types.DescribeClusterBroker, broker_id=broker.node_id, host=broker.host,
-                      port=broker.port, rack=broker.rack, is_fenced=False),),
+        controller_id=context.cluster.controller_id(),
+        brokers=tuple(make(types.DescribeClusterBroker, broker_id=live.node_id, host=live.host,
+                           port=live.port, rack=live.rack, is_fenced=False)
+                      for live in context.cluster.brokers(broker)),
         cluster_authorized_operations=OPERATIONS_NOT_REQUESTED,
     )
 

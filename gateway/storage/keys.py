@@ -74,6 +74,19 @@ def group_membership(group: str) -> str:
     return f"kafka:group:{group}"
 
 
+# -- the broker registry ---------------------------------------------------------
+
+# One hash tag for the registry's keys, so its scripts stay in one Cluster
+# slot; "{brokers}" has no ":<partition>", so no topic's keys carry it.
+BROKERS = "kafka:{brokers}"
+# node ID -> the registration (JSON: host, port, rack, instance).
+BROKER_REGISTRATIONS = BROKERS
+# node ID -> when its lease ends (ms, Redis's clock).
+BROKER_LEASES = f"{BROKERS}:leases"
+# The counter behind node IDs assigned to gateways started without --node-id.
+BROKER_ID_COUNTER = f"{BROKERS}:next-id"
+
+
 # -- adopted streams ------------------------------------------------------------
 
 # The topic config that maps partitions 0..n-1 onto existing streams, in

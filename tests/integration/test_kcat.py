@@ -62,11 +62,14 @@ def test_metadata_lists_gateway_and_topics(bootstrap: str, topic_name: str) -> N
     assert f"broker 0 at {bootstrap} (controller)" in listing
     assert f'topic "{topic_name}" with 3 partitions:' in listing
     metadata: dict[str, Any] = json.loads(kcat(bootstrap, "-L", "-J", "-t", topic_name))
-    assert metadata["brokers"] == [{"id": 0, "name": bootstrap}]
+    # Other tests' gateways on the same Redis may be in the cluster too.
+    assert {"id": 0, "name": bootstrap} in metadata["brokers"]
+    brokers = {broker["id"] for broker in metadata["brokers"]}
     (topic,) = metadata["topics"]
     assert topic["topic"] == topic_name
-    assert [(p["partition"], p["leader"], p["replicas"]) for p in topic["partitions"]] == [
-        (i, 0, [{"id": 0}]) for i in range(3)]
+    assert [p["partition"] for p in topic["partitions"]] == [0, 1, 2]
+    assert all(p["leader"] in brokers and p["replicas"] == [{"id": p["leader"]}]
+               for p in topic["partitions"])
 
 
 @pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])

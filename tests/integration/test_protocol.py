@@ -558,8 +558,8 @@ def test_metadata_auto_creates_topics(wire: Wire, topic_name: str, version: int)
     (topic,) = response.topics
     assert (topic.name, topic.error_code) == (topic_name, ErrorCode.none)
     assert [p.partition_index for p in topic.partitions] == [0]
-    (broker,) = response.brokers
-    assert all(p.leader_id == broker.node_id for p in topic.partitions)
+    # Other tests' gateways on the same Redis may be in the cluster too.
+    assert all(p.leader_id in {b.node_id for b in response.brokers} for p in topic.partitions)
 
 
 # -- Fetch budget ---------------------------------------------------------------

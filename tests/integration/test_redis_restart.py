@@ -233,7 +233,7 @@ def test_metadata_of_every_version_answers_while_redis_is_away(
             response = wire.call(metadata([name], version=version))
             assert [(t.name, t.error_code) for t in response.topics] == [
                 (name, ErrorCode.leader_not_available)], f"Metadata v{version}"
-            assert [b.node_id for b in response.brokers] == [0]
+            assert [(b.host, b.port) for b in response.brokers] == [("127.0.0.1", gateway.port)]
     finally:
         wire.close()
 

@@ -1,0 +1,179 @@
+"""Several gateways on one Redis as one Kafka cluster (issue #13).
+
+Three gateway processes on a Redis of this module's own (so the session
+gateway is not part of their cluster), driven by confluent-kafka's admin
+client. Leases are short (flags), so a killed gateway leaves within seconds.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
+
+from tests.servers import GatewayProcess, RedisServer
+
+LEASE_MS = 1500
+PARTITIONS = 6
+
+
+@pytest.fixture(scope="module")
+def cluster_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("cluster-redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gateways(cluster_redis: RedisServer, tmp_path: Path) -> Iterator[list[GatewayProcess]]:
+    cluster_redis.client().flushall()
+    started = [GatewayProcess(cluster_redis.url, log_path=tmp_path / f"gateway-{n}.log",
+                              extra_args=["--broker-lease-ms", str(LEASE_MS)]).start()
+               for n in range(3)]
+    yield started
+    for gateway in started:
+        gateway.stop()
+
+
+def cluster_metadata(bootstrap: str, topic: str | None = None) -> ClusterMetadata:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    return admin.list_topics(topic, timeout=10)
+
+
+def broker_addresses(metadata: ClusterMetadata) -> set[str]:
+    return {f"{broker.host}:{broker.port}" for broker in metadata.brokers.values()}
+
+
+def wait_for_brokers(bootstrap: str, wanted: set[str], timeout: float = 15) -> ClusterMetadata:
+    deadline = time.monotonic() + timeout
+    while (metadata := cluster_metadata(bootstrap)) and broker_addresses(metadata) != wanted:
+        assert time.monotonic() < deadline, f"brokers {broker_addresses(metadata)}, wanted {wanted}"
+        time.sleep(0.1)
+    return metadata
+
+
+def create_topic(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS)])[topic].result(10)
+
+
+def leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    partitions = cluster_metadata(bootstrap, topic).topics[topic].partitions
+    return {index: partition.leader for index, partition in partitions.items()}
+
+
+def registered_nodes(client: redis.Redis) -> set[int]:
+    return {int(node) for node in client.zrange("kafka:{brokers}:leases", 0, -1)}
+
+
+def test_every_gateway_lists_all_three_and_spreads_leadership(gateways: list[GatewayProcess]) -> None:
+    everyone = {gateway.bootstrap for gateway in gateways}
+    create_topic(gateways[0].bootstrap, "spread")
+    answers = []
+    for gateway in gateways:
+        # Each learns of those started after it at its next lease renewal.
+        metadata = wait_for_brokers(gateway.bootstrap, everyone)
+        answers.append((metadata.controller_id, leaders(gateway.bootstrap, "spread")))
+    # Every gateway gives the same answer, and it uses every gateway.
+    assert answers[0] == answers[1] == answers[2], answers
+    controller, led = answers[0]
+    metadata = cluster_metadata(gateways[0].bootstrap)
+    assert controller == min(metadata.brokers)
+    assert set(led.values()) == set(metadata.brokers)
+    # Assigned node IDs are above Kafka's reserved.broker.max.id.
+    assert all(node > 1000 for node in metadata.brokers)
+
+
+def test_a_clean_stop_leaves_at_once_and_leadership_moves(gateways: list[GatewayProcess],
+                                                          cluster_redis: RedisServer) -> None:
+    create_topic(gateways[0].bootstrap, "moving")
+    for gateway in gateways:
+        wait_for_brokers(gateway.bootstrap, {gateway.bootstrap for gateway in gateways})
+    client = cluster_redis.client()
+    assert len(registered_nodes(client)) == 3
+    leaving = gateways.pop()
+    leaving.stop(signal.SIGTERM)
+    # Gone from Redis by the time its process has exited, not a lease later.
+    assert len(registered_nodes(client)) == 2
+    remaining = {gateway.bootstrap for gateway in gateways}
+    metadata = wait_for_brokers(gateways[0].bootstrap, remaining)
+    wait_for_brokers(gateways[1].bootstrap, remaining)
+    assert set(leaders(gateways[0].bootstrap, "moving").values()) == set(metadata.brokers)
+    assert leaders(gateways[0].bootstrap, "moving") == leaders(gateways[1].bootstrap, "moving")
+
+
+def test_a_killed_gateway_leaves_when_its_lease_ends(gateways: list[GatewayProcess],
+                                                     cluster_redis: RedisServer,
+                                                     tmp_path: Path) -> None:
+    client = cluster_redis.client()
+    killed = gateways.pop()
+    killed.stop(signal.SIGKILL)
+    # Nobody removed it: its lease is still running.
+    assert len(registered_nodes(client)) == 3
+    remaining = {gateway.bootstrap for gateway in gateways}
+    wait_for_brokers(gateways[0].bootstrap, remaining, timeout=LEASE_MS / 1000 + 10)
+    assert len(registered_nodes(client)) == 2
+    # Restarted, it rejoins (as a new node ID).
+    restarted = GatewayProcess(cluster_redis.url, port=killed.port, log_path=tmp_path / "restarted.log",
+                               extra_args=["--broker-lease-ms", str(LEASE_MS)]).start()
+    gateways.append(restarted)
+    wait_for_brokers(gateways[0].bootstrap, remaining | {restarted.bootstrap})
+
+
+def test_a_node_id_held_by_a_live_gateway_is_not_taken(cluster_redis: RedisServer,
+                                                       tmp_path: Path) -> None:
+    cluster_redis.client().flushall()
+    first = GatewayProcess(cluster_redis.url, log_path=tmp_path / "first.log",
+                           extra_args=["--node-id", "7", "--broker-lease-ms", str(LEASE_MS)]).start()
+    # Started by hand: it does not listen until it holds its node ID.
+    second = GatewayProcess(cluster_redis.url,
+                            extra_args=["--node-id", "7", "--broker-lease-ms", str(LEASE_MS)])
+    try:
+        with open(tmp_path / "second.log", "wb") as log:
+            second_process = subprocess.Popen(second.command(), stdout=log, stderr=log)
+        try:
+            time.sleep(3 * LEASE_MS / 1000)
+            # It waits for node 7's lease, which the first keeps renewing.
+            metadata = cluster_metadata(first.bootstrap)
+            assert [(b.id, b.port) for b in metadata.brokers.values()] == [(7, first.port)]
+            assert "registered by another live gateway" in (tmp_path / "second.log").read_text()
+        finally:
+            second_process.kill()
+            second_process.wait()
+    finally:
+        first.stop()
+
+
+def test_one_group_through_two_gateways_splits_its_partitions(gateways: list[GatewayProcess]) -> None:
+    everyone = {gateway.bootstrap for gateway in gateways}
+    for gateway in gateways:
+        wait_for_brokers(gateway.bootstrap, everyone)
+    create_topic(gateways[0].bootstrap, "shared")
+    # The issue's reproduction: each member bootstrapped to a different
+    # gateway got all the partitions, each gateway running its own group.
+    consumers = [Consumer({"bootstrap.servers": gateway.bootstrap, "group.id": "split",
+                           "session.timeout.ms": 6000, "auto.offset.reset": "earliest"})
+                 for gateway in gateways[:2]]
+    try:
+        for consumer in consumers:
+            consumer.subscribe(["shared"])
+        deadline = time.monotonic() + 30
+        while True:
+            for consumer in consumers:
+                consumer.poll(0.2)
+            assigned = [{p.partition for p in consumer.assignment()} for consumer in consumers]
+            if all(assigned) and sum(map(len, assigned)) == PARTITIONS:
+                break
+            assert time.monotonic() < deadline, f"assignments never settled: {assigned}"
+        assert assigned[0].isdisjoint(assigned[1]), assigned
+        assert assigned[0] | assigned[1] == set(range(PARTITIONS)), assigned
+    finally:
+        for consumer in consumers:
+            consumer.close()
