@@ -37,6 +37,9 @@ def gateways(cluster_redis: RedisServer, tmp_path: Path) -> Iterator[list[Gatewa
     started = [GatewayProcess(cluster_redis.url, log_path=tmp_path / f"gateway-{n}.log",
                               extra_args=["--broker-lease-ms", str(LEASE_MS)]).start()
                for n in range(3)]
+    # Each learns of those started after it at its next lease renewal.
+    for gateway in started:
+        wait_for_brokers(gateway.bootstrap, {gateway.bootstrap for gateway in started})
     yield started
     for gateway in started:
         gateway.stop()
@@ -78,8 +81,8 @@ def test_every_gateway_lists_all_three_and_spreads_leadership(gateways: list[Gat
     create_topic(gateways[0].bootstrap, "spread")
     answers = []
     for gateway in gateways:
-        # Each learns of those started after it at its next lease renewal.
-        metadata = wait_for_brokers(gateway.bootstrap, everyone)
+        metadata = cluster_metadata(gateway.bootstrap, "spread")
+        assert broker_addresses(metadata) == everyone
         answers.append((metadata.controller_id, leaders(gateway.bootstrap, "spread")))
     # Every gateway gives the same answer, and it uses every gateway.
     assert answers[0] == answers[1] == answers[2], answers
@@ -94,8 +97,6 @@ def test_every_gateway_lists_all_three_and_spreads_leadership(gateways: list[Gat
 def test_a_clean_stop_leaves_at_once_and_leadership_moves(gateways: list[GatewayProcess],
                                                           cluster_redis: RedisServer) -> None:
     create_topic(gateways[0].bootstrap, "moving")
-    for gateway in gateways:
-        wait_for_brokers(gateway.bootstrap, {gateway.bootstrap for gateway in gateways})
     client = cluster_redis.client()
     assert len(registered_nodes(client)) == 3
     leaving = gateways.pop()
@@ -152,9 +153,6 @@ def test_a_node_id_held_by_a_live_gateway_is_not_taken(cluster_redis: RedisServe
 
 
 def test_one_group_through_two_gateways_splits_its_partitions(gateways: list[GatewayProcess]) -> None:
-    everyone = {gateway.bootstrap for gateway in gateways}
-    for gateway in gateways:
-        wait_for_brokers(gateway.bootstrap, everyone)
     create_topic(gateways[0].bootstrap, "shared")
     # The reproduction: each member bootstrapped to a different
     # gateway got all the partitions, each gateway running its own group.
