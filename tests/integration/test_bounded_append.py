@@ -13,6 +13,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import confluent_kafka
 import pytest
 import redis
 from kafka_redis_gateway.gateway.storage import AppendBatch, AppendRequest, AppendResult, RedisStorage, steps
@@ -23,7 +24,7 @@ from tests.integration.test_protocol import Wire, create_topic, produce
 from tests.servers import GatewayProcess, RedisServer
 from tests.unit.test_records import MALFORMED_RECORDS
 
-from .test_append_records import raw_records
+from .test_append_records import consume_with_confluent, raw_records
 from .test_storage import stream_key
 
 NOW = int(time.time() * 1000)
@@ -203,3 +204,24 @@ def test_records_beyond_the_per_request_cap_get_record_list_too_large(
     codes = {p.index: p.error_code for p in response.responses[0].partition_responses}
     # 600 fit; 600 more would make 1,200; the next 400 make 1,000.
     assert codes == {0: 0, 1: RECORD_LIST_TOO_LARGE, 2: 0}
+
+
+def test_a_real_idempotent_producer_s_large_batch_goes_in_pieces_and_reads_back_in_order(
+        bootstrap: str, every_command_logged: redis.Redis, topic_name: str) -> None:
+    redis_client, count = every_command_logged, 4 * steps.STEP_RECORDS
+    producer = confluent_kafka.Producer({
+        "bootstrap.servers": bootstrap, "enable.idempotence": True, "compression.type": "zstd",
+        "linger.ms": 2000, "batch.num.messages": count, "batch.size": 64 << 20})
+    offsets: list[int] = []
+    for index in range(count):
+        producer.produce(topic_name, value=b"%d" % index,
+                         on_delivery=lambda error, message: offsets.append(
+                             -1 if error is not None else message.offset()))
+    assert producer.flush(60) == 0
+    assert sorted(offsets) == list(range(count))
+    # Cut into pieces by the gateway, stored whole and in order.
+    modes = [argv[6] for argv in append_calls(redis_client, stream_key(topic_name))]
+    assert b"check" in modes and any(b"/" in mode for mode in modes)
+    assert redis_client.xlen(stream_key(topic_name)) == count
+    assert [value for _, value, _ in consume_with_confluent(bootstrap, topic_name, count)] == [
+        b"%d" % index for index in range(count)]
