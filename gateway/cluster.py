@@ -126,8 +126,16 @@ class Cluster:
 
     def coordinator(self, group: str, asked: Broker) -> Broker | None:
         """The gateway FindCoordinator names for a group (None: it has no such listener)."""
+        return _on_listener(self._coordinator(group), asked)
+
+    def coordinates(self, group: str) -> bool:
+        """Whether this gateway is the group's coordinator in its view."""
+        assert self.me is not None
+        return self._coordinator(group).node_id == self.me.node_id
+
+    def _coordinator(self, group: str) -> BrokerRegistration:
         members = self.members()
-        return _on_listener(members[zlib.crc32(group.encode()) % len(members)], asked)
+        return members[zlib.crc32(group.encode()) % len(members)]
 
     def leader(self, topic: str, partition: int) -> int:
         """The node ID leading the partition, as every gateway with this view computes it."""

@@ -71,6 +71,8 @@ class Gateway:
             RedisGroupStorage(redis_url, timeout=self.config.redis_timeout,
                               partition_keys=self.storage.partition_keys),
             CoordinatorConfig(initial_rebalance_delay_ms=self.config.group_initial_rebalance_delay_ms),
+            # The cluster is joined before the first connection is accepted.
+            owns=lambda group_id: self.cluster.coordinates(group_id),
         )
         log.info("%s", await self.storage.configure_durability(
             self.config.acks_all_fsync, self.config.acks_all_replicas))

@@ -115,9 +115,13 @@ def _resolve(future: asyncio.Future[JoinResult] | asyncio.Future[SyncResult] | N
 
 
 class GroupCoordinator:
-    def __init__(self, storage: GroupStorage, config: CoordinatorConfig | None = None) -> None:
+    def __init__(self, storage: GroupStorage, config: CoordinatorConfig | None = None,
+                 owns: Callable[[str], bool] | None = None) -> None:
         self.storage = storage
         self.config = config or CoordinatorConfig()
+        # Whether this gateway coordinates a group now (several gateways on
+        # one Redis: gateway/cluster.py); one gateway alone coordinates all.
+        self._owns = owns or (lambda group_id: True)
         self._groups: dict[str, Group] = {}
         self._absent: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
@@ -156,6 +160,28 @@ class GroupCoordinator:
     def groups(self) -> list[Group]:
         return list(self._groups.values())
 
+    def _not_ours(self, group_id: str) -> bool:
+        """Whether another gateway coordinates the group: then NOT_COORDINATOR, and what
+        this one held of it is dropped, so it loads the stored state if the group comes back."""
+        if self._owns(group_id):
+            return False
+        self._absent.discard(group_id)
+        group = self._groups.pop(group_id, None)
+        if group is not None:
+            log.info("group %s: coordinated by another gateway now; dropped from memory",
+                     printable(group_id))
+            self._drop(group)
+        return True
+
+    def _drop(self, group: Group) -> None:
+        """Cancel a group's timers and answer its parked requests with NOT_COORDINATOR."""
+        for timer in (group.join_timer, group.sync_timer, *group.pending_members.values()):
+            self._cancel(timer)
+        for member in group.members.values():
+            self._cancel(member.expiry)
+            _resolve(member.join_future, JoinResult(ErrorCode.not_coordinator, member.member_id))
+            _resolve(member.sync_future, SyncResult(ErrorCode.not_coordinator))
+
     # -- JoinGroup ------------------------------------------------------------------
 
     async def join(self, request: JoinRequest) -> JoinResult:
@@ -164,6 +190,8 @@ class GroupCoordinator:
         if not (self.config.min_session_timeout_ms <= request.session_timeout_ms
                 <= self.config.max_session_timeout_ms):
             return JoinResult(ErrorCode.invalid_session_timeout, request.member_id)
+        if self._not_ours(request.group_id):
+            return JoinResult(ErrorCode.not_coordinator, request.member_id)
         try:
             # A group cannot commit or be found again while Redis is away.
             await self.storage.ping()
@@ -403,6 +431,8 @@ class GroupCoordinator:
     # -- SyncGroup ----------------------------------------------------------------------
 
     async def sync(self, request: SyncRequest) -> SyncResult:
+        if self._not_ours(request.group_id):
+            return SyncResult(ErrorCode.not_coordinator)
         try:
             group = await self.loaded(request.group_id)
         except StorageUnavailable:
@@ -478,6 +508,8 @@ class GroupCoordinator:
 
     async def heartbeat(self, group_id: str, member_id: str, group_instance_id: str | None,
                         generation_id: int) -> ErrorCode:
+        if self._not_ours(group_id):
+            return ErrorCode.not_coordinator
         try:
             group = await self.loaded(group_id)
         except StorageUnavailable:
@@ -502,6 +534,8 @@ class GroupCoordinator:
                     members: Sequence[tuple[str, str | None]]) -> tuple[ErrorCode, list[ErrorCode]]:
         """Remove members given as (member ID, group instance ID): the top-level
         error and one per member. A static member may be named by instance ID alone."""
+        if self._not_ours(group_id):
+            return ErrorCode.not_coordinator, []
         try:
             group = await self.loaded(group_id)
         except StorageUnavailable:
@@ -606,6 +640,8 @@ class GroupCoordinator:
     async def validate_commit(self, group_id: str, member_id: str, group_instance_id: str | None,
                               generation_id: int) -> ErrorCode:
         """Whether this member may commit now (Kafka's classic-group rules)."""
+        if self._not_ours(group_id):
+            return ErrorCode.not_coordinator
         try:
             group = await self.loaded(group_id)
         except StorageUnavailable:
@@ -696,12 +732,7 @@ class GroupCoordinator:
     def close(self) -> None:
         """The gateway stops: answer every parked request so clients look for a coordinator again."""
         for group in self._groups.values():
-            for timer in (group.join_timer, group.sync_timer, *group.pending_members.values()):
-                self._cancel(timer)
-            for member in group.members.values():
-                self._cancel(member.expiry)
-                _resolve(member.join_future, JoinResult(ErrorCode.not_coordinator, member.member_id))
-                _resolve(member.sync_future, SyncResult(ErrorCode.not_coordinator))
+            self._drop(group)
         self._groups.clear()
 
     async def flush(self, timeout: float) -> None:

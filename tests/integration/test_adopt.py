@@ -40,6 +40,15 @@ ADOPTABLE = "orders-*,native-*"
 
 
 @pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of this module's own: gateways on one Redis are one cluster, whose
+    controller takes CreateTopics, so the session gateway must not be in it."""
+    server = RedisServer(tmp_path_factory.mktemp("adopt-redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def gateway(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """A gateway of this module's own on the session Redis, with adoption allowed."""
     log = tmp_path_factory.mktemp("adopting-gateway") / "gateway.log"
@@ -232,11 +241,17 @@ def test_adopt_subcommand_and_inspect(bootstrap: str, redis_server: RedisServer,
 
 
 def test_adoption_is_off_unless_the_operator_allows_it(
-        redis_server: RedisServer, redis_client: redis.Redis, orders: str, topic_name: str,
-        tmp_path_factory: pytest.TempPathFactory) -> None:
+        topic_name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     """A gateway without --adopt-streams refuses CreateTopics with redis.stream.keys."""
-    log = tmp_path_factory.mktemp("default-gateway") / "gateway.log"
-    default = GatewayProcess(redis_server.url, log_path=log).start()
+    base = tmp_path_factory.mktemp("default-gateway")
+    # A Redis of its own: on the module's, the adopting gateway would be in
+    # its cluster, and maybe the controller that CreateTopics goes to.
+    own_redis = RedisServer(base / "redis").start()
+    redis_client = own_redis.client()
+    orders = f"orders-{uuid.uuid4().hex[:8]}"
+    for fields in ORDERS:
+        redis_client.xadd(orders, fields)  # type: ignore[arg-type]
+    default = GatewayProcess(own_redis.url, log_path=base / "gateway.log").start()
     try:
         admin = AdminClient({"bootstrap.servers": default.bootstrap})
         futures = admin.create_topics([NewTopic(topic_name, num_partitions=-1,
@@ -245,11 +260,13 @@ def test_adoption_is_off_unless_the_operator_allows_it(
         assert error.code() == KafkaError.POLICY_VIOLATION
         assert "--adopt-streams" in error.str() and "kafka-redis-gateway adopt" in error.str()
         assert topic_name not in admin.list_topics(timeout=30).topics
+        # Nothing touched the application's stream.
+        assert redis_client.xlen(orders) == len(ORDERS)
+        assert not redis_client.keys(f"kafka:{{{orders}}}:adopted:*")
     finally:
         default.stop()
-    # Nothing touched the application's stream.
-    assert redis_client.xlen(orders) == len(ORDERS)
-    assert not redis_client.keys(f"kafka:{{{orders}}}:adopted:*")
+        redis_client.close()
+        own_redis.stop()
 
 
 def test_only_keys_matching_the_patterns_are_adopted(admin: AdminClient, redis_client: redis.Redis,

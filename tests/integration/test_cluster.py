@@ -17,7 +17,10 @@ import pytest
 import redis
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
+from kio.schema.errors import ErrorCode
 
+from tests.integration.test_groups_protocol import FIND_COORDINATOR, heartbeat, join, stable_member
+from tests.integration.test_protocol import Wire, build, request_types
 from tests.servers import GatewayProcess, RedisServer
 
 LEASE_MS = 1500
@@ -175,3 +178,26 @@ def test_one_group_through_two_gateways_splits_its_partitions(gateways: list[Gat
     finally:
         for consumer in consumers:
             consumer.close()
+
+
+def test_group_requests_to_a_gateway_that_does_not_coordinate_get_not_coordinator(
+        gateways: list[GatewayProcess]) -> None:
+    wires = [Wire(gateway.bootstrap) for gateway in gateways]
+    try:
+        find = build(request_types(FIND_COORDINATOR, 3).FindCoordinatorRequest, key="g-1", key_type=0)
+        answers = {(a.error_code, a.port) for a in (wire.call(find) for wire in wires)}
+        # Every gateway names the same coordinator.
+        (code, port), = answers
+        assert code == ErrorCode.none
+        (coordinator,) = [w for w, g in zip(wires, gateways, strict=True) if g.port == port]
+        others = [w for w in wires if w is not coordinator]
+        member_id, generation = stable_member(coordinator, "g-1")
+        for other in others:
+            assert other.call(join("g-1", member_id)).error_code == ErrorCode.not_coordinator
+            assert other.call(heartbeat("g-1", member_id, generation)).error_code == \
+                ErrorCode.not_coordinator
+        # The coordinator's group was not disturbed.
+        assert coordinator.call(heartbeat("g-1", member_id, generation)).error_code == ErrorCode.none
+    finally:
+        for wire in wires:
+            wire.close()

@@ -210,11 +210,17 @@ def test_admin_client_describes_lists_and_deletes_groups(bootstrap: str, topic_n
 
 
 @pytest.fixture
-def own_gateway(redis_server: RedisServer, tmp_path: Path) -> Iterator[GatewayProcess]:
-    """A gateway of this test's own, which it may restart (on the same port)."""
+def own_gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
+    """A gateway of this test's own, which it may restart (on the same port).
+
+    On a Redis of its own: on the session one it would be one of a cluster,
+    and a restart would move groups between gateways.
+    """
+    redis_server = RedisServer(tmp_path / "redis").start()
     process = GatewayProcess(redis_server.url, log_path=tmp_path / "gateway.log").start()
     yield process
     process.stop()
+    redis_server.stop()
 
 
 def test_members_resume_from_commits_across_a_gateway_restart(own_gateway: GatewayProcess, topic_name: str,

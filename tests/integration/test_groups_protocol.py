@@ -484,9 +484,12 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def test_membership_survives_a_gateway_restart(redis_server: RedisServer, redis_client: redis.Redis,
-                                               tmp_path: Path, group: str, topic_name: str) -> None:
-    gateway = GatewayProcess(redis_server.url, log_path=tmp_path / "gateway.log").start()
+def test_membership_survives_a_gateway_restart(own_redis: RedisServer, tmp_path: Path, group: str,
+                                               topic_name: str) -> None:
+    # A Redis of its own: on the session one, the session gateway might be
+    # the group's coordinator.
+    redis_client = own_redis.client()
+    gateway = GatewayProcess(own_redis.url, log_path=tmp_path / "gateway.log").start()
     wire = Wire(gateway.bootstrap)
     try:
         create_topic(gateway.bootstrap, topic_name, 1)

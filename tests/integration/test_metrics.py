@@ -17,9 +17,11 @@ from tests.integration.test_protocol import Wire, metadata
 from tests.servers import GatewayProcess, RedisServer
 
 
-def test_metrics_count_a_producer_and_a_consumer_group(
-        redis_server: RedisServer, tmp_path: Path, topic_name: str) -> None:
+def test_metrics_count_a_producer_and_a_consumer_group(tmp_path: Path, topic_name: str) -> None:
     metrics_port = free_port()
+    # A Redis of its own: on the session one, this gateway would be one of a
+    # cluster, and clients would send some requests to the others.
+    redis_server = RedisServer(tmp_path / "redis").start()
     gateway = GatewayProcess(redis_server.url, log_path=tmp_path / "gateway.log",
                              extra_args=["--metrics-listen", f"127.0.0.1:{metrics_port}"]).start()
     try:
@@ -56,6 +58,7 @@ def test_metrics_count_a_producer_and_a_consumer_group(
             consumer.close()
     finally:
         gateway.stop()
+        redis_server.stop()
 
     for api in ("ApiVersions", "Metadata", "Produce", "Fetch", "FindCoordinator", "JoinGroup",
                 "SyncGroup", "OffsetCommit"):
