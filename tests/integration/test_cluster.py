@@ -19,6 +19,13 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 from kio.schema.errors import ErrorCode
 
+from tests.integration.groups_support import (
+    MemberProcess,
+    consumed,
+    produce_numbered,
+    wait_settled,
+    wait_until,
+)
 from tests.integration.test_groups_protocol import FIND_COORDINATOR, heartbeat, join, stable_member
 from tests.integration.test_protocol import Wire, build, request_types
 from tests.servers import GatewayProcess, RedisServer
@@ -201,3 +208,44 @@ def test_group_requests_to_a_gateway_that_does_not_coordinate_get_not_coordinato
     finally:
         for wire in wires:
             wire.close()
+
+
+def test_a_group_continues_on_another_gateway_when_its_coordinator_is_killed(
+        gateways: list[GatewayProcess]) -> None:
+    group_id = "survivors"
+    wire = Wire(gateways[0].bootstrap)
+    try:
+        answer = wire.call(build(request_types(FIND_COORDINATOR, 3).FindCoordinatorRequest,
+                                 key=group_id, key_type=0))
+    finally:
+        wire.close()
+    (coordinator,) = [g for g in gateways if g.port == answer.port]
+    others = [g for g in gateways if g is not coordinator]
+    create_topic(others[0].bootstrap, "survivors-topic")
+    # Members and producer reach the cluster through the gateways that live on.
+    members = [MemberProcess("confluent", gateway.bootstrap, "survivors-topic", group_id, f"m{i}",
+                             session_timeout_ms=20_000).start() for i, gateway in enumerate(others)]
+    try:
+        wait_settled(members, PARTITIONS)
+        first = produce_numbered(others[0].bootstrap, "survivors-topic", 0, 120, PARTITIONS)
+        wait_until(lambda: set(consumed(members)) >= set(first), 60, "the first records")
+        coordinator.stop(signal.SIGKILL)
+        gateways.remove(coordinator)
+        second = produce_numbered(others[1].bootstrap, "survivors-topic", 120, 120, PARTITIONS)
+        wait_until(lambda: set(consumed(members)) >= set(first) | set(second), 90,
+                   "the group to go on through another coordinator")
+        counts = consumed(members)
+        assert set(counts) == set(first) | set(second)
+        # Each record was committed after it was read: none read twice.
+        assert max(counts.values()) == 1, [v for v, n in counts.items() if n > 1][:5]
+        # The group's coordinator is now one of the gateways alive.
+        wire = Wire(others[0].bootstrap)
+        try:
+            moved = wire.call(build(request_types(FIND_COORDINATOR, 3).FindCoordinatorRequest,
+                                    key=group_id, key_type=0))
+        finally:
+            wire.close()
+        assert moved.port in {g.port for g in others}
+    finally:
+        for member in members:
+            member.stop()
