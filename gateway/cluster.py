@@ -124,6 +124,11 @@ class Cluster:
     def controller_id(self) -> int:
         return self.members()[0].node_id
 
+    def is_controller(self) -> bool:
+        """Whether this gateway runs the cluster's background work (retention, producer expiry)."""
+        assert self.me is not None
+        return self.controller_id() == self.me.node_id
+
     def coordinator(self, group: str, asked: Broker) -> Broker | None:
         """The gateway FindCoordinator names for a group (None: it has no such listener)."""
         return _on_listener(self._coordinator(group), asked)

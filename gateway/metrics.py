@@ -68,6 +68,12 @@ REDIS_LATENCY = Histogram(
     "Round trip of one Redis operation (a command, pipeline or script round), long polls excluded",
     buckets=_REDIS_BUCKETS,
 )
+BACKGROUND_SWEEPS = Counter(
+    "krg_background_sweeps",
+    "Sweeps of every partition run by this gateway (only the cluster's controller runs them): "
+    "retention, producer_expiry",
+    ["task"],
+)
 REDIS_RECONNECTS = Counter(
     "krg_redis_reconnects",
     "Redis operations that found Redis unreachable; the idle pooled connections are dropped and "

@@ -7,21 +7,24 @@ producer ID at every start, so without expiry that hash grows for ever.
 As Kafka does with ``producer.id.expiration.ms`` (default one day), a
 producer's state on a partition is dropped once its newest batch there was
 appended that long ago; every ``producer.id.expiration.check.interval.ms``
-(default ten minutes) each gateway sweeps every partition.
+(default ten minutes) the cluster's controller sweeps every partition.
 
 A sweep is many short steps: one script call looks at about
 PRODUCER_EXPIRY_STEP states (HSCAN with COUNT, storage/lua/expire_producers.lua),
 so neither Redis nor the event loop is held for long, however many producers
 a partition saw. The decision and the HDEL are one atomic step, so an append
-racing with the sweep is never lost, and several gateways may sweep the same
-partitions: a producer already forgotten is simply not found again.
+racing with the sweep is never lost, and two gateways may sweep the same
+partitions (while their views of who is the controller differ): a producer
+already forgotten is simply not found again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
+from . import metrics
 from .storage import Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -46,10 +49,14 @@ async def expire_once(storage: Storage, expiration_ms: int) -> int:
     return removed
 
 
-async def run(storage: Storage, interval_ms: int, expiration_ms: int) -> None:
-    """Expire idle producers every interval until cancelled."""
+async def run(storage: Storage, interval_ms: int, expiration_ms: int,
+              is_controller: Callable[[], bool]) -> None:
+    """Expire idle producers every interval, when this gateway is the controller, until cancelled."""
     while True:
         await asyncio.sleep(interval_ms / 1000)
+        if not is_controller():
+            continue
+        metrics.BACKGROUND_SWEEPS.labels("producer_expiry").inc()
         try:
             removed = await expire_once(storage, expiration_ms)
         except StorageUnavailable as exc:

@@ -1,18 +1,22 @@
 """Retention: a periodic task that trims topics with retention.ms / retention.bytes.
 
-Each gateway runs one. Every retention check interval it reads the topic
+Each gateway runs one, and the cluster's controller (gateway/cluster.py)
+is the one that trims: every retention check interval it reads the topic
 registry and, for each topic that sets ``retention.ms`` or
 ``retention.bytes`` to a limit (not -1), trims every partition in one
 script call per partition (gateway/storage/lua/retention.lua). Trimming is
-off the produce path: a produce never waits for it. Several gateways on one
-Redis trim the same topics; the trims are idempotent.
+off the produce path: a produce never waits for it. While the gateways'
+views of the cluster differ (a second after a gateway joins or leaves),
+two may trim the same topics; the trims are idempotent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
+from . import metrics
 from .storage import Storage, StorageUnavailable, TopicInfo
 from .topics import config_value
 
@@ -46,10 +50,13 @@ async def apply_once(storage: Storage) -> int:
     return trimmed
 
 
-async def run(storage: Storage, interval_ms: int) -> None:
-    """Apply retention every interval until cancelled."""
+async def run(storage: Storage, interval_ms: int, is_controller: Callable[[], bool]) -> None:
+    """Apply retention every interval, when this gateway is the controller, until cancelled."""
     while True:
         await asyncio.sleep(interval_ms / 1000)
+        if not is_controller():
+            continue
+        metrics.BACKGROUND_SWEEPS.labels("retention").inc()
         try:
             await apply_once(storage)
         except StorageUnavailable as exc:

@@ -90,10 +90,11 @@ class Gateway:
                                           cluster_id, self.config.rack, spec.name)
                         for spec in self.listener_specs}
         self._retention = asyncio.create_task(
-            run_retention(self.storage, self.config.retention_check_interval_ms))
+            run_retention(self.storage, self.config.retention_check_interval_ms,
+                          self.cluster.is_controller))
         self._producer_expiry = asyncio.create_task(run_producer_expiry(
             self.storage, self.config.producer_id_expiration_check_interval_ms,
-            self.config.producer_id_expiration_ms))
+            self.config.producer_id_expiration_ms, self.cluster.is_controller))
         # Everything alive now (modules, the protocol schemas, the routes)
         # lives as long as the process: freezing it keeps the cyclic GC's
         # full collections, which stop the event loop, from walking it again

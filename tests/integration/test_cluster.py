@@ -17,6 +17,7 @@ import pytest
 import redis
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
+from kafka_redis_gateway.gateway.embedded import free_port
 from kio.schema.errors import ErrorCode
 
 from tests.integration.groups_support import (
@@ -26,6 +27,7 @@ from tests.integration.groups_support import (
     wait_settled,
     wait_until,
 )
+from tests.integration.operations_support import scrape, value
 from tests.integration.test_groups_protocol import FIND_COORDINATOR, heartbeat, join, stable_member
 from tests.integration.test_protocol import Wire, build, request_types
 from tests.servers import GatewayProcess, RedisServer
@@ -249,3 +251,31 @@ def test_a_group_continues_on_another_gateway_when_its_coordinator_is_killed(
     finally:
         for member in members:
             member.stop()
+
+
+def test_only_the_controller_runs_the_background_sweeps(cluster_redis: RedisServer,
+                                                         tmp_path: Path) -> None:
+    cluster_redis.client().flushall()
+    ports = [free_port() for _ in range(3)]
+    started = [GatewayProcess(cluster_redis.url, log_path=tmp_path / f"gateway-{n}.log", extra_args=[
+        "--broker-lease-ms", str(LEASE_MS), "--metrics-listen", f"127.0.0.1:{port}",
+        "--retention-check-interval-ms", "100", "--producer-id-expiration-check-interval-ms", "100",
+    ]).start() for n, port in enumerate(ports)]
+    try:
+        for gateway in started:
+            wait_for_brokers(gateway.bootstrap, {gateway.bootstrap for gateway in started})
+        metadata = cluster_metadata(started[0].bootstrap)
+        controller_listener = metadata.brokers[metadata.controller_id].port
+        (controller_port,) = [port for port, gateway in zip(ports, started, strict=True)
+                              if gateway.port == controller_listener]
+
+        def sweeps(port: int) -> list[float]:
+            samples = scrape(port)
+            return [value(samples, "krg_background_sweeps_total", task=task)
+                    for task in ("retention", "producer_expiry")]
+
+        wait_until(lambda: min(sweeps(controller_port)) >= 5, 30, "the controller's sweeps")
+        assert [sweeps(port) for port in ports if port != controller_port] == [[0, 0], [0, 0]]
+    finally:
+        for gateway in started:
+            gateway.stop()

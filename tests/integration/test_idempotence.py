@@ -228,9 +228,12 @@ async def test_idle_producers_are_forgotten_in_bounded_steps(storage: RedisStora
     assert {k.decode() for k in redis_client.hkeys(producers)} == {*recent, *legacy}
 
 
-def test_gateway_expires_idle_producers_and_they_may_resume(
-        redis_server: RedisServer, tmp_path: Path, topic_name: str, redis_client: redis.Redis) -> None:
+def test_gateway_expires_idle_producers_and_they_may_resume(tmp_path: Path, topic_name: str) -> None:
     """The periodic sweep forgets the idle producer; its next batch starts it anew, as in Kafka."""
+    # A Redis of its own: on the session one, the session gateway would be
+    # the cluster's controller, which is the gateway that sweeps.
+    redis_server = RedisServer(tmp_path / "redis").start()
+    redis_client = redis_server.client()
     gateway = GatewayProcess(redis_server.url, log_path=tmp_path / "gateway.log", extra_args=[
         "--producer-id-expiration-ms", "500", "--producer-id-expiration-check-interval-ms", "100"]).start()
     wire = Wire(gateway.bootstrap)
@@ -249,6 +252,8 @@ def test_gateway_expires_idle_producers_and_they_may_resume(
     finally:
         wire.close()
         gateway.stop()
+        redis_client.close()
+        redis_server.stop()
 
 
 # -- sequence checks --------------------------------------------------------------

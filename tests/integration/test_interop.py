@@ -222,9 +222,25 @@ def test_alter_configs_replaces(admin: AdminClient, topic_name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def quick_gateway(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def quick_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of the retention tests' own: on the session one, the session
+    gateway would be the cluster's controller, which is the gateway that trims."""
+    server = RedisServer(tmp_path_factory.mktemp("retention-redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def quick_client(quick_redis: RedisServer) -> Iterator[redis.Redis]:
+    client = quick_redis.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def quick_gateway(quick_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = Path(tmp_path_factory.mktemp("retention")) / "gateway.log"
-    process = GatewayProcess(redis_server.url, log_path=log,
+    process = GatewayProcess(quick_redis.url, log_path=log,
                              extra_args=["--retention-check-interval-ms", "200"]).start()
     yield process.bootstrap
     process.stop()
@@ -237,7 +253,7 @@ def wait_for(check: Any, what: str, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-def test_retention_ms_trims_and_consumers_reset(quick_gateway: str, redis_client: redis.Redis,
+def test_retention_ms_trims_and_consumers_reset(quick_gateway: str, quick_client: redis.Redis,
                                                 topic_name: str) -> None:
     admin = AdminClient({"bootstrap.servers": quick_gateway})
     create(admin, topic_name)
@@ -248,8 +264,8 @@ def test_retention_ms_trims_and_consumers_reset(quick_gateway: str, redis_client
         ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
     wait_all(admin.incremental_alter_configs([resource]))
     wait_for(lambda: low_watermark(quick_gateway, topic_name) == 5, "the log start to reach 5")
-    assert redis_client.xlen(stream_key(topic_name)) <= 1
-    index = redis_client.zrange(f"{stream_key(topic_name)}:idx", 0, -1, withscores=True)
+    assert quick_client.xlen(stream_key(topic_name)) <= 1
+    index = quick_client.zrange(f"{stream_key(topic_name)}:idx", 0, -1, withscores=True)
     assert all(score >= 5 for _, score in index)
 
     # A consumer positioned below the log start resets by auto.offset.reset.
@@ -269,7 +285,7 @@ def test_retention_ms_trims_and_consumers_reset(quick_gateway: str, redis_client
         consumer.close()
 
 
-def test_retention_bytes_is_approximate(quick_gateway: str, redis_client: redis.Redis,
+def test_retention_bytes_is_approximate(quick_gateway: str, quick_client: redis.Redis,
                                         topic_name: str) -> None:
     admin = AdminClient({"bootstrap.servers": quick_gateway})
     create(admin, topic_name, {"retention.bytes": "20000"})
@@ -278,20 +294,20 @@ def test_retention_bytes_is_approximate(quick_gateway: str, redis_client: redis.
     # About 100 entries of ~200 bytes fit; "~" trims whole nodes, so allow
     # some slack. A check may run while the records are still arriving, so
     # wait for the one that comes after the last of them.
-    wait_for(lambda: redis_client.xlen(key) <= 400, "size-based trimming to about 20,000 bytes")
+    wait_for(lambda: quick_client.xlen(key) <= 400, "size-based trimming to about 20,000 bytes")
     # A later check may trim again between the two reads: compare a pair
     # taken between checks.
-    wait_for(lambda: low_watermark(quick_gateway, topic_name) == 2000 - redis_client.xlen(key),
+    wait_for(lambda: low_watermark(quick_gateway, topic_name) == 2000 - quick_client.xlen(key),
              "log start offset = entries added - stream length")
 
 
-def test_without_limits_nothing_is_trimmed(quick_gateway: str, redis_client: redis.Redis,
+def test_without_limits_nothing_is_trimmed(quick_gateway: str, quick_client: redis.Redis,
                                            topic_name: str) -> None:
     admin = AdminClient({"bootstrap.servers": quick_gateway})
     create(admin, topic_name)
     produce_ok(quick_gateway, topic_name, [Rec(0, None, b"kept")])
     time.sleep(1)  # several retention checks
-    assert redis_client.xlen(stream_key(topic_name)) == 1
+    assert quick_client.xlen(stream_key(topic_name)) == 1
     assert describe_topic(admin, topic_name)["retention.ms"].value == "-1"
 
 
