@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -37,7 +38,7 @@ from .base import (
 )
 from .cursors import Cursor, Cursors, entries_wanted, read_result
 from .entries import id_millis
-from .multiplex import BlockingPool, MultiplexedConnection
+from .multiplex import RECONNECT_PAUSE, BlockingPool, MultiplexedConnection
 from .scripts import ScriptCall, function, is_missing_function, library, load_library, run_calls
 from .steps import PartitionTurns, append_pieces, fits_one_call, limits, may_fit_one_call, pieces_of
 
@@ -89,6 +90,7 @@ class RedisStorage:
 
     def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 64) -> None:
         self.url = url
+        self.timeout = timeout
         self._redis = aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
                 url,
@@ -461,7 +463,7 @@ class RedisStorage:
         timeout: the multiplexed connection replays them, in the order first
         sent and before anything else, on its next connection; on redis-py's
         pool (acks=all, one such request in flight per client connection)
-        they run once more on a fresh connection. A plain producer's appends
+        they run again on a fresh connection until Redis answers. A plain producer's appends
         are never repeated by the gateway: a lost reply is OutcomeUnknown.
         Nor is an append re-sent after "Function not found" (scripts.py).
         ``release_early``: once written, let the connection's next request
@@ -478,14 +480,34 @@ class RedisStorage:
                 release()
 
         try:
-            return await self._call(
-                lambda: run_calls(client, calls, trailer, on_written, resend_missing=False,
-                                  replay=idempotent),
-                idempotent=idempotent and not multiplexed)
+            return await self._call(lambda: run_calls(client, calls, trailer, on_written,
+                                                      resend_missing=False, replay=idempotent))
         except StorageUnavailable as exc:
-            if written:
-                raise OutcomeUnknown(f"Redis's reply was lost; the append may have run ({exc})") from exc
-            raise
+            if not written:
+                raise
+            if idempotent and not multiplexed:
+                return await self._run_again(calls, trailer, exc)
+            raise OutcomeUnknown(f"Redis's reply was lost; the append may have run ({exc})") from exc
+
+    async def _run_again(self, calls: list[ScriptCall], trailer: tuple[Any, ...],
+                         lost: StorageUnavailable) -> list[Any]:
+        """Idempotent appends whose reply was lost on the pool, run again until Redis answers.
+
+        Within one Redis timeout, so a Redis that stays away costs a bounded wait;
+        after it, OutcomeUnknown.
+        """
+        try:
+            async with asyncio.timeout(self.timeout):
+                while True:
+                    try:
+                        return await self._call(lambda: run_calls(self._redis, calls, trailer,
+                                                                  resend_missing=False))
+                    except StorageUnavailable as exc:
+                        lost = exc
+                        await asyncio.sleep(RECONNECT_PAUSE)
+        except TimeoutError:
+            pass
+        raise OutcomeUnknown(f"Redis's reply was lost and Redis did not come back in time ({lost})")
 
     async def _append_bounded(self, request: AppendRequest,
                               trailer: tuple[Any, ...]) -> AppendResult | Exception:

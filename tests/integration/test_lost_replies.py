@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -227,5 +228,26 @@ async def test_an_append_slower_than_the_timeout(redis_server: RedisServer, topi
             assert isinstance(result, OutcomeUnknown), result
         stored = await storage.read([ReadRequest(topic_name, 0, 0, 1 << 20)])
         assert [(r.record_count, r.high_watermark) for r in stored if isinstance(r, ReadResult)] == [(3, 3)]
+    finally:
+        await storage.close()
+
+
+async def test_an_acks_all_append_waits_for_redis_to_come_back(redis_server: RedisServer,
+                                                               topic_name: str) -> None:
+    """Redis killed under an idempotent acks=all append (WAITAOF, redis-py's pool) and restarted."""
+    storage = RedisStorage(redis_server.url, timeout=10.0)
+    try:
+        await storage.create_topic(topic_name, 1, {})
+        await storage.load_functions()
+        await storage.configure_durability(True, 0)
+        records = [Record(1_700_000_000_000, None, b"back-%d" % n, ()) for n in range(3)]
+        request = AppendRequest(topic_name, 0, [AppendBatch.of_records(records)],
+                                producer_id=4343, producer_epoch=0, first_sequence=0, last_sequence=2)
+        redis_server.stop(signal.SIGKILL)
+        restarting = asyncio.get_running_loop().run_in_executor(None, redis_server.start)
+        (result,) = await storage.append([request], durable_within_ms=10_000)
+        await restarting
+        assert isinstance(result, AppendResult), result
+        assert result.base_offset == 0
     finally:
         await storage.close()
