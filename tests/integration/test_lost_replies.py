@@ -205,7 +205,7 @@ def test_a_plain_producer_is_told_its_append_may_have_been_written(
 async def test_an_append_slower_than_the_timeout(redis_server: RedisServer, topic_name: str,
                                                  idempotent: bool) -> None:
     """Redis busy past the timeout, then runs the append: settled when it may be repeated."""
-    storage = RedisStorage(redis_server.url, timeout=1.0)
+    storage = RedisStorage(redis_server.url, timeout=2.0)
     try:
         await storage.create_topic(topic_name, 1, {})
         await storage.load_functions()
@@ -213,11 +213,14 @@ async def test_an_append_slower_than_the_timeout(redis_server: RedisServer, topi
         producer = ({"producer_id": 4242, "producer_epoch": 0, "first_sequence": 0, "last_sequence": 2}
                     if idempotent else {})
         request = AppendRequest(topic_name, 0, [AppendBatch.of_records(records)], **producer)
-        # Sent first on the same connection: Redis sleeps 1.6 s, past the 1 s timeout, and only
-        # then runs the append, whose reply comes after the caller's timeout.
+        # Sent first on the same connection: Redis sleeps 2.5 s, past the 2 s timeout, and only
+        # then runs the append, whose reply comes after the caller's timeout (and well within
+        # the one more timeout an idempotent append is given).
         fast = storage._fast
         assert isinstance(fast, MultiplexedConnection)
-        sleeping = asyncio.ensure_future(fast.execute([("DEBUG", "SLEEP", 1.6)], extra_time=10))
+        await fast.execute([("PING",)])  # connected, so the sleep is written when its task runs
+        sleeping = asyncio.ensure_future(fast.execute([("DEBUG", "SLEEP", 2.5)], extra_time=10))
+        await asyncio.sleep(0)
         (result,) = await storage.append([request])
         with contextlib.suppress(redis_errors.RedisError):
             await sleeping
