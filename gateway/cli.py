@@ -33,6 +33,7 @@ from .config import (
     parse_seconds,
 )
 from .security.listeners import parse_endpoints, parse_protocol_map, resolve, tls_files
+from .security.sasl import parse_mechanisms
 from .security.tls import parse_client_auth, server_context
 
 # Config is a slots dataclass: its class attributes are slot descriptors, so
@@ -85,6 +86,10 @@ FLAGS: tuple[Flag, ...] = (
          "PEM certificates of the CAs that client certificates are checked against"),
     Flag("--ssl-client-auth", "MODE", "SSL_CLIENT_AUTH", parse_client_auth, "none",
          "client certificates on TLS listeners: none, requested or required (Kafka's ssl.client.auth)"),
+    Flag("--sasl-enabled-mechanisms", "MECHANISM[,...]", "SASL_ENABLED_MECHANISMS", parse_mechanisms,
+         "SCRAM-SHA-256,SCRAM-SHA-512",
+         "SASL mechanisms of SASL listeners: SCRAM-SHA-256, SCRAM-SHA-512, PLAIN "
+         "(Kafka's sasl.enabled.mechanisms; users are the SCRAM users in Redis)"),
     Flag("--redis-url", "URL", "REDIS_URL", parse_redis_url, None,
          "redis://[user:password@]HOST:PORT/DB of the Redis to store in (default: start an "
          "embedded server)"),

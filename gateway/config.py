@@ -40,6 +40,8 @@ class Config:
     # CAs that client certificates are checked against (ssl.client.auth).
     ssl_cafile: Path | None = None
     ssl_client_auth: ClientAuth = ClientAuth.NONE
+    # Kafka's sasl.enabled.mechanisms, for SASL_PLAINTEXT and SASL_SSL listeners.
+    sasl_enabled_mechanisms: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-512")
     # None starts an embedded Redis-compatible server under data_dir.
     redis_url: str | None = None
     data_dir: Path = field(default_factory=default_data_dir)

@@ -49,6 +49,7 @@ from .dispatch import CloseConnection
 from .handlers import api_versions
 from .logs import printable
 from .request_memory import Grant
+from .security.sasl import SaslFailed, Session
 from .security.tls import principal
 from .storage.base import appends_ordered
 
@@ -101,9 +102,11 @@ class Connection:
         self.writer = writer
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        # Who the client is: its certificate's subject on a TLS listener that asks for one.
-        self.principal = principal(writer.get_extra_info("peercert"))
-        log.debug("connection from %s on listener %s as %s", self.peer, listener.name, self.principal)
+        # Who the client is: its certificate's subject on a TLS listener that
+        # asks for one, until SASL authenticates it as a user.
+        self.session = Session.start(listener, principal(writer.get_extra_info("peercert")))
+        log.debug("connection from %s on listener %s as %s", self.peer, listener.name,
+                  self.session.principal)
         self.closing = False
         config = gateway.config
         self._max_request_size = config.max_request_size
@@ -230,6 +233,8 @@ class Connection:
         # this request's release there (storage.appends_ordered).
         appends_ordered.set(released.set)
         response = await self.handle(request)
+        if self.session.close_after_answer:
+            self.closing = True  # a refused login: answer it, then close (as Kafka does)
         # Not on failure: the connection closes, and nothing after the failed
         # request may start (unless its appends had already released it).
         released.set()
@@ -303,6 +308,8 @@ class Connection:
             pass
 
     async def handle(self, request: bytes) -> bytes | None:
+        if self.session.expects_raw_token:
+            return await self._raw_sasl_token(request)
         started = time.perf_counter()
         try:
             api_key, api_version, correlation_id = peek_header(request)
@@ -319,8 +326,18 @@ class Connection:
         api.latency.observe(time.perf_counter() - started)
         return response
 
+    async def _raw_sasl_token(self, token: bytes) -> bytes:
+        """A SASL token sent as a bare frame after SaslHandshake v0; the server's token back."""
+        try:
+            return await self.session.authenticate(token, self.gateway.credentials)
+        except SaslFailed as exc:
+            raise CloseConnection(str(exc)) from exc  # v0 has no way to say why
+
     async def _answer(self, request: bytes, api_key: int, api_version: int, correlation_id: int,
                       api: metrics.ApiMetrics) -> bytes | None:
+        if not self.session.allows(api_key):
+            # Kafka's SaslServerAuthenticator closes the connection too.
+            raise CloseConnection(f"API key {api_key} before SASL authentication")
         route = self.gateway.router.get(api_key)
         if route is None:
             raise CloseConnection(f"unsupported API key {api_key}")
@@ -345,6 +362,8 @@ class Connection:
             peer=self.peer,
             coordinator=self.gateway.coordinator,
             cluster=self.gateway.cluster,
+            session=self.session,
+            credentials=self.gateway.credentials,
         )
         try:
             response = await route.handler(context, body)

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from .cluster import Cluster
     from .coordinator import GroupCoordinator
     from .dispatch import Router
+    from .security.sasl import Session
+    from .storage.credentials import CredentialStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,10 @@ class RequestContext:
     coordinator: GroupCoordinator
     # The live gateways of the cluster and who leads what.
     cluster: Cluster
+    # The connection's principal and SASL state (security/sasl.py).
+    session: Session
+    # SCRAM users, in Redis.
+    credentials: CredentialStore
 
     @property
     def api_version(self) -> int:

@@ -29,6 +29,7 @@ from .security.listeners import ListenerSpec, authenticates, is_loopback, resolv
 from .security.tls import ReloadingContext
 from .storage import RedisStorage, StorageUnavailable
 from .storage.brokers import Endpoint, RedisBrokerRegistry
+from .storage.credentials import RedisCredentialStore
 from .storage.groups import RedisGroupStorage
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Gateway:
             await self.embedded.start(f"the gateway pid {os.getpid()} listening on {self._bound()}")
             redis_url = self.embedded.url
         self.storage = RedisStorage(redis_url, timeout=self.config.redis_timeout)
+        self.credentials = RedisCredentialStore(redis_url, timeout=self.config.redis_timeout)
         cluster_id = await self._cluster_id()
         self.coordinator = GroupCoordinator(
             RedisGroupStorage(redis_url, timeout=self.config.redis_timeout,
@@ -261,6 +263,8 @@ class Gateway:
             await asyncio.to_thread(self._metrics_server.stop)
         if hasattr(self, "storage"):
             await self.storage.close()
+        if hasattr(self, "credentials"):
+            await self.credentials.close()
         if hasattr(self, "coordinator"):
             await self.coordinator.storage.close()
         if self.embedded is not None:

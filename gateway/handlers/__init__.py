@@ -1,6 +1,19 @@
 """One module per API area; ROUTES is the gateway's dispatch table."""
 
-from . import admin, api_versions, fetch, groups, list_offsets, metadata, offsets, produce, producers, records
+from . import (
+    admin,
+    api_versions,
+    fetch,
+    groups,
+    list_offsets,
+    metadata,
+    offsets,
+    produce,
+    producers,
+    records,
+    sasl,
+    users,
+)
 
 ROUTES = (
     *api_versions.ROUTES,
@@ -13,4 +26,6 @@ ROUTES = (
     *groups.ROUTES,
     *offsets.ROUTES,
     *records.ROUTES,
+    *sasl.ROUTES,
+    *users.ROUTES,
 )

@@ -111,9 +111,6 @@ def resolve(config: Config) -> tuple[ListenerSpec, ...]:
         if endpoint.name not in protocols:
             raise ValueError(f"listener {endpoint.name} has no security protocol in "
                              "--listener-security-protocol-map")
-        if protocols[endpoint.name].sasl:
-            raise ValueError(f"listener {endpoint.name}: {protocols[endpoint.name].value} is not "
-                             "served yet (docs/security.md)")
         specs.append(ListenerSpec(endpoint.name, endpoint.address, protocols[endpoint.name],
                                   advertised.get(endpoint.name) or _reachable(endpoint.address)))
     ports = [spec.bind.port for spec in specs if spec.bind.port != 0]

@@ -1,0 +1,172 @@
+"""SCRAM credentials in Redis, so every gateway on the Redis sees the same users.
+
+One hash per mechanism, ``kafka:{scram}:SCRAM-SHA-256`` and
+``kafka:{scram}:SCRAM-SHA-512`` (one hash tag: a change to both is one
+MULTI in Redis Cluster too), field = user name, value = the credential in
+Kafka's own text form, ``salt=<b64>,stored_key=<b64>,server_key=<b64>,iterations=N``.
+Only salted hashes are stored, never a password (RFC 5802's StoredKey and
+ServerKey).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import redis.asyncio as aioredis
+
+from ..metrics import REDIS_LATENCY, REDIS_RECONNECTS
+from .base import StorageUnavailable
+from .redis_storage import UNAVAILABLE
+
+T = TypeVar("T")
+
+MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+# "Describe all users" reads at most this many (one request must stay bounded).
+MAX_LISTED_USERS = 10_000
+_SCAN_COUNT = 1000
+
+
+def credentials_key(mechanism: str) -> str:
+    return f"kafka:{{scram}}:{mechanism}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScramCredential:
+    salt: bytes
+    stored_key: bytes
+    server_key: bytes
+    iterations: int
+
+    def encode(self) -> str:
+        def b64(data: bytes) -> str:
+            return base64.b64encode(data).decode()
+        return (f"salt={b64(self.salt)},stored_key={b64(self.stored_key)},"
+                f"server_key={b64(self.server_key)},iterations={self.iterations}")
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> ScramCredential:
+        if isinstance(text, bytes):
+            text = text.decode()
+        fields = dict(item.split("=", 1) for item in text.split(","))
+        return cls(base64.b64decode(fields["salt"]), base64.b64decode(fields["stored_key"]),
+                   base64.b64decode(fields["server_key"]), int(fields["iterations"]))
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialChange:
+    """Set (credential given) or delete (None) one user's credential of one mechanism."""
+
+    user: str
+    mechanism: str
+    credential: ScramCredential | None
+
+
+class CredentialStore(Protocol):
+    async def credential(self, user: str, mechanism: str) -> ScramCredential | None: ...
+
+    async def mechanisms_of(self, users: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Each named user -> its mechanisms -> iterations (absent users are left out)."""
+        ...
+
+    async def all_users(self) -> dict[str, dict[str, int]]: ...
+
+    async def existing(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (user, mechanism) pairs have a credential."""
+        ...
+
+    async def apply(self, changes: Sequence[CredentialChange]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RedisCredentialStore:
+    """Implements :class:`CredentialStore`, on a small connection pool of its own."""
+
+    def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 4) -> None:
+        self._redis = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=timeout,
+                socket_timeout=timeout, socket_connect_timeout=timeout))
+
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        started = time.perf_counter()
+        try:
+            return await operation()
+        except UNAVAILABLE as exc:
+            REDIS_RECONNECTS.inc()
+            raise StorageUnavailable(str(exc)) from exc
+        finally:
+            REDIS_LATENCY.observe(time.perf_counter() - started)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def credential(self, user: str, mechanism: str) -> ScramCredential | None:
+        raw = await self._call(lambda: self._redis.hget(credentials_key(mechanism), user))  # type: ignore[misc]
+        return None if raw is None else ScramCredential.decode(raw)
+
+    async def mechanisms_of(self, users: Sequence[str]) -> dict[str, dict[str, int]]:
+        if not users:
+            return {}
+        async def read() -> list[list[bytes | None]]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for mechanism in MECHANISMS:
+                    pipe.hmget(credentials_key(mechanism), list(users))
+                return await pipe.execute()  # type: ignore[no-any-return]
+        replies = await self._call(read)
+        found: dict[str, dict[str, int]] = {}
+        for mechanism, values in zip(MECHANISMS, replies, strict=True):
+            for user, raw in zip(users, values, strict=True):
+                if raw is not None:
+                    found.setdefault(user, {})[mechanism] = ScramCredential.decode(raw).iterations
+        return found
+
+    async def all_users(self) -> dict[str, dict[str, int]]:
+        found: dict[str, dict[str, int]] = {}
+        for mechanism in MECHANISMS:
+            for user, raw in (await self._scan(credentials_key(mechanism))).items():
+                found.setdefault(user, {})[mechanism] = ScramCredential.decode(raw).iterations
+        return found
+
+    async def _scan(self, key: str) -> Mapping[str, bytes]:
+        entries: dict[str, bytes] = {}
+        cursor = 0
+        while len(entries) < MAX_LISTED_USERS:
+            reply: Any = await self._call(
+                lambda: self._redis.hscan(key, cursor, count=_SCAN_COUNT))  # noqa: B023 (awaited at once)
+            cursor, page = reply
+            entries.update((name.decode(), value) for name, value in page.items())
+            if cursor == 0:
+                break
+        return entries
+
+    async def existing(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        wanted = list(pairs)
+        if not wanted:
+            return set()
+        async def read() -> list[bool]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user, mechanism in wanted:
+                    pipe.hexists(credentials_key(mechanism), user)
+                return await pipe.execute()  # type: ignore[no-any-return]
+        replies = await self._call(read)
+        return {pair for pair, exists in zip(wanted, replies, strict=True) if exists}
+
+    async def apply(self, changes: Sequence[CredentialChange]) -> None:
+        if not changes:
+            return
+        async def write() -> None:
+            # All of one request, or none: MULTI (one hash tag, one slot).
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for change in changes:
+                    key = credentials_key(change.mechanism)
+                    if change.credential is None:
+                        pipe.hdel(key, change.user)
+                    else:
+                        pipe.hset(key, change.user, change.credential.encode())
+                await pipe.execute()
+        await self._call(write)

@@ -1,0 +1,308 @@
+"""SASL listeners: SCRAM-SHA-256/512 and PLAIN with real clients; users made through the admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
+)
+from kafka import KafkaConsumer, KafkaProducer
+from kafka_redis_gateway.gateway.embedded import free_port
+
+from tests.integration.test_protocol import Wire, api_versions, build, metadata, request_types
+from tests.servers import GatewayProcess, RedisServer
+from tests.tls_support import Certificates, make_certificates, tls_args
+
+PASSWORD = "alice-secret"
+SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("sasl-tls"))
+
+
+class SaslGateway:
+    """A gateway with PLAINTEXT (for the admin), SASL_PLAINTEXT and SASL_SSL listeners."""
+
+    def __init__(self, redis_server: RedisServer, log: Path, certificates: Certificates,
+                 extra_args: list[str] | None = None) -> None:
+        self.plain, self.sasl, self.sasl_ssl = free_port(), free_port(), free_port()
+        self.process = GatewayProcess(
+            redis_server.url, port=self.plain, log_path=log,
+            listeners=f"PLAINTEXT://127.0.0.1:{self.plain},SASL_PLAINTEXT://127.0.0.1:{self.sasl},"
+                      f"SASL_SSL://localhost:{self.sasl_ssl}",
+            extra_args=["--sasl-enabled-mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+                        *tls_args(certificates), *(extra_args or [])]).start()
+
+
+@pytest.fixture(scope="module")
+def gateway(redis_server: RedisServer, certificates: Certificates,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslGateway]:
+    started = SaslGateway(redis_server, tmp_path_factory.mktemp("sasl") / "gateway.log", certificates)
+    try:
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{started.plain}"})
+        upserts = [UserScramCredentialUpsertion("alice", ScramCredentialInfo(mechanism, 8192),
+                                                PASSWORD.encode())
+                   for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)]
+        for future in admin.alter_user_scram_credentials(upserts).values():
+            future.result(timeout=30)
+        yield started
+    finally:
+        started.process.stop()
+
+
+def sasl_settings(mechanism: str, password: str = PASSWORD, *,
+                  tls: Certificates | None = None) -> dict[str, str]:
+    settings = {"security.protocol": "SASL_SSL" if tls else "SASL_PLAINTEXT", "sasl.mechanism": mechanism,
+                "sasl.username": "alice", "sasl.password": password}
+    if tls:
+        settings["ssl.ca.location"] = str(tls.ca)
+    return settings
+
+
+def round_trip(bootstrap: str, topic: str, settings: dict[str, str], count: int = 3) -> list[bytes]:
+    producer = Producer({"bootstrap.servers": bootstrap, **settings})
+    for i in range(count):
+        producer.produce(topic, f"sasl-{i}".encode())
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic,
+                         "auto.offset.reset": "earliest", **settings})
+    read: list[bytes] = []
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while len(read) < count and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                read.append(message.value())
+    finally:
+        consumer.close()
+    return read
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"])
+@pytest.mark.parametrize("tls", [False, True], ids=["SASL_PLAINTEXT", "SASL_SSL"])
+def test_confluent_kafka_logs_in_and_produces_and_consumes(
+        gateway: SaslGateway, certificates: Certificates, topic_name: str, mechanism: str, tls: bool) -> None:
+    port = gateway.sasl_ssl if tls else gateway.sasl
+    host = "localhost" if tls else "127.0.0.1"
+    settings = sasl_settings(mechanism, tls=certificates if tls else None)
+    assert round_trip(f"{host}:{port}", topic_name, settings) == [b"sasl-0", b"sasl-1", b"sasl-2"]
+
+
+def test_a_wrong_password_gets_sasl_authentication_failed_and_writes_nothing(
+        gateway: SaslGateway, redis_server: RedisServer, topic_name: str) -> None:
+    for mechanism in ("SCRAM-SHA-256", "PLAIN"):
+        errors: list[KafkaError] = []
+        producer = Producer({"bootstrap.servers": f"127.0.0.1:{gateway.sasl}",
+                             **sasl_settings(mechanism, "wrong"), "error_cb": errors.append,
+                             "message.timeout.ms": 5000})
+        producer.produce(topic_name, b"must not be written")
+        producer.flush(10)
+        assert any(error.code() == KafkaError._AUTHENTICATION for error in errors), errors
+        assert "SASL_AUTHENTICATION_FAILED" in str(errors) or "nvalid" in str(errors), errors
+    assert not redis_server.client().keys(f"kafka:{{{topic_name}:*")
+
+
+def test_before_authentication_only_the_sasl_apis_are_answered(gateway: SaslGateway) -> None:
+    with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
+        assert wire.call(api_versions(3)).error_code == 0
+        wire.send(metadata([]))
+        assert wire.closed_by_server()
+
+
+def test_kafka_python_and_aiokafka_log_in_with_scram(gateway: SaslGateway, topic_name: str) -> None:
+    bootstrap = f"127.0.0.1:{gateway.sasl}"
+    login = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
+             "sasl_plain_username": "alice", "sasl_plain_password": PASSWORD}
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **login)
+    producer.send(topic_name, b"kafka-python").get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(topic_name, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=10_000, **login)
+    assert [message.value for message in consumer][:1] == [b"kafka-python"]
+    consumer.close()
+
+    async def with_aiokafka() -> list[bytes]:
+        settings = {**login, "sasl_mechanism": "SCRAM-SHA-512"}
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **settings)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic_name, b"aiokafka")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic_name, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                    **settings)
+        await consumer.start()
+        try:
+            batches = await consumer.getmany(timeout_ms=10_000, max_records=2)
+            return [record.value for records in batches.values() for record in records]
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(with_aiokafka()) == [b"kafka-python", b"aiokafka"]
+
+
+def test_users_are_described_altered_and_deleted_through_the_admin_api(gateway: SaslGateway) -> None:
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{gateway.plain}"})
+    upsert = UserScramCredentialUpsertion("bob", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096),
+                                          b"bob-secret")
+    admin.alter_user_scram_credentials([upsert])["bob"].result(timeout=30)
+    described = admin.describe_user_scram_credentials(["alice", "bob"])
+    alice = described["alice"].result(timeout=30)
+    assert sorted((info.mechanism, info.iterations) for info in alice.scram_credential_infos) == [
+        (ScramMechanism.SCRAM_SHA_256, 8192), (ScramMechanism.SCRAM_SHA_512, 8192)]
+    bob = described["bob"].result(timeout=30)
+    assert [(info.mechanism, info.iterations) for info in bob.scram_credential_infos] == [
+        (ScramMechanism.SCRAM_SHA_512, 4096)]
+    everyone = admin.describe_user_scram_credentials().result(timeout=30)
+    assert {"alice", "bob"} <= set(everyone)
+
+    # Too few iterations: Kafka's UNACCEPTABLE_CREDENTIAL, nothing stored.
+    weak = UserScramCredentialUpsertion("carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 100), b"x")
+    with pytest.raises(KafkaException) as refused:
+        admin.alter_user_scram_credentials([weak])["carol"].result(timeout=30)
+    assert refused.value.args[0].code() == KafkaError.UNACCEPTABLE_CREDENTIAL
+
+    deletion = UserScramCredentialDeletion("bob", ScramMechanism.SCRAM_SHA_512)
+    admin.alter_user_scram_credentials([deletion])["bob"].result(timeout=30)
+    with pytest.raises(KafkaException) as gone:
+        admin.describe_user_scram_credentials(["bob"])["bob"].result(timeout=30)
+    assert gone.value.args[0].code() == KafkaError.RESOURCE_NOT_FOUND
+    with pytest.raises(KafkaException) as again:
+        admin.alter_user_scram_credentials([deletion])["bob"].result(timeout=30)
+    assert again.value.args[0].code() == KafkaError.RESOURCE_NOT_FOUND
+
+
+def sasl_handshake(mechanism: str, version: int = 1) -> Any:
+    return build(request_types(SASL_HANDSHAKE, version).SaslHandshakeRequest, mechanism=mechanism)
+
+
+def sasl_authenticate(token: bytes, version: int = 2) -> Any:
+    return build(request_types(SASL_AUTHENTICATE, version).SaslAuthenticateRequest, auth_bytes=token)
+
+
+def test_a_refused_login_is_answered_sasl_authentication_failed_then_closed(gateway: SaslGateway) -> None:
+    with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
+        assert wire.call(sasl_handshake("PLAIN")).error_code == 0
+        refused = wire.call(sasl_authenticate(b"\x00alice\x00wrong"))
+        assert refused.error_code == 58  # SASL_AUTHENTICATION_FAILED
+        assert "invalid credentials with SASL mechanism PLAIN" in refused.error_message
+        assert wire.closed_by_server()
+    with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
+        answer = wire.call(sasl_handshake("GSSAPI"))
+        assert answer.error_code == 33  # UNSUPPORTED_SASL_MECHANISM
+        assert set(answer.mechanisms) == {"SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"}
+        assert wire.closed_by_server()
+
+
+def test_a_v0_handshake_takes_the_tokens_as_bare_frames(gateway: SaslGateway) -> None:
+    with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
+        assert wire.call(sasl_handshake("PLAIN", version=0)).error_code == 0
+        token = f"\x00alice\x00{PASSWORD}".encode()
+        wire.sock.sendall(struct.pack(">i", len(token)) + token)
+        assert wire.receive_frame() == b""  # PLAIN's empty server token
+        assert wire.call(metadata([])).brokers[0].port == gateway.sasl
+    with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
+        assert wire.call(sasl_handshake("PLAIN", version=0)).error_code == 0
+        token = b"\x00alice\x00wrong"
+        wire.sock.sendall(struct.pack(">i", len(token)) + token)
+        assert wire.closed_by_server()
+
+
+def test_sasl_apis_on_a_plaintext_listener_are_an_illegal_sasl_state(gateway: SaslGateway) -> None:
+    with closing(Wire(f"127.0.0.1:{gateway.plain}")) as wire:
+        assert wire.call(sasl_handshake("PLAIN")).error_code == 34  # ILLEGAL_SASL_STATE
+        assert wire.call(sasl_authenticate(b"x")).error_code == 34
+        assert wire.call(metadata([])).brokers[0].port == gateway.plain  # and it goes on serving
+
+
+def test_a_user_made_through_one_gateway_logs_in_at_another(
+        gateway: SaslGateway, redis_server: RedisServer, certificates: Certificates, tmp_path: Path,
+        topic_name: str) -> None:
+    other = SaslGateway(redis_server, tmp_path / "other.log", certificates)
+    try:
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{gateway.plain}"})
+        upsert = UserScramCredentialUpsertion(
+            "dave", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"dave-secret")
+        admin.alter_user_scram_credentials([upsert])["dave"].result(timeout=30)
+        settings = {**sasl_settings("SCRAM-SHA-256", "dave-secret"), "sasl.username": "dave"}
+        assert round_trip(f"127.0.0.1:{other.sasl}", topic_name, settings, count=1) == [b"sasl-0"]
+    finally:
+        other.process.stop()
+
+
+JAVA_BIN = next((path for path in (Path("/opt/kafka-broker/bin"), Path("/opt/kafka-java/bin"))
+                 if (path / "kafka-configs.sh").exists()), None)
+
+
+@pytest.mark.skipif(JAVA_BIN is None, reason="no kafka-configs.sh in /opt/kafka-broker or /opt/kafka-java")
+def test_kafka_configs_sh_adds_a_user_that_then_logs_in(gateway: SaslGateway, tmp_path: Path,
+                                                        topic_name: str) -> None:
+    assert JAVA_BIN is not None
+    def configs(*args: str) -> str:
+        done = subprocess.run([str(JAVA_BIN / "kafka-configs.sh"), "--bootstrap-server",
+                               f"127.0.0.1:{gateway.plain}", *args], capture_output=True, text=True,
+                              timeout=120, check=False, env=dict(os.environ, KAFKA_LOG_LEVEL="warn"))
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+    configs("--alter", "--entity-type", "users", "--entity-name", "erin",
+            "--add-config",
+            "SCRAM-SHA-256=[iterations=4096,password=erin-secret],SCRAM-SHA-512=[password=erin-secret]")
+    # (kafka-configs --describe of users also asks for client quotas, which are not served.)
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{gateway.plain}"})
+    erin = admin.describe_user_scram_credentials(["erin"])["erin"].result(timeout=30)
+    assert sorted((info.mechanism, info.iterations) for info in erin.scram_credential_infos) == [
+        (ScramMechanism.SCRAM_SHA_256, 4096), (ScramMechanism.SCRAM_SHA_512, 4096)]
+    settings = {**sasl_settings("SCRAM-SHA-512", "erin-secret"), "sasl.username": "erin"}
+    assert round_trip(f"127.0.0.1:{gateway.sasl}", topic_name, settings, count=1) == [b"sasl-0"]
+
+    # A Java client logs in with the SCRAM login module.
+    jaas = ('org.apache.kafka.common.security.scram.ScramLoginModule required '
+            'username="erin" password="erin-secret";')
+    properties = tmp_path / "client.properties"
+    properties.write_text(f"security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-256\n"
+                          f"sasl.jaas.config={jaas}\n")
+    done = subprocess.run([str(JAVA_BIN / "kafka-topics.sh"),
+                           "--bootstrap-server", f"127.0.0.1:{gateway.sasl}",
+                           "--command-config", str(properties), "--describe", "--topic", topic_name],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env=dict(os.environ, KAFKA_LOG_LEVEL="warn"))
+    assert done.returncode == 0 and topic_name in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
+def test_kcat_lists_metadata_over_sasl_ssl_with_scram(gateway: SaslGateway,
+                                                      certificates: Certificates) -> None:
+    done = subprocess.run(["kcat", "-b", f"localhost:{gateway.sasl_ssl}", "-L",
+                           "-X", "security.protocol=SASL_SSL",
+                           "-X", "sasl.mechanisms=SCRAM-SHA-256", "-X", "sasl.username=alice",
+                           "-X", f"sasl.password={PASSWORD}", "-X", f"ssl.ca.location={certificates.ca}",
+                           "-m", "20"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"localhost:{gateway.sasl_ssl}" in done.stdout
+    wrong = subprocess.run(["kcat", "-b", f"127.0.0.1:{gateway.sasl}", "-L",
+                            "-X", "security.protocol=SASL_PLAINTEXT",
+                            "-X", "sasl.mechanisms=SCRAM-SHA-256", "-X", "sasl.username=alice",
+                            "-X", "sasl.password=wrong", "-m", "5"],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert wrong.returncode != 0
+    assert "Authentication failed" in wrong.stderr or "SASL" in wrong.stderr, wrong.stderr
