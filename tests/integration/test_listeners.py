@@ -7,9 +7,11 @@ warning at start.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, Producer
 from kafka_redis_gateway.gateway.embedded import free_port
 
@@ -17,12 +19,21 @@ from tests.integration.test_protocol import Wire, metadata
 from tests.servers import GatewayProcess, RedisServer
 
 
-def brokers_seen_through(bootstrap: str) -> list[tuple[int, str, int]]:
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of this module's own: its gateways form a cluster of their own, and the
+    session's gateway (on the shared Redis) never lists them as brokers, nor they it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+def brokers_seen_through(bootstrap: str) -> list[tuple[str, int]]:
     """The brokers of a Metadata response on a connection to ``bootstrap`` (the raw protocol:
     librdkafka would go on to connect to the advertised address, which may not exist)."""
     with closing(Wire(bootstrap)) as wire:
         response = wire.call(metadata([]))
-    return [(broker.node_id, broker.host, broker.port) for broker in response.brokers]
+    return [(broker.host, broker.port) for broker in response.brokers]
 
 
 def test_each_client_is_told_the_address_of_the_listener_it_connected_on(
@@ -34,8 +45,8 @@ def test_each_client_is_told_the_address_of_the_listener_it_connected_on(
         extra_args=["--listener-security-protocol-map", "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
                     "--advertised-listeners", f"EXTERNAL://localhost:{external}"]).start()
     try:
-        assert brokers_seen_through(f"127.0.0.1:{internal}") == [(0, "127.0.0.1", internal)]
-        assert brokers_seen_through(f"127.0.0.1:{external}") == [(0, "localhost", external)]
+        assert brokers_seen_through(f"127.0.0.1:{internal}") == [("127.0.0.1", internal)]
+        assert brokers_seen_through(f"127.0.0.1:{external}") == [("localhost", external)]
 
         # A producer and a consumer on the external listener follow its advertised address.
         producer = Producer({"bootstrap.servers": f"127.0.0.1:{external}"})
@@ -70,7 +81,7 @@ def test_a_plaintext_listener_beyond_loopback_is_named_in_a_loud_warning(
                              listeners=f"PLAINTEXT://0.0.0.0:{port}").start()
     try:
         # The wildcard is advertised as loopback, as --listen 0.0.0.0:PORT always was.
-        assert brokers_seen_through(f"127.0.0.1:{port}") == [(0, "127.0.0.1", port)]
+        assert brokers_seen_through(f"127.0.0.1:{port}") == [("127.0.0.1", port)]
     finally:
         gateway.stop()
     warnings = [line for line in (tmp_path / "gateway.log").read_text().splitlines()
@@ -85,6 +96,6 @@ def test_listen_and_advertised_listener_are_the_one_plaintext_listener(
     gateway = GatewayProcess(redis_server.url, log_path=tmp_path / "gateway.log",
                              extra_args=["--advertised-listener", "localhost:1234"]).start()
     try:
-        assert brokers_seen_through(gateway.bootstrap) == [(0, "localhost", 1234)]
+        assert brokers_seen_through(gateway.bootstrap) == [("localhost", 1234)]
     finally:
         gateway.stop()

@@ -30,6 +30,16 @@ from tests.integration.test_protocol import Wire, api_versions, build, metadata,
 from tests.servers import GatewayProcess, RedisServer
 from tests.tls_support import Certificates, make_certificates, tls_args
 
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of this module's own: its gateways form a cluster of their own, and the
+    session's gateway (on the shared Redis) never lists them as brokers, nor they it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
 PASSWORD = "alice-secret"
 SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
 

@@ -7,6 +7,7 @@ import shutil
 import socket
 import ssl
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,15 @@ from kafka_redis_gateway.gateway.embedded import free_port
 
 from tests.servers import GatewayProcess, RedisServer
 from tests.tls_support import Certificates, issue, make_certificates, tls_args
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of this module's own: its gateways form a cluster of their own, and the
+    session's gateway (on the shared Redis) never lists them as brokers, nor they it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
