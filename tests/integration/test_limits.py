@@ -57,6 +57,16 @@ class Limited:
         return value(scrape(self.metrics_port), "krg_connections_timed_out_total", reason=reason)
 
 
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of this module's own: on the session one, each limited gateway
+    would be one of a cluster with the session gateway, which would then
+    coordinate some of the groups these tests join there."""
+    server = RedisServer(tmp_path_factory.mktemp("limits-redis")).start()
+    yield server
+    server.stop()
+
+
 @contextmanager
 def limited_gateway(redis_server: RedisServer, tmp_path: Path, *flags: str) -> Iterator[Limited]:
     log = tmp_path / "gateway.log"
