@@ -127,6 +127,10 @@ FLAGS: tuple[Flag, ...] = (
          str(_DEFAULTS.connections_max_idle_ms),
          "close a connection with no request and nothing in flight for this long "
          "(Kafka's connections.max.idle.ms)"),
+    Flag("--connections-max-reauth-ms", "MS", "CONNECTIONS_MAX_REAUTH_MS", parse_int(0),
+         str(_DEFAULTS.connections_max_reauth_ms),
+         "how long a SASL login lasts before the client must re-authenticate on its connection "
+         "(Kafka's connections.max.reauth.ms, KIP-368; 0: no limit)"),
     Flag("--request-read-timeout-ms", "MS", "REQUEST_READ_TIMEOUT_MS", parse_int(1),
          str(_DEFAULTS.request_read_timeout_ms),
          "close a connection whose request, once begun, is not complete within this"),

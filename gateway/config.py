@@ -77,6 +77,9 @@ class Config:
     max_records_per_request: int = 1_000_000
     # Kafka's connections.max.idle.ms: no request and nothing in flight.
     connections_max_idle_ms: int = 600_000
+    # Kafka's connections.max.reauth.ms: how long a SASL login lasts before the
+    # client must re-authenticate (KIP-368); 0: for as long as the connection.
+    connections_max_reauth_ms: int = 0
     # A frame begun must be complete within this (half a frame, then silence).
     request_read_timeout_ms: int = 30_000
     # A response must be taken by the client within this (a client that

@@ -104,7 +104,8 @@ class Connection:
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         # Who the client is: its certificate's subject on a TLS listener that
         # asks for one, until SASL authenticates it as a user.
-        self.session = Session.start(listener, principal(writer.get_extra_info("peercert")))
+        self.session = Session.start(listener, principal(writer.get_extra_info("peercert")),
+                                     gateway.config.connections_max_reauth_ms)
         log.debug("connection from %s on listener %s as %s", self.peer, listener.name,
                   self.session.principal)
         self.closing = False
@@ -336,7 +337,10 @@ class Connection:
     async def _answer(self, request: bytes, api_key: int, api_version: int, correlation_id: int,
                       api: metrics.ApiMetrics) -> bytes | None:
         if not self.session.allows(api_key):
-            # Kafka's SaslServerAuthenticator closes the connection too.
+            # Kafka closes the connection too.
+            if self.session.expired:
+                raise CloseConnection(f"API key {api_key} after the SASL login expired "
+                                      "(--connections-max-reauth-ms) without re-authentication")
             raise CloseConnection(f"API key {api_key} before SASL authentication")
         route = self.gateway.router.get(api_key)
         if route is None:

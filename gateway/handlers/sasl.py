@@ -6,7 +6,9 @@ connection otherwise) and SaslAuthenticate carries the mechanism's tokens;
 after a v0 handshake the tokens come as bare frames instead (connection.py).
 A refused client gets SASL_AUTHENTICATION_FAILED and the connection closes.
 On other listeners, or once authenticated, both answer ILLEGAL_SASL_STATE,
-as Kafka does (no KIP-368 re-authentication: the session lifetime is 0).
+as Kafka does, except for a KIP-368 re-authentication when
+--connections-max-reauth-ms is set (security/sasl.py); the session lifetime
+sent is that setting, 0 (no limit) without it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ async def handle_handshake(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     session = context.session
     enabled = context.config.sasl_enabled_mechanisms
+    if session.may_reauthenticate(request.mechanism, context.api_version):
+        session.reauthenticate()
+        return make(types.SaslHandshakeResponse, error_code=ErrorCode.none, mechanisms=enabled)
     if session.state is not State.HANDSHAKE:
         session.close_after_answer = session.listener.protocol.sasl
         return make(types.SaslHandshakeResponse, error_code=ErrorCode.illegal_sasl_state,
@@ -59,8 +64,10 @@ async def handle_authenticate(context: RequestContext, request: Any) -> Any:
         _failures.warning("sasl", "authentication of %s failed: %s", context.peer, exc)
         return make(types.SaslAuthenticateResponse, error_code=ErrorCode.sasl_authentication_failed,
                     error_message=str(exc), auth_bytes=b"", session_lifetime=NO_SESSION_LIMIT)
+    # Told once the exchange is done (the last token); 0 means no limit.
+    lifetime = datetime.timedelta(milliseconds=session.lifetime_ms)
     return make(types.SaslAuthenticateResponse, error_code=ErrorCode.none, error_message=None,
-                auth_bytes=token, session_lifetime=NO_SESSION_LIMIT)
+                auth_bytes=token, session_lifetime=lifetime)
 
 
 ROUTES = (

@@ -7,6 +7,12 @@ SaslAuthenticate carries its tokens (or, after a v0 handshake, the tokens
 come as bare frames without a request header). A failed exchange answers
 SASL_AUTHENTICATION_FAILED and then closes the connection.
 
+With --connections-max-reauth-ms (Kafka's connections.max.reauth.ms) a login
+lasts that long: SaslAuthenticate tells the client (KIP-368), the client
+re-authenticates with a new SaslHandshake (v1+, same mechanism, same
+principal) on the same connection, and a connection past its login's end
+that sends anything else is closed, as Kafka does.
+
 PLAIN checks the password against the same SCRAM credentials in Redis
 (either mechanism's), so one user store serves both; a PLAIN check runs
 PBKDF2 (at most 16384 iterations) in a worker thread.
@@ -15,6 +21,8 @@ PBKDF2 (at most 16384 iterations) in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -22,6 +30,8 @@ from ..storage.credentials import MECHANISMS as SCRAM_MECHANISMS
 from ..storage.credentials import CredentialStore
 from .listeners import ListenerSpec
 from .scram import ScramError, ScramExchange, parse_client_first, password_matches
+
+log = logging.getLogger(__name__)
 
 MECHANISMS = ("PLAIN", *SCRAM_MECHANISMS)
 API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 18, 17, 36
@@ -60,14 +70,41 @@ class Session:
     scram: ScramExchange | None = field(default=None, repr=False)
     # Set by a failed handshake or exchange: the connection closes once answered.
     close_after_answer: bool = False
+    # KIP-368: how long a login lasts (--connections-max-reauth-ms; 0: for ever),
+    # when this one ends (time.monotonic()), and who re-authenticates.
+    reauth_ms: int = 0
+    expires_at: float | None = None
+    reauthenticating_as: str | None = None
 
     @classmethod
-    def start(cls, listener: ListenerSpec, principal: str) -> Session:
+    def start(cls, listener: ListenerSpec, principal: str, reauth_ms: int = 0) -> Session:
         state = State.HANDSHAKE if listener.protocol.sasl else State.AUTHENTICATED
-        return cls(listener, principal, state)
+        return cls(listener, principal, state, reauth_ms=reauth_ms)
 
     def allows(self, api_key: int) -> bool:
-        return self.state is State.AUTHENTICATED or api_key in BEFORE_AUTHENTICATION
+        if self.state is State.AUTHENTICATED:
+            # Past its lifetime a login allows only re-authentication; Kafka
+            # closes the connection on any other request.
+            return not self.expired or api_key == SASL_HANDSHAKE
+        return api_key in BEFORE_AUTHENTICATION
+
+    @property
+    def lifetime_ms(self) -> int:
+        """What SaslAuthenticate tells the client: the login's lifetime once it is done, else 0."""
+        return self.reauth_ms if self.state is State.AUTHENTICATED else 0
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and time.monotonic() >= self.expires_at
+
+    def may_reauthenticate(self, mechanism: str, handshake_version: int) -> bool:
+        """Whether a SaslHandshake on an authenticated connection starts a KIP-368 re-authentication."""
+        return (self.state is State.AUTHENTICATED and self.listener.protocol.sasl and self.reauth_ms > 0
+                and handshake_version >= 1 and mechanism == self.mechanism)
+
+    def reauthenticate(self) -> None:
+        self.reauthenticating_as = self.principal
+        self.state = State.AUTHENTICATING
 
     @property
     def expects_raw_token(self) -> bool:
@@ -130,6 +167,14 @@ class Session:
         return server_final
 
     def _authenticated(self, user: str) -> None:
-        self.principal = f"User:{user}"
+        principal = f"User:{user}"
+        if self.reauthenticating_as not in (None, principal):
+            raise SaslFailed("Cannot change principals during re-authentication")
+        if self.reauthenticating_as is not None:
+            log.debug("%s re-authenticated with %s", principal, self.mechanism)
+        self.principal = principal
         self.state = State.AUTHENTICATED
         self.scram = None
+        self.reauthenticating_as = None
+        if self.reauth_ms > 0:
+            self.expires_at = time.monotonic() + self.reauth_ms / 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import shutil
 import struct
@@ -316,3 +317,75 @@ def test_kcat_lists_metadata_over_sasl_ssl_with_scram(gateway: SaslGateway,
                            capture_output=True, text=True, timeout=60, check=False)
     assert wrong.returncode != 0
     assert "Authentication failed" in wrong.stderr or "SASL" in wrong.stderr, wrong.stderr
+
+
+REAUTH_MS = 1500
+
+
+@pytest.fixture(scope="module")
+def reauth_gateway(gateway: SaslGateway, redis_server: RedisServer, certificates: Certificates,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SaslGateway, Path]]:
+    """A second gateway whose logins last REAUTH_MS (users come from `gateway`, on the same Redis)."""
+    log = tmp_path_factory.mktemp("reauth") / "gateway.log"
+    started = SaslGateway(redis_server, log, certificates,
+                          ["--connections-max-reauth-ms", str(REAUTH_MS), "--log-level", "DEBUG"])
+    try:
+        yield started, log
+    finally:
+        started.process.stop()
+
+
+def plain_login(wire: Wire, user: str = "alice", password: str = PASSWORD) -> Any:
+    assert wire.call(sasl_handshake("PLAIN")).error_code == 0
+    return wire.call(sasl_authenticate(f"\x00{user}\x00{password}".encode()))
+
+
+def test_a_login_lasts_connections_max_reauth_ms_then_only_reauthentication_is_served(
+        reauth_gateway: tuple[SaslGateway, Path]) -> None:
+    gateway, _ = reauth_gateway
+    with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
+        answer = plain_login(wire)
+        assert answer.error_code == 0
+        assert answer.session_lifetime == datetime.timedelta(milliseconds=REAUTH_MS)
+        assert wire.call(metadata([])).brokers
+        time.sleep(REAUTH_MS / 1000 + 0.3)  # at least that long: the login has ended
+        wire.send(metadata([]))
+        assert wire.closed_by_server()
+    with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
+        assert plain_login(wire).error_code == 0
+        time.sleep(REAUTH_MS / 1000 + 0.3)
+        again = plain_login(wire)  # KIP-368: a new handshake on the same connection
+        assert again.error_code == 0
+        assert again.session_lifetime == datetime.timedelta(milliseconds=REAUTH_MS)
+        assert wire.call(metadata([])).brokers
+
+
+def test_reauthentication_cannot_change_the_principal(reauth_gateway: tuple[SaslGateway, Path],
+                                                      gateway: SaslGateway) -> None:
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{gateway.plain}"})
+    upsert = UserScramCredentialUpsertion("mallory", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
+                                          b"mallory-secret")
+    admin.alter_user_scram_credentials([upsert])["mallory"].result(timeout=30)
+    reauth, _ = reauth_gateway
+    with closing(Wire(f"127.0.0.1:{reauth.sasl}")) as wire:
+        assert plain_login(wire).error_code == 0
+        refused = plain_login(wire, "mallory", "mallory-secret")
+        assert refused.error_code == 58
+        assert "Cannot change principals" in refused.error_message
+        assert wire.closed_by_server()
+
+
+def test_confluent_kafka_reauthenticates_and_keeps_producing(
+        reauth_gateway: tuple[SaslGateway, Path], topic_name: str) -> None:
+    gateway, log = reauth_gateway
+    producer = Producer({"bootstrap.servers": f"127.0.0.1:{gateway.sasl}",
+                         **sasl_settings("SCRAM-SHA-256")})
+    delivered: list[bytes] = []
+    for i in range(8):  # over at least 4 s: more than two logins' lifetimes
+        producer.produce(topic_name, f"r{i}".encode(),
+                         on_delivery=lambda error, message: delivered.append(message.value())
+                         if error is None else None)
+        producer.flush(30)
+        time.sleep(0.5)
+    assert delivered == [f"r{i}".encode() for i in range(8)]
+    assert "User:alice re-authenticated with SCRAM-SHA-256" in log.read_text()
