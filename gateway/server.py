@@ -31,6 +31,7 @@ from .storage import RedisStorage, StorageUnavailable
 from .storage.brokers import Endpoint, RedisBrokerRegistry
 from .storage.credentials import RedisCredentialStore
 from .storage.groups import RedisGroupStorage
+from .storage.redis_cluster import is_cluster
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +67,15 @@ class Gateway:
             # Named to a second gateway started on the same data directory.
             await self.embedded.start(f"the gateway pid {os.getpid()} listening on {self._bound()}")
             redis_url = self.embedded.url
-        self.storage = RedisStorage(redis_url, timeout=self.config.redis_timeout)
-        self.credentials = RedisCredentialStore(redis_url, timeout=self.config.redis_timeout)
+        # A Redis Cluster is found from the node the URL names (docs/operations.md).
+        cluster = await is_cluster(redis_url, timeout=self.config.redis_timeout)
+        self.storage = RedisStorage(redis_url, timeout=self.config.redis_timeout, cluster=cluster)
+        self.credentials = RedisCredentialStore(redis_url, timeout=self.config.redis_timeout,
+                                                cluster=cluster)
         cluster_id = await self._cluster_id()
         self.coordinator = GroupCoordinator(
             RedisGroupStorage(redis_url, timeout=self.config.redis_timeout,
-                              partition_keys=self.storage.partition_keys),
+                              partition_keys=self.storage.partition_keys, cluster=cluster),
             CoordinatorConfig(initial_rebalance_delay_ms=self.config.group_initial_rebalance_delay_ms),
             # The cluster is joined before the first connection is accepted.
             owns=lambda group_id: self.cluster.coordinates(group_id),
@@ -83,7 +87,8 @@ class Gateway:
         if self.config.metrics_listen is not None:
             listen = self.config.metrics_listen
             self._metrics_server = metrics.MetricsServer(listen.host, listen.port)
-        self.cluster = Cluster(RedisBrokerRegistry(redis_url, timeout=self.config.redis_timeout),
+        self.cluster = Cluster(RedisBrokerRegistry(redis_url, timeout=self.config.redis_timeout,
+                                                   cluster=cluster),
                                self.config.broker_lease_ms)
         node_id = await self.cluster.join(
             self.config.node_id, tuple(Endpoint(spec.name, spec.advertised.host, spec.advertised.port)

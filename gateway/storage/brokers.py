@@ -22,6 +22,7 @@ from ..config import RESERVED_BROKER_MAX_ID
 from ..metrics import REDIS_LATENCY, REDIS_RECONNECTS
 from . import keys
 from .base import StorageUnavailable
+from .redis_cluster import ClusterConnection, redis_client
 from .redis_storage import UNAVAILABLE
 from .scripts import ScriptCall, function, run_calls
 
@@ -78,13 +79,12 @@ def _decode(raw: Any) -> BrokerRegistration | None:
 class RedisBrokerRegistry:
     """Leases on node IDs, on a small connection pool of its own."""
 
-    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
-        self._redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=2, timeout=timeout,
-                socket_timeout=timeout, socket_connect_timeout=timeout,
-            )
-        )
+    def __init__(self, url: str, *, timeout: float = 5.0, cluster: bool = False) -> None:
+        self._redis = redis_client(url, cluster=cluster, max_connections=2, timeout=timeout)
+        # Function calls: on a Redis Cluster routed to their slot's node (redis_cluster.py).
+        self._cluster = ClusterConnection(url, timeout=timeout) if cluster else None
+        self._scripts: aioredis.Redis | ClusterConnection = (
+            self._cluster if self._cluster is not None else self._redis)
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         started = time.perf_counter()
@@ -98,6 +98,8 @@ class RedisBrokerRegistry:
 
     async def close(self) -> None:
         await self._redis.aclose()
+        if self._cluster is not None:
+            self._cluster.close()
 
     async def assign_node_id(self) -> int:
         """A node ID no gateway was assigned before (above RESERVED_BROKER_MAX_ID)."""
@@ -108,7 +110,7 @@ class RedisBrokerRegistry:
         call = ScriptCall(LEASE, [keys.BROKER_REGISTRATIONS, keys.BROKER_LEASES],
                           [registration.node_id, instance, _encode(registration, instance),
                            lease_ms, MAX_BROKERS])
-        (reply,) = await self._call(lambda: run_calls(self._redis, [call]))
+        (reply,) = await self._call(lambda: run_calls(self._scripts, [call]))
         if isinstance(reply, Exception):
             raise StorageUnavailable(str(reply)) if isinstance(reply, UNAVAILABLE) else reply
         held, wait_ms, *raw = reply
@@ -117,7 +119,7 @@ class RedisBrokerRegistry:
 
     async def leave(self, node_id: int, instance: str) -> bool:
         call = ScriptCall(LEAVE, [keys.BROKER_REGISTRATIONS, keys.BROKER_LEASES], [node_id, instance])
-        (reply,) = await self._call(lambda: run_calls(self._redis, [call]))
+        (reply,) = await self._call(lambda: run_calls(self._scripts, [call]))
         if isinstance(reply, Exception):
             raise StorageUnavailable(str(reply)) if isinstance(reply, UNAVAILABLE) else reply
         return bool(reply)

@@ -16,10 +16,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import redis.asyncio as aioredis
-
 from ..metrics import REDIS_LATENCY, REDIS_RECONNECTS
 from .base import StorageUnavailable
+from .redis_cluster import redis_client
 from .redis_storage import UNAVAILABLE
 
 T = TypeVar("T")
@@ -86,11 +85,11 @@ class CredentialStore(Protocol):
 class RedisCredentialStore:
     """Implements :class:`CredentialStore`, on a small connection pool of its own."""
 
-    def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 4) -> None:
-        self._redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=max_connections, timeout=timeout,
-                socket_timeout=timeout, socket_connect_timeout=timeout))
+    def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 4,
+                 cluster: bool = False) -> None:
+        # On a Redis Cluster, redis-py's cluster client: the keys share one hash tag.
+        self._redis = redis_client(url, cluster=cluster, max_connections=max_connections,
+                                   timeout=timeout)
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         started = time.perf_counter()

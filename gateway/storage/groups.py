@@ -27,6 +27,7 @@ from ..metrics import REDIS_LATENCY, REDIS_RECONNECTS
 from . import keys
 from .base import StorageUnavailable
 from .group_base import CommittedOffset, OffsetCommit
+from .redis_cluster import ClusterConnection, redis_client
 from .redis_storage import UNAVAILABLE
 from .scripts import ScriptCall, function, run_calls
 
@@ -57,17 +58,15 @@ class RedisGroupStorage:
     """
 
     def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 32,
-                 partition_keys: KeysOf | None = None) -> None:
+                 partition_keys: KeysOf | None = None, cluster: bool = False) -> None:
         # Where a topic's partitions live (RedisStorage.partition_keys knows
         # adopted streams); the gateway's own keys when not given.
         self._keys_of: KeysOf = partition_keys or _own_keys
-        self._redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=max_connections, timeout=timeout,
-                socket_timeout=timeout, socket_connect_timeout=timeout,
-                health_check_interval=30,
-            )
-        )
+        self._redis = redis_client(url, cluster=cluster, max_connections=max_connections, timeout=timeout)
+        # Function calls: on a Redis Cluster routed to their slot's node (redis_cluster.py).
+        self._cluster = ClusterConnection(url, timeout=timeout) if cluster else None
+        self._scripts: aioredis.Redis | ClusterConnection = (
+            self._cluster if self._cluster is not None else self._redis)
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         started = time.perf_counter()
@@ -81,6 +80,8 @@ class RedisGroupStorage:
 
     async def close(self) -> None:
         await self._redis.aclose()
+        if self._cluster is not None:
+            self._cluster.close()
 
     async def ping(self) -> None:
         await self._call(self._redis.ping)
@@ -116,7 +117,7 @@ class RedisGroupStorage:
         pending = dict(enumerate(calls))
         while pending:
             round_calls = list(pending.values())
-            answered = await self._call(lambda: run_calls(self._redis, round_calls))  # noqa: B023 (awaited at once)
+            answered = await self._call(lambda: run_calls(self._scripts, round_calls))  # noqa: B023 (awaited at once)
             again = {}
             for index, reply in zip(pending, answered, strict=True):
                 replies[index] = reply
@@ -167,7 +168,7 @@ class RedisGroupStorage:
         for topic, partition in partitions:
             partition_keys = await self._keys_of(topic, partition)
             calls.append(ScriptCall(FORGET, [partition_keys.stream, partition_keys.commits], [group]))
-        replies = await self._call(lambda: run_calls(self._redis, calls))
+        replies = await self._call(lambda: run_calls(self._scripts, calls))
         for reply in replies:
             if isinstance(reply, Exception):
                 raise _classified(reply)
@@ -197,7 +198,7 @@ class RedisGroupStorage:
 
     async def save_membership(self, group: str, generation: int, state: bytes) -> bool:
         call = ScriptCall(SAVE_MEMBERSHIP, [keys.group_membership(group)], [generation, state])
-        (reply,) = await self._call(lambda: run_calls(self._redis, [call]))
+        (reply,) = await self._call(lambda: run_calls(self._scripts, [call]))
         if isinstance(reply, Exception):
             raise _classified(reply)
         return bool(reply)
@@ -210,7 +211,9 @@ class RedisGroupStorage:
 
         async def unregister() -> None:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.delete(keys.group_partitions(group), keys.group_membership(group))
+            # One key per DEL: on a Redis Cluster the two live in different slots.
+            pipe.delete(keys.group_partitions(group))
+            pipe.delete(keys.group_membership(group))
             pipe.hdel(keys.GROUPS, group)
             await pipe.execute()
 

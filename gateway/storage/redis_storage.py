@@ -39,6 +39,7 @@ from .base import (
 from .cursors import Cursor, Cursors, entries_wanted, read_result
 from .entries import id_millis
 from .multiplex import RECONNECT_PAUSE, BlockingPool, MultiplexedConnection
+from .redis_cluster import ClusterConnection, drop_idle_connections, redis_client
 from .scripts import ScriptCall, function, is_missing_function, library, load_library, run_calls
 from .steps import PartitionTurns, append_pieces, fits_one_call, limits, may_fit_one_call, pieces_of
 
@@ -88,20 +89,13 @@ PRODUCER_EXPIRY_STEP = 100
 class RedisStorage:
     """Implements :class:`~.base.Storage` on one Redis server."""
 
-    def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 64) -> None:
+    def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 64,
+                 cluster: bool = False) -> None:
+        """``cluster``: the server is a Redis Cluster node (redis_cluster.is_cluster)."""
         self.url = url
         self.timeout = timeout
-        self._redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                url,
-                connection_class=FastPackingConnection,
-                max_connections=max_connections,
-                timeout=timeout,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                health_check_interval=30,
-            )
-        )
+        self._redis = redis_client(url, cluster=cluster, max_connections=max_connections,
+                                   timeout=timeout, connection_class=FastPackingConnection)
         # Long-polls hold a connection for their whole wait, so they get a pool
         # of their own and never starve produce and fetch of connections.
         self._blocking = aioredis.Redis(
@@ -112,15 +106,20 @@ class RedisStorage:
                 socket_connect_timeout=timeout,
             )
         )
+        # On a Redis Cluster, every function call and the hot path go to their
+        # slot's primary (redis_cluster.py); redis-py's cluster client cannot
+        # route FCALL without asking the server for its keys.
+        self._cluster = ClusterConnection(url, timeout=timeout) if cluster else None
         # Appends and reads, the produce and fetch hot path, share one
         # pipelined connection (multiplex.py: a fifth of redis-py's CPU per
         # round trip); acks=all appends, whose WAITAOF blocks, stay on the pool.
-        self._fast: aioredis.Redis | MultiplexedConnection = (
-            MultiplexedConnection(url, timeout=timeout) if MultiplexedConnection.supports(url)
+        self._fast: aioredis.Redis | MultiplexedConnection | ClusterConnection = (
+            self._cluster if self._cluster is not None
+            else MultiplexedConnection(url, timeout=timeout) if MultiplexedConnection.supports(url)
             else self._redis)
         # Long-poll waits on connections of their own, without redis-py's overhead.
-        self._waits = (BlockingPool(url, timeout=timeout) if MultiplexedConnection.supports(url)
-                       else None)
+        self._waits = (BlockingPool(url, timeout=timeout)
+                       if MultiplexedConnection.supports(url) and not cluster else None)
         # Where in-order readers left off (cursors.py).
         self._cursors = Cursors()
         self._topic_cache: dict[str, tuple[float, TopicInfo | None]] = {}
@@ -157,7 +156,7 @@ class RedisStorage:
             return await operation()
         except UNAVAILABLE as first:
             REDIS_RECONNECTS.inc()
-            await self._redis.connection_pool.disconnect(inuse_connections=False)
+            await drop_idle_connections(self._redis)
             if not idempotent:
                 raise StorageUnavailable(str(first)) from first
             try:
@@ -168,18 +167,28 @@ class RedisStorage:
             if timed:
                 REDIS_LATENCY.observe(time.perf_counter() - started)
 
+    @property
+    def _scripts(self) -> aioredis.Redis | ClusterConnection:
+        """Where function calls off the hot path go: redis-py, or the cluster's router."""
+        return self._cluster if self._cluster is not None else self._redis  # type: ignore[return-value]
+
+    @property
+    def _slow(self) -> aioredis.Redis | ClusterConnection:
+        """Where appends that wait (WAITAOF/WAIT) go: never the shared multiplexed connection."""
+        return self._scripts
+
     async def _round(self, calls: list[ScriptCall]) -> list[Any]:
         return await self._call(lambda: run_calls(self._fast, calls), idempotent=True)
 
     async def _one(self, call: ScriptCall, *, idempotent: bool = True) -> Any:
-        (reply,) = await self._call(lambda: run_calls(self._redis, [call]), idempotent=idempotent)
+        (reply,) = await self._call(lambda: run_calls(self._scripts, [call]), idempotent=idempotent)
         if isinstance(reply, Exception):
             raise _classify(reply)
         return reply
 
     async def load_functions(self) -> str:
         """FUNCTION LOAD this version's library unless the server has it; its name."""
-        await self._call(lambda: load_library(self._redis), idempotent=True)
+        await self._call(lambda: load_library(self._scripts), idempotent=True)
         self._library_loaded = True
         return library().name
 
@@ -192,7 +201,7 @@ class RedisStorage:
     async def close(self) -> None:
         await self._redis.aclose()
         await self._blocking.aclose()
-        if isinstance(self._fast, MultiplexedConnection):
+        if isinstance(self._fast, (MultiplexedConnection, ClusterConnection)):
             self._fast.close()
         if self._waits is not None:
             self._waits.close()
@@ -440,7 +449,7 @@ class RedisStorage:
         """Each request in one call ('-', or '+': {-4} comes back as AppendInPieces), one pipeline."""
         calls = [self._append_call(request, [step, *limits(), *_batch_args(request.batches)])
                  for request in requests]
-        client = self._redis if trailer else self._fast
+        client = self._slow if trailer else self._fast
         idempotent = all(request.producer_id >= 0 for request in requests)
         try:
             replies = await self._send_appends(client, calls, trailer, idempotent,
@@ -452,7 +461,7 @@ class RedisStorage:
             results = [NotDurable() if isinstance(r, AppendResult) else r for r in results]
         return results
 
-    async def _send_appends(self, client: aioredis.Redis | MultiplexedConnection,
+    async def _send_appends(self, client: aioredis.Redis | MultiplexedConnection | ClusterConnection,
                             calls: list[ScriptCall], trailer: tuple[Any, ...],
                             idempotent: bool, *, release_early: bool = True) -> list[Any]:
         """The appends' replies; StorageUnavailable if they surely did not run, else OutcomeUnknown.
@@ -469,7 +478,7 @@ class RedisStorage:
         ``release_early``: once written, let the connection's next request
         start (storage.appends_ordered).
         """
-        multiplexed = isinstance(client, MultiplexedConnection)
+        multiplexed = not isinstance(client, aioredis.Redis)
         written = not multiplexed  # redis-py does not say: assume they may have gone out
         release = appends_ordered.get() if multiplexed and release_early else None
 
@@ -540,7 +549,7 @@ class RedisStorage:
         the writes of its connection): one not confirmed comes back as
         NotDurable, and the producer's retry resumes from there.
         """
-        client = self._redis if trailer else self._fast
+        client = self._slow if trailer else self._fast
         try:
             replies = await self._send_appends(client, [self._append_call(request, step)], trailer,
                                                request.producer_id >= 0, release_early=False)
@@ -582,7 +591,7 @@ class RedisStorage:
                                   results: list[ReadResult | Exception | None]) -> None:
         """Fill in the results of the requests that continue a cursor; leave the rest None."""
         fast = self._fast
-        if not isinstance(fast, MultiplexedConnection):
+        if isinstance(fast, aioredis.Redis):
             return
         continuing: list[tuple[int, str]] = []
         commands: list[tuple[Any, ...]] = []
@@ -655,6 +664,10 @@ class RedisStorage:
         streams: dict[Any, Any] = {
             self.streams.stream(topic, partition): last_id for topic, partition, last_id in positions
         }
+        if self._cluster is not None:
+            await self._call(lambda: self._cluster.wait_any(streams, timeout_ms),  # type: ignore[union-attr]
+                             timed=False)
+            return
         waits = self._waits
         if waits is None:
             await self._call(lambda: self._blocking.xread(streams, count=1, block=timeout_ms), timed=False)

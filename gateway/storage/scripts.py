@@ -34,10 +34,12 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from .multiplex import MultiplexedConnection
+from .redis_cluster import ClusterConnection
 
-# Either client runs function calls: the multiplexed connection for the hot
-# path, redis-py for everything that may block a connection (WAITAOF).
-Client = aioredis.Redis | MultiplexedConnection
+# Any of these runs function calls: the multiplexed connection for the hot
+# path, redis-py for everything that may block a connection (WAITAOF), and
+# on a Redis Cluster the connection that routes each call to its slot's node.
+Client = aioredis.Redis | MultiplexedConnection | ClusterConnection
 
 # Functions several bodies share, at the library's top level.
 PRELUDE = "stream_info.lua"
@@ -121,7 +123,7 @@ def is_missing_function(reply: Any) -> bool:
 async def load_library(client: Client) -> None:
     """FUNCTION LOAD the library, unless this version is loaded already."""
     command = ("FUNCTION", "LOAD", library().source)
-    if isinstance(client, MultiplexedConnection):
+    if not isinstance(client, aioredis.Redis):
         (reply,) = await client.execute([command])
     else:
         try:
@@ -168,7 +170,7 @@ async def _pipeline(
     commands = [call.command() for call in calls]
     if trailer:
         commands.append(tuple(trailer))
-    if isinstance(client, MultiplexedConnection):
+    if not isinstance(client, aioredis.Redis):
         return await client.execute(commands, on_written=on_written, replay=replay)
     pipe = client.pipeline(transaction=False)
     for command in commands:

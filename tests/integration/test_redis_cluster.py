@@ -1,0 +1,156 @@
+"""The gateway on a real three-primary Redis Cluster, found from one node's URL.
+
+Partitions of one topic land on different nodes (each partition's keys
+share a hash tag, so a slot); produce, fetch, the long-poll, consumer
+groups, ListOffsets and DeleteRecords go to each partition's node.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+from kafka_redis_gateway.gateway.storage import keys
+
+from tests.integration.test_confluent import (
+    Rec,
+    as_rec,
+    by_partition,
+    consumed_records,
+    create_topic,
+    produce_ok,
+    sample_records,
+    wait_all,
+)
+from tests.redis_cluster import RedisClusterServers
+from tests.servers import GatewayProcess
+
+PARTITIONS = 6
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster_gateway(redis_cluster: RedisClusterServers,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    log = Path(tmp_path_factory.mktemp("gateway")) / "gateway.log"
+    process = GatewayProcess(redis_cluster.url, log_path=log, extra_args=["--node-id", "0"]).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def bootstrap(cluster_gateway: GatewayProcess) -> str:
+    return cluster_gateway.bootstrap
+
+
+@pytest.fixture
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def stream_lengths(cluster: RedisClusterServers, topic: str) -> dict[int, tuple[int, int]]:
+    """Each partition's (node port, XLEN) as its own node answers."""
+    found = {}
+    for partition in range(PARTITIONS):
+        node = cluster.node_of(keys.stream(topic, partition))
+        client = node.client()
+        try:
+            found[partition] = (node.port, int(client.xlen(keys.stream(topic, partition))))
+        finally:
+            client.close()
+    return found
+
+
+def test_produce_and_consume_over_partitions_on_every_node(
+        redis_cluster: RedisClusterServers, admin: AdminClient, bootstrap: str, topic_name: str) -> None:
+    create_topic(admin, topic_name, PARTITIONS)
+    records = sample_records(PARTITIONS)
+    produce_ok(bootstrap, topic_name, records, **{"enable.idempotence": True})
+    assert consumed_records(bootstrap, topic_name, PARTITIONS) == by_partition(records, PARTITIONS)
+    lengths = stream_lengths(redis_cluster, topic_name)
+    # The partitions are spread over all three primaries, each stream on its own node.
+    assert len({port for port, _ in lengths.values()}) == 3
+    assert [length for _, length in lengths.values()] == [
+        len(by_partition(records, PARTITIONS)[p]) for p in range(PARTITIONS)]
+
+
+def test_long_poll_wakes_for_a_partition_on_another_node(
+        redis_cluster: RedisClusterServers, admin: AdminClient, bootstrap: str, topic_name: str) -> None:
+    create_topic(admin, topic_name, PARTITIONS)
+    first = redis_cluster.nodes[0].port
+    partition = next(p for p in range(PARTITIONS)
+                     if redis_cluster.node_of(keys.stream(topic_name, p)).port != first)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 30_000})
+    try:
+        consumer.assign([TopicPartition(topic_name, p, 0) for p in range(PARTITIONS)])
+        assert consumer.poll(1.0) is None  # the fetch is parked in its long-poll now
+        produce_ok(bootstrap, topic_name, [Rec(partition, b"k", b"woken")])
+        # Without a wake-up the record would come only after fetch.wait.max.ms (30 s).
+        message = None
+        deadline = time.monotonic() + 15
+        while message is None and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+        assert message is not None and message.error() is None
+        assert (message.partition(), message.value()) == (partition, b"woken")
+    finally:
+        consumer.close()
+
+
+def test_group_commits_live_on_each_partitions_node(
+        redis_cluster: RedisClusterServers, admin: AdminClient, bootstrap: str, topic_name: str) -> None:
+    create_topic(admin, topic_name, PARTITIONS)
+    records = sample_records(PARTITIONS)
+    produce_ok(bootstrap, topic_name, records)
+    group = f"g-{topic_name}"
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe([topic_name])
+        seen = []
+        while len(seen) < len(records):
+            message = consumer.poll(1.0)
+            if message is not None and message.error() is None:
+                seen.append(as_rec(message))
+        consumer.commit(asynchronous=False)
+        committed = consumer.committed([TopicPartition(topic_name, p) for p in range(PARTITIONS)], 10)
+    finally:
+        consumer.close()
+    expected = by_partition(records, PARTITIONS)
+    assert {tp.partition: tp.offset for tp in committed} == {p: len(expected[p]) for p in range(PARTITIONS)}
+    for partition in range(PARTITIONS):
+        stream = keys.stream(topic_name, partition)
+        client = redis_cluster.node_of(stream).client()
+        try:
+            (info,) = client.xinfo_groups(stream)
+        finally:
+            client.close()
+        assert info["name"].decode() == group
+        assert info["entries-read"] == len(expected[partition])
+
+
+def test_list_offsets_and_delete_records(
+        admin: AdminClient, bootstrap: str, topic_name: str) -> None:
+    create_topic(admin, topic_name, PARTITIONS)
+    records = [Rec(p, None, b"%d" % i) for i in range(5) for p in range(PARTITIONS)]
+    produce_ok(bootstrap, topic_name, records)
+    partitions = [TopicPartition(topic_name, p, 2 + p % 3) for p in range(PARTITIONS)]
+    deleted = wait_all(admin.delete_records(partitions))
+    assert {tp.partition: result.low_watermark for tp, result in deleted.items()} == {
+        p: 2 + p % 3 for p in range(PARTITIONS)}
+    earliest = wait_all(admin.list_offsets(
+        {TopicPartition(topic_name, p): OffsetSpec.earliest() for p in range(PARTITIONS)}))
+    latest = wait_all(admin.list_offsets(
+        {TopicPartition(topic_name, p): OffsetSpec.latest() for p in range(PARTITIONS)}))
+    assert {tp.partition: r.offset for tp, r in earliest.items()} == {p: 2 + p % 3 for p in range(PARTITIONS)}
+    assert {tp.partition: r.offset for tp, r in latest.items()} == dict.fromkeys(range(PARTITIONS), 5)

@@ -1,0 +1,91 @@
+"""A real Redis Cluster for the tests: three valkey-server primaries on loopback ports.
+
+Slots are assigned with CLUSTER ADDSLOTSRANGE and the nodes introduced
+with CLUSTER MEET (no valkey-cli needed); the fixture waits until every node
+reports ``cluster_state:ok`` and knows the whole slot map.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import redis
+
+from tests.servers import RedisServer
+
+SLOTS = 16384
+CLUSTER_ARGS = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "3000"]
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) exists and is free too."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+class RedisClusterServers:
+    def __init__(self, data_dir: Path, primaries: int = 3) -> None:
+        self.nodes = [RedisServer(data_dir / f"node{i}", port=cluster_port(), extra_args=CLUSTER_ARGS)
+                      for i in range(primaries)]
+
+    @property
+    def url(self) -> str:
+        """The URL of one node: the gateway finds the others from it."""
+        return self.nodes[0].url
+
+    def start(self) -> RedisClusterServers:
+        for node in self.nodes:
+            node.start()
+        clients = [node.client() for node in self.nodes]
+        share = SLOTS // len(self.nodes)
+        for i, client in enumerate(clients):
+            last = SLOTS - 1 if i == len(clients) - 1 else (i + 1) * share - 1
+            client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * share, last)
+        for node in self.nodes[1:]:
+            clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+        self._wait_until_ok(clients)
+        for client in clients:
+            client.close()
+        return self
+
+    @staticmethod
+    def _wait_until_ok(clients: list[redis.Redis], timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            infos = [client.execute_command("CLUSTER", "INFO") for client in clients]
+            texts = [info.decode() if isinstance(info, bytes) else str(info) for info in infos]
+            if all("cluster_state:ok" in text and f"cluster_known_nodes:{len(clients)}" in text
+                   for text in texts):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the Redis Cluster did not come up")
+
+    def node_of(self, key: str) -> RedisServer:
+        """The primary serving ``key``'s slot, as the first node's slot map says."""
+        client = self.nodes[0].client()
+        try:
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+            for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                if int(start) <= slot <= int(end):
+                    port = int(primary[1])
+                    return next(node for node in self.nodes if node.port == port)
+        finally:
+            client.close()
+        raise LookupError(key)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
