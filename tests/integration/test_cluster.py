@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from tests.integration.groups_support import (
 )
 from tests.integration.operations_support import scrape, value
 from tests.integration.test_groups_protocol import FIND_COORDINATOR, heartbeat, join, stable_member
-from tests.integration.test_protocol import Wire, build, request_types
+from tests.integration.test_protocol import Wire, build, metadata, request_types
 from tests.servers import GatewayProcess, RedisServer
 
 LEASE_MS = 1500
@@ -278,4 +279,32 @@ def test_only_the_controller_runs_the_background_sweeps(cluster_redis: RedisServ
         assert [sweeps(port) for port in ports if port != controller_port] == [[0, 0], [0, 0]]
     finally:
         for gateway in started:
+            gateway.stop()
+
+
+def test_each_listener_lists_every_gateway_by_its_address_on_that_listener(
+        cluster_redis: RedisServer, tmp_path: Path) -> None:
+    # compose.yaml's topology: a HOST and an INTERNAL listener per gateway.
+    cluster_redis.client().flushall()
+    started = []
+    for n in range(2):
+        host, internal = free_port(), free_port()
+        started.append((host, internal, GatewayProcess(
+            cluster_redis.url, port=host, log_path=tmp_path / f"gateway-{n}.log",
+            listeners=f"HOST://127.0.0.1:{host},INTERNAL://127.0.0.1:{internal}",
+            extra_args=["--listener-security-protocol-map", "HOST:PLAINTEXT,INTERNAL:PLAINTEXT",
+                        "--advertised-listeners", f"INTERNAL://localhost:{internal}",
+                        "--broker-lease-ms", str(LEASE_MS)]).start()))
+    try:
+        hosts = {f"127.0.0.1:{host}" for host, _, _ in started}
+        internals = {f"localhost:{internal}" for _, internal, _ in started}
+        for host, internal, _ in started:
+            wait_for_brokers(f"127.0.0.1:{host}", hosts)
+            with closing(Wire(f"127.0.0.1:{internal}")) as wire:
+                deadline = time.monotonic() + 15
+                while {f"{b.host}:{b.port}" for b in wire.call(metadata([])).brokers} != internals:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+    finally:
+        for _, _, gateway in started:
             gateway.stop()

@@ -28,6 +28,6 @@ def published_ports() -> list[str]:
 
 def test_every_published_port_is_on_loopback_by_default() -> None:
     ports = published_ports()
-    assert len(ports) == 2  # the gateway's and Kafka's
+    assert len(ports) == 4  # the three gateways' and Kafka's
     for entry in ports:
         assert re.fullmatch(r"\$\{KRG_PUBLISH_HOST:-127\.0\.0\.1\}:\d+:\d+", entry), entry
