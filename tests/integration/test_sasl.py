@@ -64,17 +64,22 @@ class SaslGateway:
                         *tls_args(certificates), *(extra_args or [])]).start()
 
 
+def create_users(gateway: SaslGateway, *users: tuple[str, str]) -> None:
+    """SCRAM-SHA-256 and -512 credentials for each (user, password), through the PLAINTEXT listener."""
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{gateway.plain}"})
+    upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(mechanism, 8192), password.encode())
+               for user, password in users
+               for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)]
+    for future in admin.alter_user_scram_credentials(upserts).values():
+        future.result(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def gateway(redis_server: RedisServer, certificates: Certificates,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslGateway]:
     started = SaslGateway(redis_server, tmp_path_factory.mktemp("sasl") / "gateway.log", certificates)
     try:
-        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{started.plain}"})
-        upserts = [UserScramCredentialUpsertion("alice", ScramCredentialInfo(mechanism, 8192),
-                                                PASSWORD.encode())
-                   for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)]
-        for future in admin.alter_user_scram_credentials(upserts).values():
-            future.result(timeout=30)
+        create_users(started, ("alice", PASSWORD))
         yield started
     finally:
         started.process.stop()
@@ -323,16 +328,21 @@ REAUTH_MS = 1500
 
 
 @pytest.fixture(scope="module")
-def reauth_gateway(gateway: SaslGateway, redis_server: RedisServer, certificates: Certificates,
+def reauth_gateway(certificates: Certificates,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SaslGateway, Path]]:
-    """A second gateway whose logins last REAUTH_MS (users come from `gateway`, on the same Redis)."""
-    log = tmp_path_factory.mktemp("reauth") / "gateway.log"
+    """A gateway whose logins last REAUTH_MS, on a Redis (so a cluster) of its own: it leads
+    every partition, so a producer's connections are all to it."""
+    directory = tmp_path_factory.mktemp("reauth")
+    redis_server = RedisServer(directory / "redis").start()
+    log = directory / "gateway.log"
     started = SaslGateway(redis_server, log, certificates,
                           ["--connections-max-reauth-ms", str(REAUTH_MS), "--log-level", "DEBUG"])
     try:
+        create_users(started, ("alice", PASSWORD), ("mallory", "mallory-secret"))
         yield started, log
     finally:
         started.process.stop()
+        redis_server.stop()
 
 
 def plain_login(wire: Wire, user: str = "alice", password: str = PASSWORD) -> Any:
@@ -360,12 +370,7 @@ def test_a_login_lasts_connections_max_reauth_ms_then_only_reauthentication_is_s
         assert wire.call(metadata([])).brokers
 
 
-def test_reauthentication_cannot_change_the_principal(reauth_gateway: tuple[SaslGateway, Path],
-                                                      gateway: SaslGateway) -> None:
-    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{gateway.plain}"})
-    upsert = UserScramCredentialUpsertion("mallory", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
-                                          b"mallory-secret")
-    admin.alter_user_scram_credentials([upsert])["mallory"].result(timeout=30)
+def test_reauthentication_cannot_change_the_principal(reauth_gateway: tuple[SaslGateway, Path]) -> None:
     reauth, _ = reauth_gateway
     with closing(Wire(f"127.0.0.1:{reauth.sasl}")) as wire:
         assert plain_login(wire).error_code == 0
