@@ -89,3 +89,45 @@ class RedisClusterServers:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+def node_id(node: RedisServer) -> str:
+    client = node.client()
+    try:
+        return str(client.execute_command("CLUSTER", "MYID").decode())
+    finally:
+        client.close()
+
+
+def migrate_slot(cluster: RedisClusterServers, slot: int, source: RedisServer, target: RedisServer,
+                 between_keys: float = 0.0) -> int:
+    """Move a slot as valkey-cli --cluster reshard does; returns the keys moved.
+
+    IMPORTING on the target, MIGRATING on the source, MIGRATE key by key
+    (``between_keys`` seconds apart, so that clients meet the slot half
+    moved), then SETSLOT NODE on every node.
+    """
+    source_client, target_client = source.client(), target.client()
+    moved = 0
+    try:
+        target_client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", node_id(source))
+        source_client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", node_id(target))
+        while True:
+            batch = source_client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1)
+            if not batch:
+                break
+            source_client.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000,
+                                          "KEYS", *batch)
+            moved += len(batch)
+            time.sleep(between_keys)
+        owner = node_id(target)
+        for node in cluster.nodes:
+            client = node.client()
+            try:
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", owner)
+            finally:
+                client.close()
+    finally:
+        source_client.close()
+        target_client.close()
+    return moved

@@ -127,15 +127,26 @@ def _weakest(waited: Sequence[Any]) -> Any:
 def _redirect(replies: Sequence[Any]) -> tuple[str, int, str] | None:
     """A unit's MOVED or ASK: (kind, slot, "host:port"), or None."""
     for reply in replies:
-        if isinstance(reply, redis_errors.ResponseError):
-            words = str(reply).removeprefix("ERR ").split()
+        # redis-py's MovedError is an AskError; both drop the prefix from their text.
+        if isinstance(reply, redis_errors.AskError):
+            kind = "MOVED" if isinstance(reply, redis_errors.MovedError) else "ASK"
+            return kind, int(reply.slot_id), f"{reply.host}:{reply.port}"
+        if isinstance(reply, Exception):  # hiredis's errors inside an EXEC reply keep it
+            words = str(reply).split()
             if len(words) == 3 and words[0] in ("MOVED", "ASK"):
                 return words[0], int(words[1]), words[2]
-        if isinstance(reply, list):  # an EXEC's replies
+        if isinstance(reply, list):
             found = _redirect(reply)
             if found is not None:
                 return found
     return None
+
+
+def is_cluster_transient(error: Exception) -> bool:
+    """A cluster's "nothing ran, ask again": a slot moving (TRYAGAIN, MOVED/ASK past
+    the redirections followed) or a shard without its primary (CLUSTERDOWN, MASTERDOWN)."""
+    return isinstance(error, (redis_errors.TryAgainError, redis_errors.AskError,
+                              redis_errors.ClusterDownError, redis_errors.MasterDownError))
 
 
 class ClusterConnection:

@@ -39,7 +39,7 @@ from .base import (
 from .cursors import Cursor, Cursors, entries_wanted, read_result
 from .entries import id_millis
 from .multiplex import RECONNECT_PAUSE, BlockingPool, MultiplexedConnection
-from .redis_cluster import ClusterConnection, drop_idle_connections, redis_client
+from .redis_cluster import ClusterConnection, drop_idle_connections, is_cluster_transient, redis_client
 from .scripts import ScriptCall, function, is_missing_function, library, load_library, run_calls
 from .steps import PartitionTurns, append_pieces, fits_one_call, limits, may_fit_one_call, pieces_of
 
@@ -836,6 +836,9 @@ def _durable(trailer: Sequence[Any], reply: Any) -> bool:
 def _classify(error: Exception) -> Exception:
     if isinstance(error, UNAVAILABLE):
         return StorageUnavailable(str(error))
+    if is_cluster_transient(error):
+        # Nothing ran (a slot mid-migration, a shard failing over): retriable.
+        return StorageUnavailable(f"Redis Cluster: {type(error).__name__} {error}")
     if is_missing_function(error):
         # Nothing ran, and the library has been loaded again: retriable.
         return StorageUnavailable("the gateway's Redis functions were missing (FUNCTION FLUSH, "

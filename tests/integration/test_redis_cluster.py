@@ -7,6 +7,7 @@ groups, ListOffsets and DeleteRecords go to each partition's node.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +23,14 @@ from tests.integration.test_confluent import (
     by_partition,
     consumed_records,
     create_topic,
+    make_producer,
+    produce,
     produce_ok,
+    read_to_end,
     sample_records,
     wait_all,
 )
-from tests.redis_cluster import RedisClusterServers
+from tests.redis_cluster import RedisClusterServers, migrate_slot
 from tests.servers import GatewayProcess
 
 PARTITIONS = 6
@@ -154,3 +158,46 @@ def test_list_offsets_and_delete_records(
         {TopicPartition(topic_name, p): OffsetSpec.latest() for p in range(PARTITIONS)}))
     assert {tp.partition: r.offset for tp, r in earliest.items()} == {p: 2 + p % 3 for p in range(PARTITIONS)}
     assert {tp.partition: r.offset for tp, r in latest.items()} == dict.fromkeys(range(PARTITIONS), 5)
+
+
+def test_a_slot_migrated_while_an_idempotent_producer_writes(
+        redis_cluster: RedisClusterServers, admin: AdminClient, bootstrap: str, topic_name: str) -> None:
+    create_topic(admin, topic_name, 1)
+    stream = keys.stream(topic_name, 0)
+    source = redis_cluster.node_of(stream)
+    target = next(node for node in redis_cluster.nodes if node is not source)
+    produce_ok(bootstrap, topic_name, [Rec(0, None, b"first")])  # the partition's keys exist
+    client = source.client()
+    slot = int(client.execute_command("CLUSTER", "KEYSLOT", stream))
+    count = 5000
+    errors: list[Exception] = []
+
+    def write() -> None:
+        try:
+            with make_producer(bootstrap, **{"enable.idempotence": True, "linger.ms": 1,
+                                             "batch.num.messages": 50}) as producer:
+                reports = produce(producer, topic_name, [Rec(0, None, b"%d" % i) for i in range(count)])
+            failed = [report.error() for report in reports if report.error() is not None]
+            if failed:
+                errors.append(AssertionError(f"{len(failed)} deliveries failed: {failed[:3]}"))
+        except Exception as exc:  # reported below, on the test's thread
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    while int(client.xlen(stream)) < 100:  # the producer is writing
+        time.sleep(0.01)
+    moved = migrate_slot(redis_cluster, slot, source, target, between_keys=0.05)
+    # The slot moved while records were still coming: the writes met it moving and moved.
+    moved_to = target.client()
+    written_before = int(moved_to.xlen(stream))
+    moved_to.close()
+    writer.join(120)
+    client.close()
+    assert not writer.is_alive() and not errors, errors
+    assert written_before < count + 1
+    assert moved >= 3  # stream, offset index, metadata (and producer state) moved one by one
+    assert redis_cluster.node_of(stream) is target
+    messages = read_to_end(bootstrap, topic_name)[0]
+    assert [m.value() for m in messages] == [b"first", *(b"%d" % i for i in range(count))]
+    assert [m.offset() for m in messages] == list(range(count + 1))
