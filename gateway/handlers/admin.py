@@ -229,6 +229,9 @@ def broker_configs(context: RequestContext) -> Mapping[str, tuple[str, int]]:
         "listener.security.protocol.map": (
             ",".join(f"{name}:{protocol.value}"
                      for name, protocol in config.listener_security_protocol_map), 2),
+        "sasl.enabled.mechanisms": (",".join(config.sasl_enabled_mechanisms), 7),
+        "ssl.client.auth": (config.ssl_client_auth.value, 2),
+        "connections.max.reauth.ms": (str(config.connections_max_reauth_ms), 5),
         "auto.create.topics.enable": (str(config.auto_create_topics).lower(), 1),
         "num.partitions": (str(config.default_partitions), 3),
         "default.replication.factor": ("1", 4),

@@ -19,6 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (
     AdminClient,
+    ConfigResource,
+    ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialDeletion,
@@ -394,3 +396,17 @@ def test_confluent_kafka_reauthenticates_and_keeps_producing(
         time.sleep(0.5)
     assert delivered == [f"r{i}".encode() for i in range(8)]
     assert "User:alice re-authenticated with SCRAM-SHA-256" in log.read_text()
+
+
+def test_describe_configs_shows_the_security_settings(reauth_gateway: tuple[SaslGateway, Path]) -> None:
+    gateway, _ = reauth_gateway
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{gateway.plain}"})
+    (node,) = admin.list_topics(timeout=20).brokers  # the only gateway on its Redis
+    (configs,) = admin.describe_configs([ConfigResource(ResourceType.BROKER, str(node))]).values()
+    values = {name: entry.value for name, entry in configs.result(timeout=30).items()}
+    assert values["sasl.enabled.mechanisms"] == "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"
+    assert values["connections.max.reauth.ms"] == str(REAUTH_MS)
+    assert values["ssl.client.auth"] == "none"
+    assert values["listener.security.protocol.map"].startswith("PLAINTEXT:PLAINTEXT,SSL:SSL")
+    assert values["listeners"] == (f"PLAINTEXT://127.0.0.1:{gateway.plain},SASL_PLAINTEXT://127.0.0.1:"
+                                   f"{gateway.sasl},SASL_SSL://localhost:{gateway.sasl_ssl}")
