@@ -113,7 +113,7 @@ def test_second_gateway_on_the_data_dir_fails_naming_the_first(tmp_path: Path) -
         second = subprocess.run(GatewayProcess(None, data_dir=data_dir).command(),
                                 capture_output=True, text=True, timeout=60, check=False)
         assert second.returncode == 1, second.stderr
-        assert f"pid {first.process.pid} listening on {first.bootstrap}" in second.stderr
+        assert f"pid {first.process.pid} listening on PLAINTEXT://{first.bootstrap}" in second.stderr
         assert "Traceback" not in second.stderr
         # It touched nothing: the first gateway's server and URL file are as they were.
         assert (data_dir / "redis-url").read_text() == url
