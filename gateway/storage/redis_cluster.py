@@ -177,19 +177,21 @@ class ClusterConnection:
                 self.node_url(address), timeout=self.timeout)
         return connection
 
+    async def _slot_map(self) -> list[str]:
+        """The slot map, read first if a failure forgot it (even while this caller waited)."""
+        while not self._slots:
+            await self.refresh()
+        return self._slots
+
     async def primaries(self) -> list[str]:
         """Every primary's "host:port", as of the slot map."""
-        if not self._slots:
-            await self.refresh()
-        return sorted(set(self._slots))
+        return sorted(set(await self._slot_map()))
 
     async def connection_to(self, address: str) -> MultiplexedConnection:
         return self._node(address)
 
     async def node_of(self, key: Any) -> str:
-        if not self._slots:
-            await self.refresh()
-        return self._slots[slot_of(key)]
+        return (await self._slot_map())[slot_of(key)]
 
     async def refresh(self) -> None:
         """Read the slot map again (CLUSTER SLOTS); concurrent callers share one read."""
@@ -216,11 +218,11 @@ class ClusterConnection:
             if isinstance(reply, Exception):
                 last = reply
                 continue
-            self._slots = self._slot_map(reply, address)
+            self._slots = self._parse_slots(reply, address)
             return
         raise last
 
-    def _slot_map(self, reply: Sequence[Any], asked: str) -> list[str]:
+    def _parse_slots(self, reply: Sequence[Any], asked: str) -> list[str]:
         slots = [""] * SLOTS
         for start, end, primary, *_ in reply:
             host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
@@ -238,14 +240,13 @@ class ClusterConnection:
         """The commands' replies in order, each node's share sent at once (see the module)."""
         if not commands:
             return []
-        if not self._slots:
-            await self.refresh()
+        slots = await self._slot_map()
         if str(commands[0][0]).upper() == "FUNCTION":
             return await self._on_every_primary(commands)
         trailer = commands[-1] if str(commands[-1][0]).upper() in WAITS else None
         body = commands[:-1] if trailer is not None else commands
         replies: list[Any] = [None] * len(body)
-        targets = {unit: self._slots[unit[2]] for unit in _units(body)}
+        targets = {unit: slots[unit[2]] for unit in _units(body)}
         asking: set[Unit] = set()
         waited: list[Any] = []
         for attempt in range(MAX_REDIRECTS + 1):
@@ -257,7 +258,8 @@ class ClusterConnection:
                 break
             if any(kind == "MOVED" for kind, _, _ in redirected.values()):
                 await self.refresh()
-            targets = {unit: address if kind == "ASK" else self._slots[unit[2]]
+            slots = await self._slot_map()
+            targets = {unit: address if kind == "ASK" else slots[unit[2]]
                        for unit, (kind, _, address) in redirected.items()}
             asking = {unit for unit, (kind, _, _) in redirected.items() if kind == "ASK"}
         if trailer is not None:
@@ -360,14 +362,13 @@ class ClusterConnection:
         Streams of one node in different slots still cannot share one XREAD,
         so each slot gets its own.
         """
-        if not self._slots:
-            await self.refresh()
+        slots = await self._slot_map()
         per_slot: dict[int, dict[Any, Any]] = {}
         for stream, last_id in streams.items():
             per_slot.setdefault(slot_of(stream), {})[stream] = last_id
         waits = []
         for slot, group in per_slot.items():
-            address = self._slots[slot]
+            address = slots[slot]
             pool = self._waits.get(address)
             if pool is None:
                 pool = self._waits[address] = BlockingPool(self.node_url(address), timeout=self.timeout)

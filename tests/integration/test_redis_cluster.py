@@ -47,7 +47,8 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 def cluster_gateway(redis_cluster: RedisClusterServers,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     log = Path(tmp_path_factory.mktemp("gateway")) / "gateway.log"
-    process = GatewayProcess(redis_cluster.url, log_path=log, extra_args=["--node-id", "0"]).start()
+    process = GatewayProcess(redis_cluster.url, log_path=log, extra_args=[
+        "--node-id", "0", "--adopt-streams", "native-*", "--retention-check-interval-ms", "200"]).start()
     yield process
     process.stop()
 
@@ -158,6 +159,62 @@ def test_list_offsets_and_delete_records(
         {TopicPartition(topic_name, p): OffsetSpec.latest() for p in range(PARTITIONS)}))
     assert {tp.partition: r.offset for tp, r in earliest.items()} == {p: 2 + p % 3 for p in range(PARTITIONS)}
     assert {tp.partition: r.offset for tp, r in latest.items()} == dict.fromkeys(range(PARTITIONS), 5)
+
+
+def test_retention_trims_every_partition_on_its_node(
+        admin: AdminClient, bootstrap: str, topic_name: str) -> None:
+    create_topic(admin, topic_name, PARTITIONS, {"retention.ms": "1"})
+    produce_ok(bootstrap, topic_name, [Rec(p, None, b"%d" % i) for i in range(3) for p in range(PARTITIONS)])
+    specs = {TopicPartition(topic_name, p): OffsetSpec.earliest() for p in range(PARTITIONS)}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        earliest = {tp.partition: r.offset for tp, r in wait_all(admin.list_offsets(specs)).items()}
+        if earliest == dict.fromkeys(range(PARTITIONS), 3):
+            break
+        time.sleep(0.2)
+    assert earliest == dict.fromkeys(range(PARTITIONS), 3)
+
+
+def test_adopted_streams_on_different_nodes(
+        redis_cluster: RedisClusterServers, admin: AdminClient, bootstrap: str, topic_name: str) -> None:
+    streams = [f"native-{topic_name}-{i}" for i in range(PARTITIONS)]
+    assert len({redis_cluster.node_of(key).port for key in streams}) > 1
+    for index, key in enumerate(streams):
+        client = redis_cluster.node_of(key).client()
+        try:
+            client.xadd(key, {"n": str(index)})
+        finally:
+            client.close()
+    create_topic(admin, topic_name, PARTITIONS, {"redis.stream.keys": ",".join(streams)})
+    produce_ok(bootstrap, topic_name, [Rec(p, None, b"kafka") for p in range(PARTITIONS)])
+    found = read_to_end(bootstrap, topic_name, PARTITIONS)
+    assert {p: [m.offset() for m in found[p]] for p in found} == {p: [0, 1] for p in range(PARTITIONS)}
+    assert all(found[p][1].value() == b"kafka" for p in found)
+    for key in streams:
+        client = redis_cluster.node_of(key).client()
+        try:
+            assert client.xlen(key) == 2  # the Kafka record went into the native stream, on its node
+        finally:
+            client.close()
+
+
+def test_functions_loaded_again_on_a_node_that_lost_them(
+        redis_cluster: RedisClusterServers, admin: AdminClient, bootstrap: str, topic_name: str) -> None:
+    create_topic(admin, topic_name, PARTITIONS)
+    produce_ok(bootstrap, topic_name, [Rec(p, None, b"before") for p in range(PARTITIONS)])
+    flushed = redis_cluster.nodes[2]
+    client = flushed.client()
+    try:
+        client.execute_command("FUNCTION", "FLUSH")
+        assert client.execute_command("FUNCTION", "LIST", "LIBRARYNAME", "krg_*") == []
+        # The clients retry the appends that met the library missing (nothing ran).
+        produce_ok(bootstrap, topic_name, [Rec(p, None, b"after") for p in range(PARTITIONS)])
+        assert len(client.execute_command("FUNCTION", "LIST", "LIBRARYNAME", "krg_*")) == 1
+    finally:
+        client.close()
+    found = read_to_end(bootstrap, topic_name, PARTITIONS)
+    assert {p: [m.value() for m in found[p]] for p in found} == {
+        p: [b"before", b"after"] for p in range(PARTITIONS)}
 
 
 def test_a_slot_migrated_while_an_idempotent_producer_writes(
