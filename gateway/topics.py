@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from kio.schema.errors import ErrorCode
 
 from .config import Config
-from .storage import Storage, StorageUnavailable, TopicExists, TopicInfo
+from .storage import Storage, TopicExists, TopicInfo
 from .storage.entries import DEFAULT_NATIVE, NativeFormat
 from .storage.keys import STREAM_KEYS_CONFIG, adopted_streams, adoption_problem
 
@@ -153,18 +153,6 @@ def adoption_forbidden(stream_keys: Sequence[str], patterns: Sequence[str]) -> s
 
 def config_value(info: TopicInfo, name: str) -> str:
     return info.configs.get(name, TOPIC_CONFIGS[name].default)
-
-
-async def topic_or_none(storage: Storage, name: str) -> TopicInfo | None:
-    """The topic, or None when it does not exist or Redis cannot say.
-
-    For handlers that answer per partition: each partition then gets the
-    unknown-topic error rather than the whole request failing.
-    """
-    try:
-        return await storage.topic(name)
-    except StorageUnavailable:
-        return None
 
 
 async def topic_or_autocreate(

@@ -6,7 +6,9 @@ for (-1: the high watermark) with XTRIM MINID in one script per partition
 it, and returns the new low watermark (log start offset). An offset at or
 below the log start offset trims nothing; past the high watermark gets
 OFFSET_OUT_OF_RANGE; unknown topics or partitions
-UNKNOWN_TOPIC_OR_PARTITION; Redis unreachable REQUEST_TIMED_OUT.
+UNKNOWN_TOPIC_OR_PARTITION; Redis unreachable REQUEST_TIMED_OUT, also when
+the topic itself cannot be looked up (a retriable error, never "unknown
+topic", which clients do not retry).
 Gaps: none known; the request's timeout is not needed (the trim is done
 when the script returns).
 """
@@ -20,7 +22,6 @@ from kio.schema.errors import ErrorCode
 from ..context import RequestContext
 from ..dispatch import Route
 from ..storage import OffsetOutOfRange, StorageUnavailable
-from ..topics import topic_or_none
 from ._build import NO_THROTTLE, make, response_types
 
 API_KEY = 21
@@ -29,7 +30,9 @@ API_KEY = 21
 async def _delete_one(context: RequestContext, topic: str, partitions: int | None,
                       partition: Any) -> tuple[ErrorCode, int]:
     index = partition.partition_index
-    if partitions is None or not 0 <= index < partitions:
+    if partitions is None:
+        return ErrorCode.request_timed_out, -1
+    if not 0 <= index < partitions:
         return ErrorCode.unknown_topic_or_partition, -1
     try:
         return ErrorCode.none, await context.storage.delete_records(topic, index, partition.offset)
@@ -39,12 +42,20 @@ async def _delete_one(context: RequestContext, topic: str, partitions: int | Non
         return ErrorCode.request_timed_out, -1
 
 
+async def _partition_count(context: RequestContext, name: str) -> int | None:
+    """The topic's partition count, 0 for an unknown topic, None when Redis cannot say."""
+    try:
+        info = await context.storage.topic(name)
+    except StorageUnavailable:
+        return None
+    return 0 if info is None else info.partitions
+
+
 async def handle(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     topics = []
     for topic in request.topics:
-        info = await topic_or_none(context.storage, topic.name)
-        partitions = None if info is None else info.partitions
+        partitions = await _partition_count(context, topic.name)
         results = []
         for partition in topic.partitions:
             code, low = await _delete_one(context, topic.name, partitions, partition)

@@ -38,6 +38,7 @@ from tests.integration.operations_support import scrape, value
 from tests.servers import GatewayProcess, RedisServer
 
 PRODUCE, FETCH, LIST_OFFSETS, METADATA, API_VERSIONS, CREATE_TOPICS = 0, 1, 2, 3, 18, 19
+DELETE_RECORDS = 21
 # The gateway's default socket.request.max.bytes.
 MAX_REQUEST_SIZE = 100 * 1024 * 1024
 
@@ -181,6 +182,13 @@ def list_offsets(topic: str, timestamp: int = -1, version: int = 8) -> Any:
                       timestamp=timestamp)
     return build(types.ListOffsetsRequest, replica_id=-1, isolation_level=0,
                  topics=(build(types.ListOffsetsTopic, name=topic, partitions=(partition,)),))
+
+
+def delete_records(topic: str, partition: int, offset: int, version: int = 2) -> Any:
+    types = request_types(DELETE_RECORDS, version)
+    target = build(types.DeleteRecordsPartition, partition_index=partition, offset=offset)
+    return build(types.DeleteRecordsRequest, timeout=datetime.timedelta(seconds=30),
+                 topics=(build(types.DeleteRecordsTopic, name=topic, partitions=(target,)),))
 
 
 def batch(*values: bytes) -> bytes:

@@ -23,7 +23,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from kio.schema.errors import ErrorCode
 
-from tests.integration.test_protocol import Wire, list_offsets, metadata
+from tests.integration.test_protocol import Wire, delete_records, list_offsets, metadata
 from tests.servers import GatewayProcess, RedisServer
 
 PARTITIONS = 2
@@ -266,6 +266,24 @@ def test_list_offsets_and_metadata_during_a_redis_stall_are_retriable(
         assert (partition.error_code, partition.offset) == (ErrorCode.kafka_storage_error, -1)
         (topic,) = wire.call(metadata([f"{topic_name}-other"], version=1)).topics
         assert topic.error_code == ErrorCode.leader_not_available
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+        wire.close()
+
+
+def test_delete_records_during_a_redis_stall_is_retriable(
+        redis_server: RedisServer, gateway: GatewayProcess, topic_name: str) -> None:
+    # The topic lookup times out: REQUEST_TIMED_OUT (retriable), not
+    # UNKNOWN_TOPIC_OR_PARTITION, which clients give up on.
+    redis_server.start()
+    gateway.start()
+    assert redis_server.process is not None
+    wire = Wire(gateway.bootstrap)
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        response = wire.call(delete_records(f"{topic_name}-unseen", 0, -1))
+        ((partition,),) = [topic.partitions for topic in response.topics]
+        assert (partition.error_code, partition.low_watermark) == (ErrorCode.request_timed_out, -1)
     finally:
         redis_server.process.send_signal(signal.SIGCONT)
         wire.close()
