@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import (
+    AdminClient,
+    OffsetSpec,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 from kafka_redis_gateway.gateway.storage import keys
 
 from tests.integration.test_confluent import (
@@ -258,3 +264,14 @@ def test_a_slot_migrated_while_an_idempotent_producer_writes(
     messages = read_to_end(bootstrap, topic_name)[0]
     assert [m.value() for m in messages] == [b"first", *(b"%d" % i for i in range(count))]
     assert [m.offset() for m in messages] == list(range(count + 1))
+
+
+def test_scram_users_on_a_redis_cluster(admin: AdminClient) -> None:
+    # Both mechanisms' hashes share the {scram} tag: one MULTI on one node.
+    upserts = [UserScramCredentialUpsertion("cluster-user", ScramCredentialInfo(mechanism, 4096), b"pw")
+               for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)]
+    admin.alter_user_scram_credentials(upserts)["cluster-user"].result(timeout=30)
+    described = admin.describe_user_scram_credentials(["cluster-user"])["cluster-user"].result(timeout=30)
+    assert sorted(info.mechanism for info in described.scram_credential_infos) == [
+        ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512]
+    assert "cluster-user" in admin.describe_user_scram_credentials().result(timeout=30)
