@@ -7,7 +7,8 @@ DUPLICATE_RESOURCE, an unknown user or credential RESOURCE_NOT_FOUND, an
 unknown mechanism UNSUPPORTED_SASL_MECHANISM, iterations outside
 4096-16384 or an empty name UNACCEPTABLE_CREDENTIAL. A user with any bad
 alteration has none of its alterations applied; the others' are applied
-together (one MULTI). Only salted hashes arrive (the client salts the
+each user's in one MULTI, up to 1000 users per MULTI
+(storage/credentials.py). Only salted hashes arrive (the client salts the
 password) and only StoredKey and ServerKey are kept.
 """
 

@@ -5,7 +5,9 @@ One hash per mechanism, ``kafka:{scram}:SCRAM-SHA-256`` and
 MULTI in Redis Cluster too), field = user name, value = the credential in
 Kafka's own text form, ``salt=<b64>,stored_key=<b64>,server_key=<b64>,iterations=N``.
 Only salted hashes are stored, never a password (RFC 5802's StoredKey and
-ServerKey).
+ServerKey). A request naming many users is read and written in steps of
+MAX_USERS_PER_CALL users (one HMGET per hash, one MULTI), so it never holds
+Redis long; one user's changes are always in one MULTI.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ T = TypeVar("T")
 MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 # "Describe all users" reads at most this many (one request must stay bounded).
 MAX_LISTED_USERS = 10_000
+# Users one Redis command or MULTI touches: a request naming many is several.
+MAX_USERS_PER_CALL = 1000
 _SCAN_COUNT = 1000
 
 
@@ -109,19 +113,19 @@ class RedisCredentialStore:
         return None if raw is None else ScramCredential.decode(raw)
 
     async def mechanisms_of(self, users: Sequence[str]) -> dict[str, dict[str, int]]:
-        if not users:
-            return {}
-        async def read() -> list[list[bytes | None]]:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for mechanism in MECHANISMS:
-                    pipe.hmget(credentials_key(mechanism), list(users))
-                return await pipe.execute()  # type: ignore[no-any-return]
-        replies = await self._call(read)
         found: dict[str, dict[str, int]] = {}
-        for mechanism, values in zip(MECHANISMS, replies, strict=True):
-            for user, raw in zip(users, values, strict=True):
-                if raw is not None:
-                    found.setdefault(user, {})[mechanism] = ScramCredential.decode(raw).iterations
+        for start in range(0, len(users), MAX_USERS_PER_CALL):
+            chunk = list(users[start:start + MAX_USERS_PER_CALL])
+            async def read() -> list[list[bytes | None]]:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for mechanism in MECHANISMS:
+                        pipe.hmget(credentials_key(mechanism), chunk)  # noqa: B023 (awaited at once)
+                    return await pipe.execute()  # type: ignore[no-any-return]
+            replies = await self._call(read)
+            for mechanism, values in zip(MECHANISMS, replies, strict=True):
+                for user, raw in zip(chunk, values, strict=True):
+                    if raw is not None:
+                        found.setdefault(user, {})[mechanism] = ScramCredential.decode(raw).iterations
         return found
 
     async def all_users(self) -> dict[str, dict[str, int]]:
@@ -156,16 +160,29 @@ class RedisCredentialStore:
         return {pair for pair, exists in zip(wanted, replies, strict=True) if exists}
 
     async def apply(self, changes: Sequence[CredentialChange]) -> None:
-        if not changes:
-            return
-        async def write() -> None:
-            # All of one request, or none: MULTI (one hash tag, one slot).
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for change in changes:
-                    key = credentials_key(change.mechanism)
-                    if change.credential is None:
-                        pipe.hdel(key, change.user)
-                    else:
-                        pipe.hset(key, change.user, change.credential.encode())
-                await pipe.execute()
-        await self._call(write)
+        for batch in _batches_by_user(changes, MAX_USERS_PER_CALL):
+            async def write() -> None:
+                # A user's changes all or none: MULTI (one hash tag, one slot).
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    for change in batch:  # noqa: B023 (awaited at once)
+                        key = credentials_key(change.mechanism)
+                        if change.credential is None:
+                            pipe.hdel(key, change.user)
+                        else:
+                            pipe.hset(key, change.user, change.credential.encode())
+                    await pipe.execute()
+            await self._call(write)
+
+
+def _batches_by_user(changes: Sequence[CredentialChange], size: int) -> list[list[CredentialChange]]:
+    """The changes in batches of about ``size`` (one MULTI each, so Redis is never held long),
+    never splitting one user's changes (at most four: two mechanisms, set or delete)."""
+    by_user: dict[str, list[CredentialChange]] = {}
+    for change in changes:
+        by_user.setdefault(change.user, []).append(change)
+    batches: list[list[CredentialChange]] = []
+    for user_changes in by_user.values():
+        if not batches or len(batches[-1]) + len(user_changes) > size:
+            batches.append([])
+        batches[-1].extend(user_changes)
+    return batches

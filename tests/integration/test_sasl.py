@@ -410,3 +410,31 @@ def test_describe_configs_shows_the_security_settings(reauth_gateway: tuple[Sasl
     assert values["listener.security.protocol.map"].startswith("PLAINTEXT:PLAINTEXT,SSL:SSL")
     assert values["listeners"] == (f"PLAINTEXT://127.0.0.1:{gateway.plain},SASL_PLAINTEXT://127.0.0.1:"
                                    f"{gateway.sasl},SASL_SSL://localhost:{gateway.sasl_ssl}")
+
+
+def command_calls(redis_server: RedisServer, command: str) -> int:
+    stats = redis_server.client().info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_a_request_naming_thousands_of_users_reaches_redis_in_bounded_steps(
+        gateway: SaslGateway, redis_server: RedisServer) -> None:
+    users = [f"bulk-{i}" for i in range(2500)]
+    alter = request_types(51, 0)
+    request = alter.AlterUserScramCredentialsRequest(deletions=(), upsertions=tuple(
+        alter.ScramCredentialUpsertion(name=user, mechanism=1, iterations=4096, salt=b"salt",
+                                       salted_password=bytes(32))
+        for user in users))
+    multis = command_calls(redis_server, "exec")
+    with closing(Wire(f"127.0.0.1:{gateway.plain}")) as wire:
+        answer = wire.call(request)
+        assert [result.error_code for result in answer.results] == [0] * len(users)
+        # 2,500 users: three MULTI blocks of at most 1,000 users, not one of 2,500.
+        assert command_calls(redis_server, "exec") - multis == 3
+        describe = request_types(50, 0)
+        hmgets = command_calls(redis_server, "hmget")
+        described = wire.call(describe.DescribeUserScramCredentialsRequest(
+            users=tuple(describe.UserName(name=user) for user in users)))
+        assert [result.error_code for result in described.results] == [0] * len(users)
+        # Three steps of at most 1,000 names, one HMGET per mechanism each.
+        assert command_calls(redis_server, "hmget") - hmgets == 6
