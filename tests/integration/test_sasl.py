@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.helpers import create_ssl_context
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (
     AdminClient,
@@ -147,20 +148,27 @@ def test_before_authentication_only_the_sasl_apis_are_answered(gateway: SaslGate
         assert wire.closed_by_server()
 
 
-def test_kafka_python_and_aiokafka_log_in_with_scram(gateway: SaslGateway, topic_name: str) -> None:
-    bootstrap = f"127.0.0.1:{gateway.sasl}"
-    login = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
-             "sasl_plain_username": "alice", "sasl_plain_password": PASSWORD}
-    producer = KafkaProducer(bootstrap_servers=bootstrap, **login)
+@pytest.mark.parametrize("tls", [False, True], ids=["SASL_PLAINTEXT", "SASL_SSL"])
+def test_kafka_python_and_aiokafka_log_in_with_scram(gateway: SaslGateway, certificates: Certificates,
+                                                     topic_name: str, tls: bool) -> None:
+    bootstrap = f"localhost:{gateway.sasl_ssl}" if tls else f"127.0.0.1:{gateway.sasl}"
+    login: dict[str, Any] = {"security_protocol": "SASL_SSL" if tls else "SASL_PLAINTEXT",
+                             "sasl_mechanism": "SCRAM-SHA-256",
+                             "sasl_plain_username": "alice", "sasl_plain_password": PASSWORD}
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **login,
+                             **({"ssl_cafile": str(certificates.ca)} if tls else {}))
     producer.send(topic_name, b"kafka-python").get(timeout=30)
     producer.close()
     consumer = KafkaConsumer(topic_name, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=10_000, **login)
+                             consumer_timeout_ms=10_000, **login,
+                             **({"ssl_cafile": str(certificates.ca)} if tls else {}))
     assert [message.value for message in consumer][:1] == [b"kafka-python"]
     consumer.close()
 
     async def with_aiokafka() -> list[bytes]:
         settings = {**login, "sasl_mechanism": "SCRAM-SHA-512"}
+        if tls:
+            settings["ssl_context"] = create_ssl_context(cafile=str(certificates.ca))
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **settings)
         await producer.start()
         try:
