@@ -5,8 +5,9 @@ On a SASL listener (docs/security.md) SaslHandshake picks one of
 connection otherwise) and SaslAuthenticate carries the mechanism's tokens;
 after a v0 handshake the tokens come as bare frames instead (connection.py).
 A refused client gets SASL_AUTHENTICATION_FAILED and the connection closes.
-On other listeners, or once authenticated, both answer ILLEGAL_SASL_STATE,
-as Kafka does, except for a KIP-368 re-authentication when
+On other listeners, or once authenticated, both answer ILLEGAL_SASL_STATE
+and the connection goes on, as Kafka does (mid-exchange, an out-of-order
+one is answered and the connection closed), except for a KIP-368 re-authentication when
 --connections-max-reauth-ms is set (security/sasl.py); the session lifetime
 sent is that setting, 0 (no limit) without it.
 """
@@ -22,7 +23,7 @@ from kio.schema.errors import ErrorCode
 from ..context import RequestContext
 from ..dispatch import Route
 from ..logs import RateLimitedLog
-from ..security.sasl import SASL_AUTHENTICATE, SASL_HANDSHAKE, SaslFailed, State
+from ..security.sasl import SASL_AUTHENTICATE, SASL_HANDSHAKE, SaslFailed, Session, State
 from ._build import make, response_types
 
 NO_SESSION_LIMIT = datetime.timedelta(0)
@@ -39,7 +40,7 @@ async def handle_handshake(context: RequestContext, request: Any) -> Any:
         session.reauthenticate()
         return make(types.SaslHandshakeResponse, error_code=ErrorCode.none, mechanisms=enabled)
     if session.state is not State.HANDSHAKE:
-        session.close_after_answer = session.listener.protocol.sasl
+        _refuse_out_of_order(session)
         return make(types.SaslHandshakeResponse, error_code=ErrorCode.illegal_sasl_state,
                     mechanisms=enabled)
     if request.mechanism not in enabled:
@@ -54,7 +55,7 @@ async def handle_authenticate(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     session = context.session
     if session.state is not State.AUTHENTICATING or session.raw_tokens:
-        session.close_after_answer = session.listener.protocol.sasl
+        _refuse_out_of_order(session)
         return make(types.SaslAuthenticateResponse, error_code=ErrorCode.illegal_sasl_state,
                     error_message=f"Unexpected SaslAuthenticate request: {session.state.value}",
                     auth_bytes=b"", session_lifetime=NO_SESSION_LIMIT)
@@ -68,6 +69,14 @@ async def handle_authenticate(context: RequestContext, request: Any) -> Any:
     lifetime = datetime.timedelta(milliseconds=session.lifetime_ms)
     return make(types.SaslAuthenticateResponse, error_code=ErrorCode.none, error_message=None,
                 auth_bytes=token, session_lifetime=lifetime)
+
+
+def _refuse_out_of_order(session: Session) -> None:
+    # Mid-exchange, Kafka's authenticator closes the connection on a request
+    # out of order; once authenticated, its request handler only answers
+    # ILLEGAL_SASL_STATE and goes on serving (as on other listeners).
+    if session.listener.protocol.sasl and session.state is not State.AUTHENTICATED:
+        session.close_after_answer = True
 
 
 ROUTES = (

@@ -446,3 +446,18 @@ def test_a_request_naming_thousands_of_users_reaches_redis_in_bounded_steps(
         assert [result.error_code for result in described.results] == [0] * len(users)
         # Three steps of at most 1,000 names, one HMGET per mechanism each.
         assert command_calls(redis_server, "hmget") - hmgets == 6
+
+
+def test_sasl_apis_after_authentication_are_an_illegal_sasl_state_and_the_connection_goes_on(
+        gateway: SaslGateway) -> None:
+    with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
+        assert wire.call(sasl_handshake("PLAIN")).error_code == 0
+        assert wire.call(sasl_authenticate(f"\x00alice\x00{PASSWORD}".encode())).error_code == 0
+        assert wire.call(sasl_authenticate(b"\x00alice\x00again")).error_code == 34  # ILLEGAL_SASL_STATE
+        assert wire.call(sasl_handshake("PLAIN")).error_code == 34  # no re-authentication configured
+        assert wire.call(metadata([])).brokers  # as Kafka's KafkaApis: answered, not closed
+    with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
+        # Mid-exchange, a second handshake is out of order: answered, then closed.
+        assert wire.call(sasl_handshake("SCRAM-SHA-256")).error_code == 0
+        assert wire.call(sasl_handshake("SCRAM-SHA-256")).error_code == 34
+        assert wire.closed_by_server()
