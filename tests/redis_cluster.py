@@ -37,9 +37,12 @@ def cluster_port() -> int:
 
 
 class RedisClusterServers:
-    def __init__(self, data_dir: Path, primaries: int = 3) -> None:
+    def __init__(self, data_dir: Path, primaries: int = 3, replicas: bool = False) -> None:
         self.nodes = [RedisServer(data_dir / f"node{i}", port=cluster_port(), extra_args=CLUSTER_ARGS)
                       for i in range(primaries)]
+        # One replica per primary (replicas[i] follows nodes[i]) when asked for.
+        self.replicas = [RedisServer(data_dir / f"replica{i}", port=cluster_port(), extra_args=CLUSTER_ARGS)
+                         for i in range(primaries if replicas else 0)]
 
     @property
     def url(self) -> str:
@@ -47,19 +50,34 @@ class RedisClusterServers:
         return self.nodes[0].url
 
     def start(self) -> RedisClusterServers:
-        for node in self.nodes:
+        for node in [*self.nodes, *self.replicas]:
             node.start()
         clients = [node.client() for node in self.nodes]
         share = SLOTS // len(self.nodes)
         for i, client in enumerate(clients):
             last = SLOTS - 1 if i == len(clients) - 1 else (i + 1) * share - 1
             client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * share, last)
-        for node in self.nodes[1:]:
+        for node in [*self.nodes[1:], *self.replicas]:
             clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
-        self._wait_until_ok(clients)
-        for client in clients:
+        replica_clients = [replica.client() for replica in self.replicas]
+        self._wait_until_ok(clients + replica_clients)
+        for primary, replica in zip(self.nodes, replica_clients, strict=False):
+            replica.execute_command("CLUSTER", "REPLICATE", node_id(primary))
+        self._wait_for_replicas(clients)
+        for client in clients + replica_clients:
             client.close()
         return self
+
+    def _wait_for_replicas(self, clients: list[redis.Redis], timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while self.replicas and time.monotonic() < deadline:
+            if all(int(client.info("replication").get("connected_slaves", 0)) == 1
+                   and client.info("replication").get("slave0", {}).get("state") == "online"
+                   for client in clients):
+                return
+            time.sleep(0.05)
+        if self.replicas:
+            raise RuntimeError("the replicas did not come online")
 
     @staticmethod
     def _wait_until_ok(clients: list[redis.Redis], timeout: float = 20) -> None:
@@ -74,20 +92,20 @@ class RedisClusterServers:
         raise RuntimeError("the Redis Cluster did not come up")
 
     def node_of(self, key: str) -> RedisServer:
-        """The primary serving ``key``'s slot, as the first node's slot map says."""
-        client = self.nodes[0].client()
+        """The primary serving ``key``'s slot, as the first live primary's slot map says."""
+        client = next(node for node in self.nodes if node.process is not None).client()
         try:
             slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
             for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
                 if int(start) <= slot <= int(end):
                     port = int(primary[1])
-                    return next(node for node in self.nodes if node.port == port)
+                    return next(node for node in [*self.nodes, *self.replicas] if node.port == port)
         finally:
             client.close()
         raise LookupError(key)
 
     def stop(self) -> None:
-        for node in self.nodes:
+        for node in [*self.nodes, *self.replicas]:
             node.stop()
 
 

@@ -114,6 +114,12 @@ def _units(commands: Sequence[Sequence[Any]]) -> list[Unit]:
     return units
 
 
+def _address(node: Sequence[Any], asked: str) -> str:
+    """A CLUSTER SLOTS node's "host:port"; an empty or "?" host is the node asked."""
+    host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
+    return f"{host}:{int(node[1])}" if host and host != "?" else f"{asked.rpartition(':')[0]}:{int(node[1])}"
+
+
 def _weakest(waited: Sequence[Any]) -> Any:
     """The WAITAOF or WAIT reply that confirms least: every node must have confirmed."""
     errors = [reply for reply in waited if isinstance(reply, Exception)]
@@ -158,6 +164,8 @@ class ClusterConnection:
         self._seed = urlsplit(url)
         # slot -> "host:port" of its primary; empty until the first request.
         self._slots: list[str] = []
+        # Every node a slot map named, primaries and replicas: who to ask for the next map.
+        self._known: set[str] = set()
         self._nodes: dict[str, MultiplexedConnection] = {}
         self._waits: dict[str, BlockingPool] = {}
         # Per node: idle connections for requests that end with WAITAOF/WAIT.
@@ -206,8 +214,9 @@ class ClusterConnection:
 
     async def _read_slots(self) -> None:
         seed = f"{self._seed.hostname}:{self._seed.port or 6379}"
-        # Any known node answers; the seed first time round.
-        candidates = [*sorted(set(self._slots)), seed] if self._slots else [seed]
+        # Any node answers: the primaries of the map, every node seen (a
+        # forgotten map after a failure still leaves them), the seed.
+        candidates = [*sorted(set(self._slots)), *sorted(self._known), seed]
         last: Exception = redis_errors.ConnectionError("no cluster node reachable")
         for address in dict.fromkeys(candidates):
             try:
@@ -224,11 +233,10 @@ class ClusterConnection:
 
     def _parse_slots(self, reply: Sequence[Any], asked: str) -> list[str]:
         slots = [""] * SLOTS
-        for start, end, primary, *_ in reply:
-            host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
-            # An empty or "?" host means "the node you asked".
-            address = f"{host}:{int(primary[1])}" if host and host != "?" else \
-                f"{asked.rpartition(':')[0]}:{int(primary[1])}"
+        for start, end, primary, *replicas in reply:
+            address = _address(primary, asked)
+            self._known.update(_address(node, asked) for node in replicas)
+            self._known.add(address)
             for slot in range(int(start), int(end) + 1):
                 slots[slot] = address
         if "" in slots:
