@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from .storage import InvalidStream, RedisStorage, TopicExists, TopicInfo
 from .storage.keys import STREAM_KEYS_CONFIG
+from .storage.redis_cluster import is_cluster
 from .tool_args import add_redis_arguments, redis_url
 from .topics import invalid_name, validate_configs
 
@@ -45,7 +46,8 @@ async def adopt(redis_url: str, topic: str, streams: Sequence[str],
     if invalid_name(topic):
         raise AdoptionRefused(f"invalid Kafka topic name {topic!r}")
     configs = topic_configs(streams, settings)
-    storage = RedisStorage(redis_url)
+    # Any node of a Redis Cluster will do, as for the gateway.
+    storage = RedisStorage(redis_url, cluster=await is_cluster(redis_url))
     try:
         return await storage.create_topic(topic, len(streams), configs)
     except TopicExists as exc:

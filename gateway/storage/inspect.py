@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 
 from . import keys
 from .base import StorageUnavailable
+from .redis_cluster import is_cluster, redis_client
 from .redis_storage import UNAVAILABLE, _decode_topic
 
 
@@ -17,7 +18,7 @@ def _text(value: Any) -> Any:
 
 async def inspect_topics(url: str, topic: str | None = None) -> list[dict[str, Any]]:
     """Per topic and partition: stream key, length, offsets, entry IDs, memory, groups with lag."""
-    client = aioredis.Redis.from_url(url)
+    client = redis_client(url, cluster=await is_cluster(url), max_connections=4, timeout=5.0)
     try:
         registry: dict[Any, Any] = await client.hgetall(keys.TOPICS)  # type: ignore[misc]
         kafka_groups = {_text(name) for name in await client.hkeys(keys.GROUPS)}  # type: ignore[misc]

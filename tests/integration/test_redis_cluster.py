@@ -7,6 +7,9 @@ groups, ListOffsets and DeleteRecords go to each partition's node.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -221,6 +224,28 @@ def test_functions_loaded_again_on_a_node_that_lost_them(
     found = read_to_end(bootstrap, topic_name, PARTITIONS)
     assert {p: [m.value() for m in found[p]] for p in found} == {
         p: [b"before", b"after"] for p in range(PARTITIONS)}
+
+
+def test_adopt_and_inspect_tools_on_a_cluster(
+        redis_cluster: RedisClusterServers, bootstrap: str, topic_name: str) -> None:
+    streams = [f"native-{topic_name}-{i}" for i in range(3)]
+    for key in streams:
+        client = redis_cluster.node_of(key).client()
+        try:
+            client.xadd(key, {"n": "1"})
+        finally:
+            client.close()
+    tool = [sys.executable, "-m", "kafka_redis_gateway.gateway"]
+    done = subprocess.run([*tool, "adopt", topic_name, *streams, "--redis-url", redis_cluster.url],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    shown = subprocess.run([*tool, "inspect", topic_name, "--json", "--redis-url", redis_cluster.url],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    (topic,) = json.loads(shown.stdout)
+    assert [(p["stream"], p["length"]) for p in topic["partitions"]] == [(key, 1) for key in streams]
+    found = read_to_end(bootstrap, topic_name, 3)
+    assert [len(found[p]) for p in range(3)] == [1, 1, 1]
 
 
 def test_a_slot_migrated_while_an_idempotent_producer_writes(
