@@ -8,6 +8,7 @@ import os
 import shutil
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -266,6 +268,16 @@ def test_a_user_made_through_one_gateway_logs_in_at_another(
         topic_name: str) -> None:
     other = SaslGateway(redis_server, tmp_path / "other.log", certificates)
     try:
+        # Both in one cluster now: wait until each lists the other, so leaders and the
+        # group's coordinator are the same whichever is asked (as test_cluster does).
+        deadline = time.monotonic() + 15
+        for port in (gateway.plain, other.plain):
+            while True:
+                with closing(Wire(f"127.0.0.1:{port}")) as wire:
+                    if len(wire.call(metadata([])).brokers) == 2:
+                        break
+                assert time.monotonic() < deadline, "the two gateways do not see each other"
+                time.sleep(0.1)
         admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{gateway.plain}"})
         upsert = UserScramCredentialUpsertion(
             "dave", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"dave-secret")
@@ -420,9 +432,41 @@ def test_describe_configs_shows_the_security_settings(reauth_gateway: tuple[Sasl
                                    f"{gateway.sasl},SASL_SSL://localhost:{gateway.sasl_ssl}")
 
 
-def command_calls(redis_server: RedisServer, command: str) -> int:
-    stats = redis_server.client().info("commandstats")
-    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+class Monitored:
+    """The commands Redis runs while the block runs (MONITOR, read in a thread): (client, command)."""
+
+    STOP = "krg-test-monitor-stop"
+
+    def __init__(self, redis_server: RedisServer) -> None:
+        self._client = redis_server.client()
+        self.commands: list[tuple[str, str]] = []
+        self._listening = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def _read(self) -> None:
+        with self._client.monitor() as monitor:
+            self._listening.set()
+            for entry in monitor.listen():
+                if self.STOP in entry["command"]:
+                    return
+                self.commands.append((f"{entry['client_address']}:{entry['client_port']}", entry["command"]))
+
+    def __enter__(self) -> Monitored:
+        self._thread.start()
+        assert self._listening.wait(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        redis.Redis(connection_pool=self._client.connection_pool).echo(self.STOP)
+        self._thread.join(30)
+
+    def on_scram_keys(self, command: str) -> int:
+        return sum(1 for _, text in self.commands if text.startswith(f"{command} kafka:{{scram}}:"))
+
+    def multis_of_scram_clients(self) -> int:
+        # The credential store's connections are the ones that touch the SCRAM hashes.
+        clients = {client for client, text in self.commands if "kafka:{scram}:" in text}
+        return sum(1 for client, text in self.commands if client in clients and text == "MULTI")
 
 
 def test_a_request_naming_thousands_of_users_reaches_redis_in_bounded_steps(
@@ -433,19 +477,20 @@ def test_a_request_naming_thousands_of_users_reaches_redis_in_bounded_steps(
         alter.ScramCredentialUpsertion(name=user, mechanism=1, iterations=4096, salt=b"salt",
                                        salted_password=bytes(32))
         for user in users))
-    multis = command_calls(redis_server, "exec")
+    describe = request_types(50, 0)
     with closing(Wire(f"127.0.0.1:{gateway.plain}")) as wire:
-        answer = wire.call(request)
+        with Monitored(redis_server) as altering:
+            answer = wire.call(request)
         assert [result.error_code for result in answer.results] == [0] * len(users)
         # 2,500 users: three MULTI blocks of at most 1,000 users, not one of 2,500.
-        assert command_calls(redis_server, "exec") - multis == 3
-        describe = request_types(50, 0)
-        hmgets = command_calls(redis_server, "hmget")
-        described = wire.call(describe.DescribeUserScramCredentialsRequest(
-            users=tuple(describe.UserName(name=user) for user in users)))
+        assert altering.on_scram_keys("HSET") == len(users)
+        assert altering.multis_of_scram_clients() == 3
+        with Monitored(redis_server) as describing:
+            described = wire.call(describe.DescribeUserScramCredentialsRequest(
+                users=tuple(describe.UserName(name=user) for user in users)))
         assert [result.error_code for result in described.results] == [0] * len(users)
         # Three steps of at most 1,000 names, one HMGET per mechanism each.
-        assert command_calls(redis_server, "hmget") - hmgets == 6
+        assert describing.on_scram_keys("HMGET") == 6
 
 
 def test_sasl_apis_after_authentication_are_an_illegal_sasl_state_and_the_connection_goes_on(
