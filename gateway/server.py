@@ -32,6 +32,7 @@ from .storage.brokers import Endpoint, RedisBrokerRegistry
 from .storage.credentials import RedisCredentialStore
 from .storage.groups import RedisGroupStorage
 from .storage.redis_cluster import is_cluster
+from .storage.redis_storage import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class Gateway:
             await self.embedded.start(f"the gateway pid {os.getpid()} listening on {self._bound()}")
             redis_url = self.embedded.url
         # A Redis Cluster is found from the node the URL names (docs/operations.md).
-        cluster = await is_cluster(redis_url, timeout=self.config.redis_timeout)
+        cluster = await self._is_cluster(redis_url)
         self.storage = RedisStorage(redis_url, timeout=self.config.redis_timeout, cluster=cluster)
         self.credentials = RedisCredentialStore(redis_url, timeout=self.config.redis_timeout,
                                                 cluster=cluster)
@@ -152,6 +153,15 @@ class Gateway:
                 "LISTENER %s ON %s HAS NO AUTHENTICATION: anyone who reaches it can read, write "
                 "and delete every topic and change configs. Use SASL_SSL or SASL_PLAINTEXT "
                 "listeners (docs/security.md), or bind it to loopback.", spec.name, spec.bind)
+
+    async def _is_cluster(self, redis_url: str) -> bool:
+        # The first question to Redis: wait for it, as for the cluster ID below.
+        while True:
+            try:
+                return await is_cluster(redis_url, timeout=self.config.redis_timeout)
+            except UNAVAILABLE as exc:
+                log.warning("waiting for Redis at %s: %s", _redacted(redis_url), exc)
+                await asyncio.sleep(1.0)
 
     async def _cluster_id(self) -> str:
         # The cluster ID lives in Redis so every gateway on it reports the same
