@@ -46,6 +46,7 @@ class Cluster:
         self.me: BrokerRegistration | None = None
         self._live: tuple[BrokerRegistration, ...] = ()
         self._renewing: asyncio.Task[None] | None = None
+        self._leaving = False
         self._unavailable = False
 
     @property
@@ -71,7 +72,7 @@ class Cluster:
         return result
 
     async def _renew_forever(self) -> None:
-        while True:
+        while not self._leaving:
             await asyncio.sleep(self.refresh_ms / 1000)
             try:
                 result = await self._renew_once()
@@ -95,9 +96,14 @@ class Cluster:
 
     async def leave(self) -> None:
         """Stop renewing and leave the registry at once (a clean stop)."""
+        # The flag as well as the cancellation: a cancellation that meets
+        # redis-py's own timeout inside a renewal can be swallowed (seen: a
+        # renewal in flight when shutdown began completed, and the loop went
+        # on renewing while leave() waited for it for ever).
+        self._leaving = True
         if self._renewing is not None:
             self._renewing.cancel()
-            await asyncio.gather(self._renewing, return_exceptions=True)
+            await asyncio.wait({self._renewing}, timeout=self.lease_ms / 1000)
         if self.me is not None:
             try:
                 await self.registry.leave(self.me.node_id, self.instance)

@@ -255,8 +255,10 @@ class Gateway:
         for task in (self._retention, self._producer_expiry, self._tls_watch):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # Bounded: a cancellation that meets redis-py's own timeout
+                # inside a Redis call can be swallowed, and the task goes on
+                # to its next round (cluster.py's lease renewal did that).
+                await asyncio.wait({task}, timeout=self.config.shutdown_grace)
         if hasattr(self, "coordinator"):
             # Parked JoinGroup/SyncGroup requests answer NOT_COORDINATOR now
             # rather than hold shutdown up for a rebalance timeout.

@@ -107,7 +107,13 @@ class GatewayProcess:
         if self.process is not None:
             if self.process.poll() is None:
                 self.process.send_signal(sig)
-            code = self.process.wait(timeout=timeout)
+            try:
+                code = self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                # Fail the test, but leave no gateway running behind it.
+                self.process.kill()
+                self.process.wait()
+                raise
         self.process = None
         if hasattr(self._log_file, "close"):
             self._log_file.close()  # type: ignore[union-attr]
