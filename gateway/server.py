@@ -32,7 +32,6 @@ from .storage.brokers import Endpoint, RedisBrokerRegistry
 from .storage.credentials import RedisCredentialStore
 from .storage.groups import RedisGroupStorage
 from .storage.redis_cluster import is_cluster
-from .storage.redis_storage import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ class Gateway:
         while True:
             try:
                 return await is_cluster(redis_url, timeout=self.config.redis_timeout)
-            except UNAVAILABLE as exc:
+            except StorageUnavailable as exc:
                 log.warning("waiting for Redis at %s: %s", _redacted(redis_url), exc)
                 await asyncio.sleep(1.0)
 

@@ -31,6 +31,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from .base import StorageUnavailable
 from .multiplex import BlockingPool, MultiplexedConnection
 
 SLOTS = 16384
@@ -45,14 +46,21 @@ Unit = tuple[int, int, int]
 
 
 async def is_cluster(url: str, *, timeout: float = 5.0) -> bool:
-    """Whether the server at ``url`` runs in cluster mode (``cluster_enabled:1``)."""
+    """Whether the server at ``url`` runs in cluster mode (``cluster_enabled:1``).
+
+    Raises StorageUnavailable when it cannot be asked (refused, timed out, loading).
+    """
     if not MultiplexedConnection.supports(url):
         return False
     connection = MultiplexedConnection(url, timeout=timeout)
     try:
         (info,) = await connection.execute([("INFO", "cluster")])
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        raise StorageUnavailable(str(exc)) from exc
     finally:
         connection.close()
+    if isinstance(info, redis_errors.BusyLoadingError):
+        raise StorageUnavailable(str(info))
     if isinstance(info, Exception):
         raise info
     text = info.decode() if isinstance(info, bytes) else str(info)
