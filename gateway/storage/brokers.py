@@ -11,22 +11,17 @@ keeps it in it. A gateway stopping cleanly removes itself
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from ..config import RESERVED_BROKER_MAX_ID
-from ..metrics import REDIS_LATENCY, REDIS_RECONNECTS
 from . import keys
 from .base import StorageUnavailable
 from .redis_cluster import ClusterConnection, redis_client
-from .redis_storage import UNAVAILABLE
+from .redis_storage import UNAVAILABLE, call_once
 from .scripts import ScriptCall, function, run_calls
-
-T = TypeVar("T")
 
 LEASE = function("broker_lease.lua")
 LEAVE = function("broker_leave.lua")
@@ -86,16 +81,6 @@ class RedisBrokerRegistry:
         self._scripts: aioredis.Redis | ClusterConnection = (
             self._cluster if self._cluster is not None else self._redis)
 
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        started = time.perf_counter()
-        try:
-            return await operation()
-        except UNAVAILABLE as exc:
-            REDIS_RECONNECTS.inc()
-            raise StorageUnavailable(str(exc)) from exc
-        finally:
-            REDIS_LATENCY.observe(time.perf_counter() - started)
-
     async def close(self) -> None:
         await self._redis.aclose()
         if self._cluster is not None:
@@ -103,14 +88,14 @@ class RedisBrokerRegistry:
 
     async def assign_node_id(self) -> int:
         """A node ID no gateway was assigned before (above RESERVED_BROKER_MAX_ID)."""
-        counter = await self._call(lambda: self._redis.incr(keys.BROKER_ID_COUNTER))
+        counter = await call_once(lambda: self._redis.incr(keys.BROKER_ID_COUNTER))
         return RESERVED_BROKER_MAX_ID + int(counter)
 
     async def renew(self, registration: BrokerRegistration, instance: str, lease_ms: int) -> LeaseResult:
         call = ScriptCall(LEASE, [keys.BROKER_REGISTRATIONS, keys.BROKER_LEASES],
                           [registration.node_id, instance, _encode(registration, instance),
                            lease_ms, MAX_BROKERS])
-        (reply,) = await self._call(lambda: run_calls(self._scripts, [call]))
+        (reply,) = await call_once(lambda: run_calls(self._scripts, [call]))
         if isinstance(reply, Exception):
             raise StorageUnavailable(str(reply)) if isinstance(reply, UNAVAILABLE) else reply
         held, wait_ms, *raw = reply
@@ -119,7 +104,7 @@ class RedisBrokerRegistry:
 
     async def leave(self, node_id: int, instance: str) -> bool:
         call = ScriptCall(LEAVE, [keys.BROKER_REGISTRATIONS, keys.BROKER_LEASES], [node_id, instance])
-        (reply,) = await self._call(lambda: run_calls(self._scripts, [call]))
+        (reply,) = await call_once(lambda: run_calls(self._scripts, [call]))
         if isinstance(reply, Exception):
             raise StorageUnavailable(str(reply)) if isinstance(reply, UNAVAILABLE) else reply
         return bool(reply)

@@ -13,17 +13,12 @@ Redis long; one user's changes are always in one MULTI.
 from __future__ import annotations
 
 import base64
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from ..metrics import REDIS_LATENCY, REDIS_RECONNECTS
-from .base import StorageUnavailable
 from .redis_cluster import redis_client
-from .redis_storage import UNAVAILABLE
-
-T = TypeVar("T")
+from .redis_storage import call_once
 
 MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 # "Describe all users" reads at most this many (one request must stay bounded).
@@ -95,21 +90,11 @@ class RedisCredentialStore:
         self._redis = redis_client(url, cluster=cluster, max_connections=max_connections,
                                    timeout=timeout)
 
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        started = time.perf_counter()
-        try:
-            return await operation()
-        except UNAVAILABLE as exc:
-            REDIS_RECONNECTS.inc()
-            raise StorageUnavailable(str(exc)) from exc
-        finally:
-            REDIS_LATENCY.observe(time.perf_counter() - started)
-
     async def close(self) -> None:
         await self._redis.aclose()
 
     async def credential(self, user: str, mechanism: str) -> ScramCredential | None:
-        raw = await self._call(lambda: self._redis.hget(credentials_key(mechanism), user))  # type: ignore[misc]
+        raw = await call_once(lambda: self._redis.hget(credentials_key(mechanism), user))  # type: ignore[misc]
         return None if raw is None else ScramCredential.decode(raw)
 
     async def mechanisms_of(self, users: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -121,7 +106,7 @@ class RedisCredentialStore:
                     for mechanism in MECHANISMS:
                         pipe.hmget(credentials_key(mechanism), chunk)  # noqa: B023 (awaited at once)
                     return await pipe.execute()  # type: ignore[no-any-return]
-            replies = await self._call(read)
+            replies = await call_once(read)
             for mechanism, values in zip(MECHANISMS, replies, strict=True):
                 for user, raw in zip(chunk, values, strict=True):
                     if raw is not None:
@@ -139,7 +124,7 @@ class RedisCredentialStore:
         entries: dict[str, bytes] = {}
         cursor = 0
         while len(entries) < MAX_LISTED_USERS:
-            reply: Any = await self._call(
+            reply: Any = await call_once(
                 lambda: self._redis.hscan(key, cursor, count=_SCAN_COUNT))  # noqa: B023 (awaited at once)
             cursor, page = reply
             entries.update((name.decode(), value) for name, value in page.items())
@@ -156,7 +141,7 @@ class RedisCredentialStore:
                 for user, mechanism in wanted:
                     pipe.hexists(credentials_key(mechanism), user)
                 return await pipe.execute()  # type: ignore[no-any-return]
-        replies = await self._call(read)
+        replies = await call_once(read)
         return {pair for pair, exists in zip(wanted, replies, strict=True) if exists}
 
     async def apply(self, changes: Sequence[CredentialChange]) -> None:
@@ -171,7 +156,7 @@ class RedisCredentialStore:
                         else:
                             pipe.hset(key, change.user, change.credential.encode())
                     await pipe.execute()
-            await self._call(write)
+            await call_once(write)
 
 
 def _batches_by_user(changes: Sequence[CredentialChange], size: int) -> list[list[CredentialChange]]:

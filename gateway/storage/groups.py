@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio as aioredis
 
-from ..metrics import REDIS_LATENCY, REDIS_RECONNECTS
 from . import keys
 from .base import StorageUnavailable
 from .group_base import CommittedOffset, OffsetCommit
 from .redis_cluster import ClusterConnection, redis_client
-from .redis_storage import UNAVAILABLE
+from .redis_storage import UNAVAILABLE, call_once
 from .scripts import ScriptCall, function, run_calls
 
-T = TypeVar("T")
 KeysOf = Callable[[str, int], Awaitable[keys.PartitionKeys]]
 
 COMMIT = function("commit_offset.lua")
@@ -68,23 +66,13 @@ class RedisGroupStorage:
         self._scripts: aioredis.Redis | ClusterConnection = (
             self._cluster if self._cluster is not None else self._redis)
 
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        started = time.perf_counter()
-        try:
-            return await operation()
-        except UNAVAILABLE as exc:
-            REDIS_RECONNECTS.inc()
-            raise StorageUnavailable(str(exc)) from exc
-        finally:
-            REDIS_LATENCY.observe(time.perf_counter() - started)
-
     async def close(self) -> None:
         await self._redis.aclose()
         if self._cluster is not None:
             self._cluster.close()
 
     async def ping(self) -> None:
-        await self._call(self._redis.ping)
+        await call_once(self._redis.ping)
 
     # -- offsets ----------------------------------------------------------------
 
@@ -100,7 +88,7 @@ class RedisGroupStorage:
         ]
         # Register first: a partition with a commit must be findable, while
         # a registered partition without one is harmless (readers skip it).
-        await self._call(lambda: self._register(group, commits, protocol_type))
+        await call_once(lambda: self._register(group, commits, protocol_type))
         replies = await self._run_until_sought(calls)
         return [_error(reply) for reply in replies]
 
@@ -117,7 +105,7 @@ class RedisGroupStorage:
         pending = dict(enumerate(calls))
         while pending:
             round_calls = list(pending.values())
-            answered = await self._call(lambda: run_calls(self._scripts, round_calls))  # noqa: B023 (awaited at once)
+            answered = await call_once(lambda: run_calls(self._scripts, round_calls))  # noqa: B023 (awaited at once)
             again = {}
             for index, reply in zip(pending, answered, strict=True):
                 replies[index] = reply
@@ -154,7 +142,7 @@ class RedisGroupStorage:
         return results
 
     async def committed_partitions(self, group: str) -> list[tuple[str, int]]:
-        raw = await self._call(lambda: self._smembers(keys.group_partitions(group)))
+        raw = await call_once(lambda: self._smembers(keys.group_partitions(group)))
         return sorted(_parse_member(member) for member in raw)
 
     async def _smembers(self, key: str) -> set[bytes]:
@@ -168,23 +156,23 @@ class RedisGroupStorage:
         for topic, partition in partitions:
             partition_keys = await self._keys_of(topic, partition)
             calls.append(ScriptCall(FORGET, [partition_keys.stream, partition_keys.commits], [group]))
-        replies = await self._call(lambda: run_calls(self._scripts, calls))
+        replies = await call_once(lambda: run_calls(self._scripts, calls))
         for reply in replies:
             if isinstance(reply, Exception):
                 raise _classified(reply)
         members = [_member(t, p) for t, p in partitions]
-        await self._call(lambda: self._redis.srem(keys.group_partitions(group), *members))  # type: ignore[misc]
+        await call_once(lambda: self._redis.srem(keys.group_partitions(group), *members))  # type: ignore[misc]
 
     # -- the registry -------------------------------------------------------------
 
     async def groups(self) -> Mapping[str, str]:
-        raw: dict[bytes, bytes] = await self._call(
+        raw: dict[bytes, bytes] = await call_once(
             lambda: self._redis.hgetall(keys.GROUPS)  # type: ignore[arg-type,return-value]
         )
         return {name.decode(): value.decode() for name, value in raw.items()}
 
     async def group_protocol_type(self, group: str) -> str | None:
-        raw = await self._call(lambda: self._hget(keys.GROUPS, group))
+        raw = await call_once(lambda: self._hget(keys.GROUPS, group))
         return None if raw is None else raw.decode()
 
     async def _hget(self, key: str, field: str) -> bytes | None:
@@ -192,19 +180,19 @@ class RedisGroupStorage:
         return value.encode() if isinstance(value, str) else value
 
     async def register_group(self, group: str, protocol_type: str) -> None:
-        await self._call(lambda: self._redis.hset(keys.GROUPS, group, protocol_type))  # type: ignore[misc]
+        await call_once(lambda: self._redis.hset(keys.GROUPS, group, protocol_type))  # type: ignore[misc]
 
     # -- membership ---------------------------------------------------------------
 
     async def save_membership(self, group: str, generation: int, state: bytes) -> bool:
         call = ScriptCall(SAVE_MEMBERSHIP, [keys.group_membership(group)], [generation, state])
-        (reply,) = await self._call(lambda: run_calls(self._scripts, [call]))
+        (reply,) = await call_once(lambda: run_calls(self._scripts, [call]))
         if isinstance(reply, Exception):
             raise _classified(reply)
         return bool(reply)
 
     async def load_membership(self, group: str) -> bytes | None:
-        return await self._call(lambda: self._hget(keys.group_membership(group), "state"))
+        return await call_once(lambda: self._hget(keys.group_membership(group), "state"))
 
     async def delete_group(self, group: str) -> None:
         await self.delete_offsets(group, await self.committed_partitions(group))
@@ -217,7 +205,7 @@ class RedisGroupStorage:
             pipe.hdel(keys.GROUPS, group)
             await pipe.execute()
 
-        await self._call(unregister)
+        await call_once(unregister)
 
 
 async def _own_keys(topic: str, partition: int) -> keys.PartitionKeys:

@@ -86,6 +86,23 @@ EXPIRE_PRODUCERS = function("expire_producers.lua")
 PRODUCER_EXPIRY_STEP = 100
 
 
+
+async def call_once(operation: Callable[[], Awaitable[T]]) -> T:
+    """Run one Redis operation, timed; Redis unreachable becomes StorageUnavailable.
+
+    Not repeated on a new connection (RedisStorage._call does that for what
+    is safe to repeat): for the registry, group and credential stores, whose
+    callers answer with a retriable Kafka error instead.
+    """
+    started = time.perf_counter()
+    try:
+        return await operation()
+    except UNAVAILABLE as exc:
+        REDIS_RECONNECTS.inc()
+        raise StorageUnavailable(str(exc)) from exc
+    finally:
+        REDIS_LATENCY.observe(time.perf_counter() - started)
+
 class RedisStorage:
     """Implements :class:`~.base.Storage` on one Redis server."""
 
