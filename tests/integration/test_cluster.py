@@ -94,8 +94,10 @@ def test_every_gateway_lists_all_three_and_spreads_leadership(gateways: list[Gat
     create_topic(gateways[0].bootstrap, "spread")
     answers = []
     for gateway in gateways:
-        metadata = cluster_metadata(gateway.bootstrap, "spread")
-        assert broker_addresses(metadata) == everyone
+        # Within the wait: on a loaded 2-core CI machine a renewal of the
+        # tests' 1.5 s leases was once late enough for one gateway to drop
+        # out of another's view for a moment (seen in a full-suite run).
+        metadata = wait_for_brokers(gateway.bootstrap, everyone)
         answers.append((metadata.controller_id, leaders(gateway.bootstrap, "spread")))
     # Every gateway gives the same answer, and it uses every gateway.
     assert answers[0] == answers[1] == answers[2], answers
