@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,39 +252,40 @@ def test_list_offsets_while_redis_is_away_is_retriable(
         wire.close()
 
 
-def test_list_offsets_and_metadata_during_a_redis_stall_are_retriable(
-        redis_server: RedisServer, gateway: GatewayProcess, topic_name: str) -> None:
-    # A frozen Redis (SIGSTOP) accepts connections but never answers: every
-    # call times out (--redis-timeout 2) instead of being refused.
+@contextmanager
+def frozen_redis(redis_server: RedisServer, gateway: GatewayProcess) -> Iterator[Wire]:
+    """A connection to a running gateway whose Redis is frozen (SIGSTOP) meanwhile.
+
+    A frozen Redis accepts connections but never answers: every call times
+    out (--redis-timeout 2) instead of being refused.
+    """
     redis_server.start()
     gateway.start()
     assert redis_server.process is not None
     wire = Wire(gateway.bootstrap)
     redis_server.process.send_signal(signal.SIGSTOP)
     try:
+        yield wire
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+        wire.close()
+
+
+def test_list_offsets_and_metadata_during_a_redis_stall_are_retriable(
+        redis_server: RedisServer, gateway: GatewayProcess, topic_name: str) -> None:
+    with frozen_redis(redis_server, gateway) as wire:
         response = wire.call(list_offsets(topic_name, -1))
         ((partition,),) = [topic.partitions for topic in response.topics]
         assert (partition.error_code, partition.offset) == (ErrorCode.kafka_storage_error, -1)
         (topic,) = wire.call(metadata([f"{topic_name}-other"], version=1)).topics
         assert topic.error_code == ErrorCode.leader_not_available
-    finally:
-        redis_server.process.send_signal(signal.SIGCONT)
-        wire.close()
 
 
 def test_delete_records_during_a_redis_stall_is_retriable(
         redis_server: RedisServer, gateway: GatewayProcess, topic_name: str) -> None:
     # The topic lookup times out: REQUEST_TIMED_OUT (retriable), not
     # UNKNOWN_TOPIC_OR_PARTITION, which clients give up on.
-    redis_server.start()
-    gateway.start()
-    assert redis_server.process is not None
-    wire = Wire(gateway.bootstrap)
-    redis_server.process.send_signal(signal.SIGSTOP)
-    try:
+    with frozen_redis(redis_server, gateway) as wire:
         response = wire.call(delete_records(f"{topic_name}-unseen", 0, -1))
         ((partition,),) = [topic.partitions for topic in response.topics]
         assert (partition.error_code, partition.low_watermark) == (ErrorCode.request_timed_out, -1)
-    finally:
-        redis_server.process.send_signal(signal.SIGCONT)
-        wire.close()
