@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from .address import HostPort
 from .config import (
     LOG_LEVELS,
+    MAX_WORKERS,
     RESERVED_BROKER_MAX_ID,
     Config,
     default_data_dir,
@@ -32,9 +33,11 @@ from .config import (
     parse_redis_url,
     parse_seconds,
 )
+from .data_dir import DataDirInUse
 from .security.listeners import parse_endpoints, parse_protocol_map, resolve, tls_files
 from .security.sasl import parse_mechanisms
 from .security.tls import parse_client_auth, server_context
+from .workers import check_workers
 
 # Config is a slots dataclass: its class attributes are slot descriptors, so
 # the defaults are read from an instance.
@@ -100,6 +103,9 @@ FLAGS: tuple[Flag, ...] = (
          f"from Redis, above {RESERVED_BROKER_MAX_ID}, new at every start)"),
     Flag("--rack", "RACK", "RACK", parse_rack, None,
          "this gateway's rack, reported to clients (Kafka's broker.rack; default: none)"),
+    Flag("--workers", "N", "WORKERS", parse_int(1, MAX_WORKERS), "1",
+         "gateway processes to run, each a broker of its own: worker i listens on every port given "
+         "plus i and has --node-id plus i; one per core uses the whole host (docs/operations.md)"),
     Flag("--broker-lease-ms", "MS", "BROKER_LEASE_MS", parse_int(300), str(_DEFAULTS.broker_lease_ms),
          "a gateway that stops renewing its registration leaves the cluster after this "
          "(Kafka's broker.session.timeout.ms)"),
@@ -229,6 +235,7 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
                      f"at least --max-request-size ({config.max_request_size})")
     try:
         resolve(config)
+        check_workers(config)
     except ValueError as exc:
         parser.error(str(exc))
     files = tls_files(config)
@@ -275,12 +282,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _on_redis("adopt", adopt_main, arguments[1:])
     config = parse_config(argv)
+    if config.workers > 1:
+        _configure_logging(config, "supervisor ")
+        from .workers import supervise
+
+        try:
+            return asyncio.run(supervise(config))
+        except DataDirInUse as exc:
+            print(f"kafka-redis-gateway: error: {exc}", file=sys.stderr)
+            return 1
+    return serve(config)
+
+
+def _configure_logging(config: Config, prefix: str = "") -> None:
+    # The prefix tells apart the lines of --workers' processes, which share stderr.
     logging.basicConfig(
         level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from .data_dir import DataDirInUse
+
+
+def serve(config: Config, log_prefix: str = "") -> int:
+    """Run one gateway until it is stopped; the exit status."""
+    _configure_logging(config, log_prefix)
     from .server import Gateway
 
     try:

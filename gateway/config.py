@@ -49,6 +49,9 @@ class Config:
     node_id: int | None = None
     # Kafka's broker.rack, reported in Metadata and DescribeCluster.
     rack: str | None = None
+    # Gateway processes --workers starts on this host, each a broker of its
+    # own (gateway/workers.py); 1 runs the gateway in this process.
+    workers: int = 1
     # How long a gateway stays in the cluster without renewing its lease
     # (Kafka's broker.session.timeout.ms); renewed several times per lease.
     broker_lease_ms: int = 9000
@@ -115,6 +118,8 @@ class Config:
 
 
 INT32_MAX = 2_147_483_647
+# --workers: far above any host's cores, low enough that a typo is caught.
+MAX_WORKERS = 256
 # Kafka's reserved.broker.max.id: --node-id goes up to it, and node IDs
 # assigned from Redis start above it, so the two never collide.
 RESERVED_BROKER_MAX_ID = 1000

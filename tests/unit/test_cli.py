@@ -38,6 +38,8 @@ def gateway(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     (["--auto-create-topics", "maybe"], {}, "--auto-create-topics"),
     ([], {"KRG_ACKS_ALL_REPLICAS": "-2"}, "KRG_ACKS_ALL_REPLICAS"),
     (["--max-connections", "0"], {}, "--max-connections"),
+    (["--workers", "0"], {}, "--workers"),
+    (["--workers", "2", "--node-id", "1000"], {}, "--workers"),
 ])
 def test_a_bad_value_is_one_line_naming_it_and_status_2(args: list[str], env: dict[str, str],
                                                          named: str) -> None:
