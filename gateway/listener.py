@@ -8,15 +8,21 @@ connections are open) and accepting pauses briefly, doubling up to a
 second, while the kernel's backlog holds the waiting clients: they are
 served once descriptors free up instead of being dropped, and the loop
 does not spin.
+
+A connection counts against --max-connections from the moment it is
+accepted, TLS handshake included: one over the limit is closed before any
+handshake work is spent on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import resource
 import socket
 import ssl
+import struct
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +30,9 @@ from typing import Any
 from .logs import RateLimitedLog
 
 OnConnection = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[object, object, None]]
+# Whether one more connection may be taken now; else told the refused peer.
+Admit = Callable[[], bool]
+OnRefused = Callable[[str], None]
 
 # accept() failures that mean "no resources now", as asyncio's own server treats them.
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -35,13 +44,17 @@ _BACKLOG = 1024
 class Listener:
     def __init__(self, host: str, port: int, on_connection: OnConnection,
                  client_log: RateLimitedLog, open_connections: Callable[[], int],
-                 tls: Tls | None = None) -> None:
+                 admit: Admit, on_refused: OnRefused, tls: Tls | None = None) -> None:
         self._host = host
         self._tls = tls
         self._port = port
         self._on_connection = on_connection
         self._client_log = client_log
         self._open_connections = open_connections
+        self._admit = admit
+        self._on_refused = on_refused
+        # Accepted connections still in their TLS handshake.
+        self.handshaking = 0
         self._sockets: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         # Connection tasks, held until they finish (the loop keeps only weak references).
@@ -83,6 +96,10 @@ class Listener:
             await self._serve(loop, client)
 
     async def _serve(self, loop: asyncio.AbstractEventLoop, client: socket.socket) -> None:
+        if not self._admit():
+            self._on_refused(_peer(client))
+            _reset(client)  # nothing was read or written; no need to linger
+            return
         client.setblocking(False)
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # In the connection's own task: a TLS handshake waits on the client,
@@ -98,6 +115,7 @@ class Listener:
         peer = _peer(client)  # a client that fails the handshake may be gone by then
         if self._tls is not None:
             tls = {"ssl": self._tls.context(), "ssl_handshake_timeout": self._tls.handshake_timeout}
+        self.handshaking += 1
         try:
             transport, _ = await loop.connect_accepted_socket(lambda: protocol, client, **tls)
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
@@ -106,6 +124,8 @@ class Listener:
                                          peer, str(exc) or type(exc).__name__)
             client.close()
             return
+        finally:
+            self.handshaking -= 1
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         await self._on_connection(reader, writer)
 
@@ -124,6 +144,13 @@ def _peer(client: socket.socket) -> str:
     except OSError:
         return "a client that left"
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+def _reset(client: socket.socket) -> None:
+    """Close with a reset (SO_LINGER 0), as transport.abort() does."""
+    with contextlib.suppress(OSError):
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
 
 
 def _bind(host: str, port: int) -> list[socket.socket]:

@@ -114,7 +114,7 @@ class Gateway:
         self._start_tls()
         for spec in self.listener_specs:
             listener = Listener(spec.bind.host, spec.bind.port, functools.partial(self._accept, spec),
-                                self.client_log, lambda: len(self._connections),
+                                self.client_log, self._open_connections, self._admit, self._refuse,
                                 self._listener_tls(spec))
             self._listeners.append(listener)
             listener.start()
@@ -190,9 +190,6 @@ class Gateway:
 
     async def _accept(self, listener: ListenerSpec, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
-        if len(self._connections) >= self.config.max_connections:
-            await self._refuse(writer)
-            return
         connection = Connection(self, reader, writer, listener, self.brokers[listener.name])
         task = asyncio.current_task()
         assert task is not None
@@ -208,14 +205,19 @@ class Gateway:
             self._heap.closed(len(self._connections))
             metrics.OPEN_CONNECTIONS.dec()
 
-    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
-        """Close a connection over --max-connections at once (Kafka's max.connections)."""
+    def _open_connections(self) -> int:
+        """Connections served, and those accepted but still in their TLS handshake."""
+        return len(self._connections) + sum(listener.handshaking for listener in self._listeners)
+
+    def _admit(self) -> bool:
+        return self._open_connections() < self.config.max_connections
+
+    def _refuse(self, peer: str) -> None:
+        """Log a connection over --max-connections (Kafka's max.connections); the listener closes it."""
         metrics.CONNECTIONS_REFUSED.inc()
-        peer = writer.get_extra_info("peername")
         self.client_log.warning(
             "refused", "refusing connection from %s: %d connections open, the --max-connections limit",
-            f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else peer, len(self._connections))
-        writer.transport.abort()  # nothing was read or written; no need to linger
+            peer, self._open_connections())
 
     def request_stop(self) -> None:
         self._stop.set()

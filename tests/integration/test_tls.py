@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import ssl
@@ -18,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 from kafka import KafkaConsumer, KafkaProducer
 from kafka_redis_gateway.gateway.embedded import free_port
 
+from tests.integration.operations_support import wait_for_log
 from tests.servers import GatewayProcess, RedisServer
 from tests.tls_support import Certificates, issue, make_certificates, tls_args
 
@@ -138,6 +140,51 @@ def test_a_plaintext_client_on_a_tls_listener_gets_nowhere(
     finally:
         gateway.stop()
     assert "TLS handshake with 127.0.0.1:" in (tmp_path / "gateway.log").read_text()
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+@contextlib.contextmanager
+def held_in_handshake(host: str, port: int) -> Iterator[socket.socket]:
+    """A connection that never sends its ClientHello, once the gateway keeps it
+    (the start-up probe's own handshake may still hold the only place at first)."""
+    deadline = time.monotonic() + 20
+    while True:
+        sock = socket.create_connection((host, port))
+        if not closed_within(sock, 0.5):
+            break
+        sock.close()
+        assert time.monotonic() < deadline, "no connection was kept"
+    with sock:
+        yield sock
+
+
+def test_connections_in_their_tls_handshake_count_against_max_connections(
+        redis_server: RedisServer, certificates: Certificates, tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    gateway = ssl_gateway(redis_server, log, [*tls_args(certificates), "--max-connections", "1",
+                                              "--warning-interval-ms", "1"])
+    try:
+        host, port = gateway.bootstrap.rsplit(":", 1)
+        with held_in_handshake(host, int(port)) as silent:
+            with socket.create_connection((host, int(port))) as second:
+                second.settimeout(5)
+                started = time.monotonic()
+                with contextlib.suppress(ConnectionResetError):
+                    assert second.recv(1) == b""
+                assert time.monotonic() - started < 3, "the second connection was taken into a handshake"
+            assert not closed_within(silent, 0.5), "the connection in its handshake was dropped"
+        assert "the --max-connections limit" in wait_for_log(log, "refusing connection")
+    finally:
+        gateway.stop()
 
 
 def test_required_client_certificates_authenticate_the_client_as_its_subject(
