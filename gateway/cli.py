@@ -29,6 +29,7 @@ from .config import (
     parse_int,
     parse_log_level,
     parse_patterns,
+    parse_principals,
     parse_rack,
     parse_redis_url,
     parse_seconds,
@@ -93,6 +94,18 @@ FLAGS: tuple[Flag, ...] = (
          "SCRAM-SHA-256,SCRAM-SHA-512",
          "SASL mechanisms of SASL listeners: SCRAM-SHA-256, SCRAM-SHA-512, PLAIN "
          "(Kafka's sasl.enabled.mechanisms; users are the SCRAM users in Redis)"),
+    Flag("--authorizer", "BOOL", "AUTHORIZER", parse_bool, "false",
+         "enforce Kafka ACLs (stored in Redis) on every request; off: everyone may do anything "
+         "and the ACL APIs answer SECURITY_DISABLED, as Kafka without an authorizer"),
+    Flag("--super-users", "PRINCIPAL[;...]", "SUPER_USERS", parse_principals, None,
+         "principals allowed everything whatever the ACLs, e.g. 'User:alice;User:bob' "
+         "(Kafka's super.users)"),
+    Flag("--allow-everyone-if-no-acl-found", "BOOL", "ALLOW_EVERYONE_IF_NO_ACL_FOUND", parse_bool,
+         "false", "let everyone act on a resource that has no ACL at all "
+         "(Kafka's allow.everyone.if.no.acl.found)"),
+    Flag("--acl-refresh-ms", "MS", "ACL_REFRESH_MS", parse_int(10), str(_DEFAULTS.acl_refresh_ms),
+         "how often the ACL version is read from Redis: ACLs changed through another gateway "
+         "apply here within this"),
     Flag("--redis-url", "URL", "REDIS_URL", parse_redis_url, None,
          "redis://[user:password@]HOST:PORT/DB of the Redis to store in (default: start an "
          "embedded server)"),

@@ -42,6 +42,16 @@ class Config:
     ssl_client_auth: ClientAuth = ClientAuth.NONE
     # Kafka's sasl.enabled.mechanisms, for SASL_PLAINTEXT and SASL_SSL listeners.
     sasl_enabled_mechanisms: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+    # Kafka ACLs (docs/security.md): off, every principal may do anything
+    # (Kafka without an authorizer); on, Kafka's StandardAuthorizer rules.
+    authorizer: bool = False
+    # Kafka's super.users: principals ("User:alice") allowed everything.
+    super_users: tuple[str, ...] = ()
+    # Kafka's allow.everyone.if.no.acl.found: a resource with no ACL at all.
+    allow_everyone_if_no_acl_found: bool = False
+    # How often a gateway reads the ACL version from Redis: the bound on
+    # how long an ACL changed through another gateway takes to apply here.
+    acl_refresh_ms: int = 1000
     # None starts an embedded Redis-compatible server under data_dir.
     redis_url: str | None = None
     data_dir: Path = field(default_factory=default_data_dir)
@@ -204,6 +214,15 @@ def parse_file(text: str) -> Path:
     if not text:
         raise ValueError("expected a file, got an empty value")
     return Path(text).expanduser()
+
+
+def parse_principals(text: str) -> tuple[str, ...]:
+    """Kafka's super.users: TYPE:NAME[;TYPE:NAME...] ("User:alice;User:bob")."""
+    principals = tuple(item.strip() for item in text.split(";") if item.strip())
+    bad = [item for item in principals if ":" not in item]
+    if bad:
+        raise ValueError(f"expected principals as User:NAME separated by ';', got {text!r}")
+    return principals
 
 
 def parse_patterns(text: str) -> tuple[str, ...]:

@@ -368,6 +368,7 @@ class Connection:
             cluster=self.gateway.cluster,
             session=self.session,
             credentials=self.gateway.credentials,
+            authorizer=self.gateway.authorizer,
         )
         try:
             response = await route.handler(context, body)

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING
 from kafka_redis_gateway.protocol.messages import RequestHeader
 
 from .config import Config
+from .security.acls import CLUSTER_NAME, NOT_REQUESTED, SUPPORTED_OPERATIONS, Operation, ResourceType
 from .storage import Storage
 
 if TYPE_CHECKING:
     from .cluster import Cluster
     from .coordinator import GroupCoordinator
     from .dispatch import Router
+    from .security.authorizer import Authorizer
     from .security.sasl import Session
     from .storage.credentials import CredentialStore
 
@@ -48,7 +50,36 @@ class RequestContext:
     session: Session
     # SCRAM users, in Redis.
     credentials: CredentialStore
+    # The ACLs, cached from Redis (security/authorizer.py).
+    authorizer: Authorizer
 
     @property
     def api_version(self) -> int:
         return self.header.api_version
+
+    # -- authorization: every handler asks here, as KafkaApis asks its authHelper --
+
+    @property
+    def host(self) -> str:
+        """The client's address without its port (what an ACL's host names)."""
+        return self.peer.rsplit(":", 1)[0].strip("[]")
+
+    def authorize(self, operation: Operation, resource_type: ResourceType, name: str) -> bool:
+        return self.authorizer.allows(self.session.principal, self.host, operation, resource_type, name)
+
+    def authorize_cluster(self, operation: Operation) -> bool:
+        return self.authorize(operation, ResourceType.CLUSTER, CLUSTER_NAME)
+
+    def authorize_any(self, operation: Operation, resource_type: ResourceType) -> bool:
+        """May the principal do operation on at least one resource of the type (authorizeByResourceType)?"""
+        return self.authorizer.allows_any(self.session.principal, self.host, operation, resource_type)
+
+    def authorized_operations(self, resource_type: ResourceType, name: str, requested: bool = True) -> int:
+        """Kafka's authorized-operations bit field for the resource; NOT_REQUESTED unless asked."""
+        if not requested:
+            return NOT_REQUESTED
+        bits = 0
+        for operation in SUPPORTED_OPERATIONS[resource_type]:
+            if self.authorize(operation, resource_type, name):
+                bits |= 1 << int(operation)
+        return bits

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from kafka_redis_gateway.protocol.messages import request_schema, response_schema
@@ -30,12 +31,28 @@ class CloseConnection(Exception):
     """
 
 
+class Access(Enum):
+    """How a route is authorized; every route must say (there is no default).
+
+    Kafka authorizes inside each API's handler (KafkaApis), because what is
+    refused is per resource (a topic, a group) and how it is said differs
+    per API. So do we: an AUTHORIZED handler asks ``context.authorize*``
+    for every resource it acts on before acting, and answers Kafka's
+    *_AUTHORIZATION_FAILED codes. PUBLIC is for what Kafka never
+    authorizes: version discovery and the SASL exchange itself.
+    """
+
+    PUBLIC = "not authorized (ApiVersions, SASL)"
+    AUTHORIZED = "the handler authorizes each resource through RequestContext.authorize*"
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     api_key: int
     min_version: int
     max_version: int
     handler: Handler
+    access: Access
     # Advertised minimum when it differs from the served one. Kafka 4.0 still
     # advertises Produce v0 though it refuses v0-v2 (KAFKA-18659), because
     # librdkafka before 2.11.1 reads "Produce v0 supported" as "compression
@@ -52,10 +69,17 @@ class Route:
         return self.advertised_min_version
 
 
+# ApiVersions, SaslHandshake, SaslAuthenticate: all a client may need before
+# it has a principal to authorize.
+PUBLIC_API_KEYS = frozenset({18, 17, 36})
+
+
 class Router:
     def __init__(self, routes: Iterable[Route]) -> None:
         self._routes: dict[int, Route] = {}
         for route in routes:
+            if route.access is Access.PUBLIC and route.api_key not in PUBLIC_API_KEYS:
+                raise ValueError(f"API key {route.api_key} must be authorized")
             if route.api_key in self._routes:
                 raise ValueError(f"API key {route.api_key} registered twice")
             for version in range(route.min_version, route.max_version + 1):

@@ -25,9 +25,12 @@ from .logs import RateLimitedLog
 from .producer_expiry import run as run_producer_expiry
 from .request_memory import RequestMemory
 from .retention import run as run_retention
+from .security.acls import Policy
+from .security.authorizer import Authorizer
 from .security.listeners import ListenerSpec, authenticates, is_loopback, resolve, tls_files
 from .security.tls import ReloadingContext
 from .storage import RedisStorage, StorageUnavailable
+from .storage.acls import RedisAclStore
 from .storage.brokers import Endpoint, RedisBrokerRegistry
 from .storage.credentials import RedisCredentialStore
 from .storage.groups import RedisGroupStorage
@@ -72,7 +75,13 @@ class Gateway:
         self.storage = RedisStorage(redis_url, timeout=self.config.redis_timeout, cluster=cluster)
         self.credentials = RedisCredentialStore(redis_url, timeout=self.config.redis_timeout,
                                                 cluster=cluster)
+        self.authorizer = Authorizer(
+            Policy(self.config.authorizer, frozenset(self.config.super_users),
+                   self.config.allow_everyone_if_no_acl_found),
+            RedisAclStore(redis_url, timeout=self.config.redis_timeout, cluster=cluster),
+            self.config.acl_refresh_ms)
         cluster_id = await self._cluster_id()
+        await self.authorizer.start()
         self.coordinator = GroupCoordinator(
             RedisGroupStorage(redis_url, timeout=self.config.redis_timeout,
                               partition_keys=self.storage.partition_keys, cluster=cluster),
@@ -283,6 +292,8 @@ class Gateway:
             await self.storage.close()
         if hasattr(self, "credentials"):
             await self.credentials.close()
+        if hasattr(self, "authorizer"):
+            await self.authorizer.stop()
         if hasattr(self, "coordinator"):
             await self.coordinator.storage.close()
         if self.embedded is not None:

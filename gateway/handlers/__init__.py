@@ -1,6 +1,7 @@
 """One module per API area; ROUTES is the gateway's dispatch table."""
 
 from . import (
+    acls,
     admin,
     api_versions,
     fetch,
@@ -28,4 +29,5 @@ ROUTES = (
     *records.ROUTES,
     *sasl.ROUTES,
     *users.ROUTES,
+    *acls.ROUTES,
 )

@@ -28,7 +28,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
-from ..dispatch import Route
+from ..dispatch import Access, Route
 from ..security.listeners import resolve
 from ..storage import InvalidStream, StorageUnavailable, TopicExists, TopicInfo, TopicNotFound
 from ..storage.keys import STREAM_KEYS_CONFIG, adopted_streams
@@ -421,10 +421,10 @@ async def handle_incremental_alter_configs(context: RequestContext, request: Any
 _NIL_UUID = uuid.UUID(int=0)
 
 ROUTES = (
-    Route(19, 2, 7, handle_create_topics),
-    Route(20, 1, 6, handle_delete_topics),
-    Route(32, 1, 4, handle_describe_configs),
-    Route(33, 0, 2, handle_alter_configs),
-    Route(37, 0, 3, handle_create_partitions),
-    Route(44, 0, 1, handle_incremental_alter_configs),
+    Route(19, 2, 7, handle_create_topics, Access.AUTHORIZED),
+    Route(20, 1, 6, handle_delete_topics, Access.AUTHORIZED),
+    Route(32, 1, 4, handle_describe_configs, Access.AUTHORIZED),
+    Route(33, 0, 2, handle_alter_configs, Access.AUTHORIZED),
+    Route(37, 0, 3, handle_create_partitions, Access.AUTHORIZED),
+    Route(44, 0, 1, handle_incremental_alter_configs, Access.AUTHORIZED),
 )

@@ -18,7 +18,7 @@ from kio.schema.errors import ErrorCode
 from kio.static.primitive import i16
 
 from ..context import RequestContext
-from ..dispatch import Route
+from ..dispatch import Access, Route
 from ._build import NO_THROTTLE, make, response_types
 
 API_KEY = 18
@@ -61,4 +61,4 @@ def unsupported_version(route: Route) -> Any:
     )
 
 
-ROUTES = (Route(API_KEY, MIN_VERSION, MAX_VERSION, handle),)
+ROUTES = (Route(API_KEY, MIN_VERSION, MAX_VERSION, handle, Access.PUBLIC),)

@@ -48,7 +48,7 @@ from kafka_redis_gateway.protocol.records import (
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
-from ..dispatch import Route
+from ..dispatch import Access, Route
 from ..storage import ReadRequest, ReadResult, StorageUnavailable, TopicInfo
 from ..storage.entries import DEFAULT_NATIVE
 from ..topics import config_value, native_format
@@ -304,4 +304,4 @@ def _response(context: RequestContext, types: Any, slots: Sequence[Slot], max_by
     )
 
 
-ROUTES = (Route(API_KEY, 4, 16, handle),)
+ROUTES = (Route(API_KEY, 4, 16, handle, Access.AUTHORIZED),)

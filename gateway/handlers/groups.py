@@ -39,7 +39,7 @@ from kio.schema.errors import ErrorCode
 
 from ..context import Broker, RequestContext
 from ..coordinator import Group, GroupState, JoinRequest, SyncRequest
-from ..dispatch import Route
+from ..dispatch import Access, Route
 from ..storage import StorageUnavailable
 from ._build import NO_THROTTLE, make, response_types
 from .producers import TRANSACTIONS_NOT_SERVED, refuse_transactions
@@ -277,12 +277,12 @@ async def handle_delete_groups(context: RequestContext, request: Any) -> Any:
 
 
 ROUTES = (
-    Route(10, 0, 6, handle_find_coordinator),
-    Route(11, 0, 9, handle_join_group),
-    Route(12, 0, 4, handle_heartbeat),
-    Route(13, 0, 5, handle_leave_group),
-    Route(14, 0, 5, handle_sync_group),
-    Route(15, 0, 6, handle_describe_groups),
-    Route(16, 0, 5, handle_list_groups),
-    Route(42, 0, 2, handle_delete_groups),
+    Route(10, 0, 6, handle_find_coordinator, Access.AUTHORIZED),
+    Route(11, 0, 9, handle_join_group, Access.AUTHORIZED),
+    Route(12, 0, 4, handle_heartbeat, Access.AUTHORIZED),
+    Route(13, 0, 5, handle_leave_group, Access.AUTHORIZED),
+    Route(14, 0, 5, handle_sync_group, Access.AUTHORIZED),
+    Route(15, 0, 6, handle_describe_groups, Access.AUTHORIZED),
+    Route(16, 0, 5, handle_list_groups, Access.AUTHORIZED),
+    Route(42, 0, 2, handle_delete_groups, Access.AUTHORIZED),
 )

@@ -23,7 +23,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
-from ..dispatch import Route
+from ..dispatch import Access, Route
 from ..storage import OffsetQuery, PartitionOffsets, StorageUnavailable, TimeOffset, TopicInfo
 from ..topics import config_value
 from ._build import NO_THROTTLE, make, response_types
@@ -111,4 +111,4 @@ async def handle(context: RequestContext, request: Any) -> Any:
     return make(types.ListOffsetsResponse, throttle_time=NO_THROTTLE, topics=topics)
 
 
-ROUTES = (Route(2, 1, 8, handle),)
+ROUTES = (Route(2, 1, 8, handle, Access.AUTHORIZED),)

@@ -21,7 +21,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
-from ..dispatch import Route
+from ..dispatch import Access, Route
 from ..storage import StorageUnavailable, TopicInfo
 from ..topics import topic_or_autocreate
 from ._build import NO_THROTTLE, make, response_types
@@ -126,6 +126,6 @@ async def handle_describe_cluster(context: RequestContext, request: Any) -> Any:
 
 
 ROUTES = (
-    Route(3, 0, 12, handle_metadata),
-    Route(60, 0, 1, handle_describe_cluster),
+    Route(3, 0, 12, handle_metadata, Access.AUTHORIZED),
+    Route(60, 0, 1, handle_describe_cluster, Access.AUTHORIZED),
 )

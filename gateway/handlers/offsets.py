@@ -34,7 +34,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
-from ..dispatch import Route
+from ..dispatch import Access, Route
 from ..storage import StorageUnavailable, TopicInfo
 from ..storage.group_base import OffsetCommit
 from ._build import NO_THROTTLE, make, response_types
@@ -290,7 +290,7 @@ async def handle_offset_delete(context: RequestContext, request: Any) -> Any:
 
 
 ROUTES = (
-    Route(8, 2, 10, handle_offset_commit),
-    Route(9, 1, 10, handle_offset_fetch),
-    Route(47, 0, 0, handle_offset_delete),
+    Route(8, 2, 10, handle_offset_commit, Access.AUTHORIZED),
+    Route(9, 1, 10, handle_offset_fetch, Access.AUTHORIZED),
+    Route(47, 0, 0, handle_offset_delete, Access.AUTHORIZED),
 )

@@ -49,7 +49,7 @@ from kafka_redis_gateway.protocol.records import (
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
-from ..dispatch import CloseConnection, Route
+from ..dispatch import Access, CloseConnection, Route
 from ..storage import AppendBatch, AppendRequest, AppendResult, StorageUnavailable, TopicInfo
 from ..storage.base import AppendRefused, NotDurable, OutcomeUnknown
 from ..topics import config_value, topic_or_autocreate
@@ -266,4 +266,4 @@ def _response(context: RequestContext, outcomes: list[PartitionOutcome]) -> Any:
 
 # v0-v2 are advertised but refused (the connection closes), as Kafka 4 does;
 # see Route.advertised_min_version.
-ROUTES = (Route(API_KEY, 3, 12, handle, advertised_min_version=0),)
+ROUTES = (Route(API_KEY, 3, 12, handle, Access.AUTHORIZED, advertised_min_version=0),)

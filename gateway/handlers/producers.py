@@ -26,7 +26,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
-from ..dispatch import Route
+from ..dispatch import Access, Route
 from ..storage import StorageUnavailable
 from ._build import NO_THROTTLE, make, response_types
 
@@ -93,4 +93,4 @@ async def handle(context: RequestContext, request: Any) -> Any:
     return response(ErrorCode.none, producer_id, 0)
 
 
-ROUTES = (Route(API_KEY, 0, 5, handle),)
+ROUTES = (Route(API_KEY, 0, 5, handle, Access.AUTHORIZED),)

@@ -20,7 +20,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
-from ..dispatch import Route
+from ..dispatch import Access, Route
 from ..storage import OffsetOutOfRange, StorageUnavailable
 from ._build import NO_THROTTLE, make, response_types
 
@@ -65,4 +65,4 @@ async def handle(context: RequestContext, request: Any) -> Any:
     return make(types.DeleteRecordsResponse, throttle_time=NO_THROTTLE, topics=tuple(topics))
 
 
-ROUTES = (Route(API_KEY, 0, 2, handle),)
+ROUTES = (Route(API_KEY, 0, 2, handle, Access.AUTHORIZED),)

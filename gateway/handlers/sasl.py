@@ -21,7 +21,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
-from ..dispatch import Route
+from ..dispatch import Access, Route
 from ..logs import RateLimitedLog
 from ..security.sasl import SASL_AUTHENTICATE, SASL_HANDSHAKE, SaslFailed, Session, State
 from ._build import make, response_types
@@ -80,6 +80,6 @@ def _refuse_out_of_order(session: Session) -> None:
 
 
 ROUTES = (
-    Route(SASL_HANDSHAKE, 0, 1, handle_handshake),
-    Route(SASL_AUTHENTICATE, 0, 2, handle_authenticate),
+    Route(SASL_HANDSHAKE, 0, 1, handle_handshake, Access.PUBLIC),
+    Route(SASL_AUTHENTICATE, 0, 2, handle_authenticate, Access.PUBLIC),
 )

@@ -20,7 +20,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
-from ..dispatch import Route
+from ..dispatch import Access, Route
 from ..security.scram import (
     MAX_ITERATIONS,
     MECHANISM_TYPES,
@@ -133,6 +133,6 @@ async def handle_alter(context: RequestContext, request: Any) -> Any:
 
 
 ROUTES = (
-    Route(50, 0, 0, handle_describe),
-    Route(51, 0, 0, handle_alter),
+    Route(50, 0, 0, handle_describe, Access.AUTHORIZED),
+    Route(51, 0, 0, handle_alter, Access.AUTHORIZED),
 )
