@@ -171,7 +171,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--retention-check-interval-ms", "MS", "RETENTION_CHECK_INTERVAL_MS", parse_int(1),
          str(_DEFAULTS.retention_check_interval_ms),
          "how often topics with retention.ms or retention.bytes are trimmed "
-         "(Kafka's log.retention.check.interval.ms)"),
+         "(Kafka's log.retention.check.interval.ms) and compacted topics compacted"),
     Flag("--producer-id-expiration-ms", "MS", "PRODUCER_ID_EXPIRATION_MS", parse_int(1),
          str(_DEFAULTS.producer_id_expiration_ms),
          "forget an idempotent producer's state on a partition once its newest batch there is "

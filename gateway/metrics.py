@@ -71,7 +71,7 @@ REDIS_LATENCY = Histogram(
 BACKGROUND_SWEEPS = Counter(
     "krg_background_sweeps",
     "Sweeps of every partition run by this gateway (only the cluster's controller runs them): "
-    "retention, producer_expiry",
+    "retention, compaction, producer_expiry",
     ["task"],
 )
 REDIS_RECONNECTS = Counter(

@@ -24,7 +24,13 @@ log = logging.getLogger(__name__)
 
 
 def limits(info: TopicInfo) -> tuple[int, int] | None:
-    """(retention.ms, retention.bytes) of a topic, or None when it keeps everything."""
+    """(retention.ms, retention.bytes) of a topic, or None when it keeps everything.
+
+    A topic whose cleanup.policy is compact alone is never trimmed by age or
+    size (Kafka's rule); compact,delete is both compacted and trimmed.
+    """
+    if "delete" not in config_value(info, "cleanup.policy").split(","):
+        return None
     try:
         retention_ms = int(config_value(info, "retention.ms"))
         retention_bytes = int(config_value(info, "retention.bytes"))

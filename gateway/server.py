@@ -12,6 +12,7 @@ import signal
 
 from . import metrics
 from .cluster import Cluster
+from .compaction import run as run_compaction
 from .config import Config
 from .connection import Connection
 from .context import Broker
@@ -58,6 +59,7 @@ class Gateway:
         self._connections: dict[Connection, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._retention: asyncio.Task[None] | None = None
+        self._compaction: asyncio.Task[None] | None = None
         self._producer_expiry: asyncio.Task[None] | None = None
         self._metrics_server: metrics.MetricsServer | None = None
         # What clients cause, logged without letting them flood the log.
@@ -108,6 +110,9 @@ class Gateway:
         self._retention = asyncio.create_task(
             run_retention(self.storage, self.config.retention_check_interval_ms,
                           self.cluster.is_controller))
+        self._compaction = asyncio.create_task(
+            run_compaction(self.storage, self.config.retention_check_interval_ms,
+                           self.cluster.is_controller))
         self._producer_expiry = asyncio.create_task(run_producer_expiry(
             self.storage, self.config.producer_id_expiration_check_interval_ms,
             self.config.producer_id_expiration_ms, self.cluster.is_controller))
@@ -262,7 +267,7 @@ class Gateway:
             # while it finishes what it started.
             await self.cluster.leave()
         self._heap.cancel()
-        for task in (self._retention, self._producer_expiry, self._tls_watch):
+        for task in (self._retention, self._compaction, self._producer_expiry, self._tls_watch):
             if task is not None:
                 task.cancel()
                 # Bounded: a cancellation that meets redis-py's own timeout

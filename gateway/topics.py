@@ -61,14 +61,14 @@ class ConfigDef:
 # Kafka's topic-level configs with Kafka 4.0 defaults. Unknown names are
 # refused with INVALID_CONFIG, as Kafka does.
 TOPIC_CONFIGS: Mapping[str, ConfigDef] = {
-    # Only "delete" is implemented; compaction is refused (see validate).
+    # compact: gateway/compaction.py, docs/mapping.md ("Compacted topics").
     "cleanup.policy": ConfigDef("delete", 7, ("delete", "compact", "compact,delete", "delete,compact"), True),
     "compression.type": ConfigDef(
         "producer", 2, ("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"), True),
     "compression.gzip.level": ConfigDef("-1", 3),
     "compression.lz4.level": ConfigDef("9", 3),
     "compression.zstd.level": ConfigDef("3", 3),
-    "delete.retention.ms": ConfigDef("86400000", 5),
+    "delete.retention.ms": ConfigDef("86400000", 5, applied=True),
     "file.delete.delay.ms": ConfigDef("60000", 5),
     "flush.messages": ConfigDef("9223372036854775807", 5),
     "flush.ms": ConfigDef("9223372036854775807", 5),
@@ -77,13 +77,13 @@ TOPIC_CONFIGS: Mapping[str, ConfigDef] = {
     "leader.replication.throttled.replicas": ConfigDef("", 7),
     "local.retention.bytes": ConfigDef("-2", 5),
     "local.retention.ms": ConfigDef("-2", 5),
-    "max.compaction.lag.ms": ConfigDef("9223372036854775807", 5),
+    "max.compaction.lag.ms": ConfigDef("9223372036854775807", 5, applied=True),
     "max.message.bytes": ConfigDef("1048588", 3, applied=True),
     "message.timestamp.after.max.ms": ConfigDef("3600000", 5),
     "message.timestamp.before.max.ms": ConfigDef("9223372036854775807", 5),
     "message.timestamp.type": ConfigDef("CreateTime", 2, ("CreateTime", "LogAppendTime"), True),
-    "min.cleanable.dirty.ratio": ConfigDef("0.5", 6),
-    "min.compaction.lag.ms": ConfigDef("0", 5),
+    "min.cleanable.dirty.ratio": ConfigDef("0.5", 6, applied=True),
+    "min.compaction.lag.ms": ConfigDef("0", 5, applied=True),
     "min.insync.replicas": ConfigDef("1", 3),
     "preallocate": ConfigDef("false", 1),
     "remote.storage.enable": ConfigDef("false", 1),
@@ -94,7 +94,7 @@ TOPIC_CONFIGS: Mapping[str, ConfigDef] = {
     "segment.bytes": ConfigDef("1073741824", 3),
     "segment.index.bytes": ConfigDef("10485760", 3),
     "segment.jitter.ms": ConfigDef("0", 5),
-    "segment.ms": ConfigDef("604800000", 5),
+    "segment.ms": ConfigDef("604800000", 5, applied=True),
     "unclean.leader.election.enable": ConfigDef("false", 1),
     # The gateway's own configs (docs/mapping.md, "Native entries"): which
     # field of an entry that native code added is the record's value / key.
@@ -115,6 +115,10 @@ def native_format(info: TopicInfo) -> NativeFormat:
                         key_field.encode() if key_field else None)
 
 
+# Compaction configs Kafka requires to be at least 0 (max.compaction.lag.ms at least 1).
+_NON_NEGATIVE = ("delete.retention.ms", "min.compaction.lag.ms", "segment.ms")
+
+
 def validate_configs(configs: Mapping[str, str | None]) -> str | None:
     """An error message for INVALID_CONFIG, or None when all are acceptable."""
     for name, value in configs.items():
@@ -123,12 +127,16 @@ def validate_configs(configs: Mapping[str, str | None]) -> str | None:
             return f"Unknown topic config name: {name}"
         if value is None or not definition.valid(value):
             return f"Invalid value {value!r} for configuration {name}"
-        if name == "cleanup.policy" and "compact" in value:
-            return "cleanup.policy=compact is not supported by kafka-redis-gateway"
+        if name == "min.cleanable.dirty.ratio" and not 0 <= float(value) <= 1:
+            return f"Invalid value {value} for configuration {name}: Value must be in [0, 1]"
+        if name in _NON_NEGATIVE and int(value) < 0:
+            return f"Invalid value {value} for configuration {name}: Value must be at least 0"
         if name == STREAM_KEYS_CONFIG and value:
             problem = adoption_problem(adopted_streams({name: value}))
             if problem:
                 return problem
+    if "compact" in (configs.get("cleanup.policy") or "").split(",") and configs.get(STREAM_KEYS_CONFIG):
+        return f"cleanup.policy=compact cannot be combined with {STREAM_KEYS_CONFIG}"
     return None
 
 

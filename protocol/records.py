@@ -506,13 +506,16 @@ class EncodedRecords:
     """A batch's records section encoded elsewhere (the storage, from stream entries).
 
     ``body`` holds ``count`` records, uncompressed, with offset deltas 0 to
-    count - 1 and timestamp deltas from ``first_timestamp``.
+    count - 1 and timestamp deltas from ``first_timestamp``; or, from a
+    compacted log with holes, rising deltas whose last is
+    ``last_offset_delta`` (-1: count - 1).
     """
 
     count: int
     body: bytes
     first_timestamp: int
     max_timestamp: int
+    last_offset_delta: int = -1
 
 
 def encode_encoded_batch(base_offset: int, records: EncodedRecords, *,
@@ -520,13 +523,16 @@ def encode_encoded_batch(base_offset: int, records: EncodedRecords, *,
     """One CreateTime batch of already encoded records: only the header and CRC are computed here."""
     if records.count <= 0:
         raise ValueError("a record batch needs at least one record")
+    last_delta = records.last_offset_delta if records.last_offset_delta >= 0 else records.count - 1
     return _framed(base_offset, records.body, records.count, records.first_timestamp,
-                   records.max_timestamp, compression, TimestampType.CREATE_TIME, -1, -1, -1, 0)
+                   records.max_timestamp, compression, TimestampType.CREATE_TIME, -1, -1, -1, 0,
+                   last_delta)
 
 
 def _framed(base_offset: int, body: bytes, count: int, base_ts: int, max_ts: int,
             compression: Compression, timestamp_type: TimestampType, producer_id: int,
-            producer_epoch: int, base_sequence: int, partition_leader_epoch: int) -> bytes:
+            producer_epoch: int, base_sequence: int, partition_leader_epoch: int,
+            last_offset_delta: int | None = None) -> bytes:
     """The batch header and CRC around a records section (compressed here as asked)."""
     if compression != Compression.NONE:
         body = compress(compression, body)
@@ -539,7 +545,7 @@ def _framed(base_offset: int, body: bytes, count: int, base_ts: int, max_ts: int
             2,  # magic
             0,  # CRC, filled in below: it covers the rest of this header
             attributes,
-            count - 1,
+            count - 1 if last_offset_delta is None else last_offset_delta,
             base_ts,
             max_ts,
             producer_id,
@@ -665,6 +671,12 @@ NULL_LENGTH = _NULL
 def offset_deltas(count: int) -> list[bytes]:
     """The encoded offset deltas 0 to count - 1."""
     return _offset_deltas(count)
+
+
+def sparse_offset_deltas(offsets: Sequence[int]) -> list[bytes]:
+    """The encoded offset deltas of records at ``offsets`` (rising, with holes) from the first."""
+    base = offsets[0] if offsets else 0
+    return [_varint(offset - base) for offset in offsets]
 
 
 def encode_records(records: Sequence[Record]) -> bytes:

@@ -31,7 +31,7 @@ from ..context import RequestContext
 from ..dispatch import Access, Route
 from ..security.listeners import resolve
 from ..storage import InvalidStream, StorageUnavailable, TopicExists, TopicInfo, TopicNotFound
-from ..storage.keys import STREAM_KEYS_CONFIG, adopted_streams
+from ..storage.keys import STREAM_KEYS_CONFIG, adopted_streams, is_compacted
 from ..topics import TOPIC_CONFIGS, adoption_forbidden, config_value, invalid_name, validate_configs
 from ._build import NO_THROTTLE, make, response_types
 
@@ -381,6 +381,10 @@ async def _alter_resource(context: RequestContext, resource: Any, validate_only:
         problem = validate_configs(configs)
         if problem:
             raise Refused(ErrorCode.invalid_config, problem)
+        if is_compacted(configs) != is_compacted(info.configs):
+            raise Refused(ErrorCode.invalid_config,
+                          "cleanup.policy cannot change between compact and delete on kafka-redis-gateway: "
+                          "a compacted topic's offsets are laid out from its creation (docs/mapping.md)")
         if adopted_streams(configs) != adopted_streams(info.configs):
             # Read-only anyway; a client without the operator's leave is told
             # so first, the same as at CreateTopics.

@@ -252,19 +252,23 @@ def _encode(slot: Slot, result: ReadResult, api_version: int) -> bytes:
     codec = _codec(info, api_version)
     if result.encoded is not None:
         # The storage encoded the records section; only the header and CRC are left.
-        return encode_encoded_batch(slot.offset, result.encoded, compression=codec)
+        # (result.offset: a compacted topic's first record may be past the offset asked.)
+        return encode_encoded_batch(result.offset, result.encoded, compression=codec)
     # Records come unencoded only from LogAppendTime topics (_read asks so):
     # one batch per append time, since readers take a LogAppendTime batch's
     # max timestamp as every record's timestamp.
+    # A compacted topic's records have holes: a batch holds consecutive
+    # offsets only, so one starts at each hole too.
     records, append_times = result.records, result.append_times
+    offsets = result.offsets or range(result.offset, result.offset + len(records))
     parts = []
-    offset = slot.offset
-    for append_time, group in groupby(zip(records, append_times, strict=True), key=lambda p: p[1]):
-        batch = [record for record, _ in group]
-        parts.append(encode_batch(offset, batch, compression=codec,
+    runs = (offset - index for index, offset in enumerate(offsets))  # equal within a run
+    for (append_time, _), group in groupby(zip(records, zip(append_times, runs, strict=True),
+                                               offsets, strict=True), key=lambda p: p[1]):
+        batch = list(group)
+        parts.append(encode_batch(batch[0][2], [record for record, _, _ in batch], compression=codec,
                                   timestamp_type=TimestampType.LOG_APPEND_TIME,
                                   log_append_time=append_time))
-        offset += len(batch)
     return b"".join(parts)
 
 

@@ -111,10 +111,41 @@ class ReadResult:
     last_id: bytes
     out_of_range: bool = False
     encoded: EncodedRecords | None = None
+    # A compacted topic's records have holes between them: their offsets
+    # (``offset`` is then the first record's, which may be past the offset
+    # asked for). None: the records are at offset, offset + 1, ...
+    offsets: Sequence[int] | None = None
 
     @property
     def record_count(self) -> int:
         return len(self.records) if self.encoded is None else self.encoded.count
+
+    @property
+    def next_offset(self) -> int:
+        """The offset after the last record returned (where the reader goes on)."""
+        if self.offsets is not None and self.record_count:
+            return self.offsets[self.record_count - 1] + 1
+        return self.offset + self.record_count
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionSettings:
+    """A compacted topic's configs, as compact.lua takes them (docs/mapping.md)."""
+
+    min_lag_ms: int
+    max_lag_ms: int
+    segment_ms: int
+    min_dirty_ratio: float
+    delete_retention_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionStats:
+    """What one compaction of a partition did: entries examined, entries removed, script calls."""
+
+    examined: int = 0
+    removed: int = 0
+    calls: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,5 +278,7 @@ class Storage(Protocol):
     async def apply_retention(
         self, topic: str, partition: int, retention_ms: int, retention_bytes: int
     ) -> int: ...
+
+    async def compact(self, topic: str, partition: int, settings: CompactionSettings) -> CompactionStats: ...
 
     async def close(self) -> None: ...

@@ -23,7 +23,7 @@ from typing import Any
 from kafka_redis_gateway.protocol.records import Record
 
 from .base import ReadRequest, ReadResult
-from .entries import encode_entries, entry_to_record, id_millis
+from .entries import encode_entries, entry_to_record, id_millis, id_sequence
 
 # A bound on remembered positions; past it the least recently used go, and
 # a reader whose position went falls back to read.lua once.
@@ -75,7 +75,7 @@ def entries_wanted(request: ReadRequest, cursor: Cursor) -> int:
 
 
 def read_result(request: ReadRequest, status: int, start: int, end: int, last_id: bytes,
-                entries: Sequence[Any]) -> tuple[ReadResult, Cursor | None]:
+                entries: Sequence[Any], sparse: bool = False) -> tuple[ReadResult, Cursor | None]:
     """The records of ``entries`` within the request's limits, and the cursor after them.
 
     The limits are read.lua's: at most ``max_records`` entries, and entries
@@ -83,7 +83,13 @@ def read_result(request: ReadRequest, status: int, start: int, end: int, last_id
     first entry always comes (KIP-74). read.lua has applied them already, so
     for its replies this cuts nothing; an XRANGE after a cursor may also hold
     entries appended after the check script ran, beyond ``end``.
+
+    ``sparse``: the partition is a compacted topic's, whose entries' offsets
+    are their IDs' sequence numbers, with holes; only the entries from the
+    offset asked for to ``end`` are taken.
     """
+    if sparse:
+        return _sparse_result(request, status, start, end, last_id, entries)
     limit = min(request.max_records, max(0, end - request.offset), len(entries))
     if limit and not request.min_one and sum(map(len, entries[0][1])) > request.max_bytes:
         limit = 0  # the first record does not fit, and need not come
@@ -116,14 +122,49 @@ def read_result(request: ReadRequest, status: int, start: int, end: int, last_id
     return result, cursor
 
 
+def _sparse_result(request: ReadRequest, status: int, start: int, end: int, last_id: bytes,
+                   entries: Sequence[Any]) -> tuple[ReadResult, Cursor | None]:
+    """read_result for a compacted topic: offsets from the entry IDs, holes between them."""
+    entries = [entry for entry in entries if request.offset <= id_sequence(entry[0]) < end]
+    limit = min(request.max_records, len(entries))
+    if limit and not request.min_one and sum(map(len, entries[0][1])) > request.max_bytes:
+        limit = 0
+    offsets = [id_sequence(entry[0]) for entry in entries[:limit]]
+    if request.encoded:
+        return _encoded_result(request, status, start, end, last_id, entries, limit, offsets)
+    records: list[Record] = []
+    append_times: list[int] = []
+    size = 0
+    for entry_id, fields in entries[:limit]:
+        size += sum(map(len, fields))
+        if size > request.max_bytes and records:
+            size -= sum(map(len, fields))
+            break
+        records.append(entry_to_record(entry_id, fields, request.native))
+        append_times.append(id_millis(entry_id))
+    cursor = Cursor(entries[len(records) - 1][0], size / len(records)) if records else None
+    result = ReadResult(
+        offset=offsets[0] if records else request.offset,
+        records=records,
+        append_times=append_times,
+        log_start_offset=start,
+        high_watermark=end,
+        last_id=last_id,
+        out_of_range=status == 1,
+        offsets=offsets[:len(records)],
+    )
+    return result, cursor
+
+
 def _encoded_result(request: ReadRequest, status: int, start: int, end: int, last_id: bytes,
-                    entries: Sequence[Any], limit: int) -> tuple[ReadResult, Cursor | None]:
-    encoded, size = encode_entries(entries, limit, request.max_bytes, request.native)
+                    entries: Sequence[Any], limit: int,
+                    offsets: Sequence[int] | None = None) -> tuple[ReadResult, Cursor | None]:
+    encoded, size = encode_entries(entries, limit, request.max_bytes, request.native, offsets)
     cursor = None
     if encoded is not None:
         cursor = Cursor(entries[encoded.count - 1][0], size / encoded.count)
     result = ReadResult(
-        offset=request.offset,
+        offset=offsets[0] if offsets and encoded is not None else request.offset,
         records=(),
         append_times=(),
         log_start_offset=start,
@@ -131,5 +172,6 @@ def _encoded_result(request: ReadRequest, status: int, start: int, end: int, las
         last_id=last_id,
         out_of_range=status == 1,
         encoded=encoded,
+        offsets=None if offsets is None or encoded is None else offsets[:encoded.count],
     )
     return result, cursor

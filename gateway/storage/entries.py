@@ -34,6 +34,7 @@ from kafka_redis_gateway.protocol.records import (
     Record,
     encode_record,
     offset_deltas,
+    sparse_offset_deltas,
     varint,
 )
 
@@ -55,6 +56,11 @@ class NativeFormat:
 
 
 DEFAULT_NATIVE = NativeFormat()
+
+
+def id_sequence(entry_id: bytes) -> int:
+    """An entry ID's sequence number: the offset of a compacted topic's entry (docs/mapping.md)."""
+    return int(entry_id[entry_id.index(b"-") + 1:])
 
 
 def id_millis(entry_id: bytes) -> int:
@@ -139,7 +145,8 @@ def _int_or_none(raw: bytes) -> int | None:
 
 
 def encode_entries(entries: Sequence[Any], limit: int, max_bytes: int,
-                   native: NativeFormat = DEFAULT_NATIVE) -> tuple[EncodedRecords | None, int]:
+                   native: NativeFormat = DEFAULT_NATIVE,
+                   offsets: Sequence[int] | None = None) -> tuple[EncodedRecords | None, int]:
     """The first entries as one Kafka records section, and their field bytes.
 
     Takes at most ``limit`` entries, and entries only while their fields'
@@ -153,6 +160,9 @@ def encode_entries(entries: Sequence[Any], limit: int, max_bytes: int,
     and a run of entries with the same ``ts`` parses it once: this loop is
     the fetch path's cost per record (docs/benchmarks.md). Other entries go
     through ``entry_to_record``.
+
+    ``offsets``: the entries' offsets when they have holes (a compacted
+    topic); without, the entries are at consecutive offsets.
     """
     parts: list[bytes] = []
     append = parts.append
@@ -162,7 +172,8 @@ def encode_entries(entries: Sequence[Any], limit: int, max_bytes: int,
     last_ts_field: bytes | None = None  # the ts field that timestamp and timestamp_part are of
     timestamp_part = b""
     taken = entries[:limit]
-    for (entry_id, fields), offset_part in zip(taken, offset_deltas(len(taken)), strict=True):
+    deltas = offset_deltas(len(taken)) if offsets is None else sparse_offset_deltas(offsets[:limit])
+    for (entry_id, fields), offset_part in zip(taken, deltas, strict=True):
         field_count = len(fields)
         if field_count == 4 and fields[0] == TS and fields[2] == VALUE:
             ts_field, key, value = fields[1], None, fields[3]
@@ -211,4 +222,5 @@ def encode_entries(entries: Sequence[Any], limit: int, max_bytes: int,
         count += 1
     if not count:
         return None, 0
-    return EncodedRecords(count, b"".join(parts), base_ts, max_ts), size
+    last_delta = -1 if offsets is None else offsets[count - 1] - offsets[0]
+    return EncodedRecords(count, b"".join(parts), base_ts, max_ts, last_delta), size

@@ -41,6 +41,16 @@ def producer_state(topic: str, partition: int) -> str:
     return f"kafka:{partition_tag(topic, partition)}:producers"
 
 
+def latest_by_key(topic: str, partition: int) -> str:
+    """Compacted topics: record key -> ID of its latest entry compaction has seen."""
+    return f"kafka:{partition_tag(topic, partition)}:keys"
+
+
+def tombstones(topic: str, partition: int) -> str:
+    """Compacted topics: tombstone entry ID scored by when compaction reached it (ms)."""
+    return f"kafka:{partition_tag(topic, partition)}:tombstones"
+
+
 def partition_keys(topic: str, partition: int) -> list[str]:
     """Every key of a partition, in the order the append script takes them."""
     return [
@@ -106,6 +116,8 @@ class PartitionKeys:
     meta: str
     producers: str
     commits: str
+    latest: str  # compacted topics: key -> latest entry ID (compact.lua)
+    tombstones: str  # compacted topics: tombstones compaction reached
 
     @property
     def for_append(self) -> list[str]:
@@ -115,13 +127,19 @@ class PartitionKeys:
     @property
     def auxiliary(self) -> list[str]:
         """Every key but the stream: what the gateway alone writes."""
-        return [self.index, self.meta, self.producers, self.commits]
+        return [self.index, self.meta, self.producers, self.commits, self.latest, self.tombstones]
+
+    @property
+    def for_compaction(self) -> list[str]:
+        """The keys in the order the compaction script takes them."""
+        return [self.stream, self.meta, self.latest, self.tombstones]
 
 
 def own_partition_keys(topic: str, partition: int) -> PartitionKeys:
     return PartitionKeys(stream(topic, partition), offset_index(topic, partition),
                          partition_meta(topic, partition), producer_state(topic, partition),
-                         partition_commits(topic, partition))
+                         partition_commits(topic, partition), latest_by_key(topic, partition),
+                         tombstones(topic, partition))
 
 
 def hash_tag(key: str) -> str | None:
@@ -141,7 +159,7 @@ def adopted_partition_keys(stream_key: str) -> PartitionKeys:
     # the tag so two adopted streams with one tag never share auxiliary keys.
     base = f"kafka:{{{hash_tag(stream_key) or stream_key}}}:adopted:{stream_key}"
     return PartitionKeys(stream_key, f"{base}:idx", f"{base}:meta", f"{base}:producers",
-                         f"{base}:commits")
+                         f"{base}:commits", f"{base}:keys", f"{base}:tombstones")
 
 
 def adopted_streams(configs: Mapping[str, str]) -> tuple[str, ...]:
@@ -167,6 +185,11 @@ def adoption_problem(stream_keys: Sequence[str]) -> str | None:
     return None
 
 
+def is_compacted(configs: Mapping[str, str]) -> bool:
+    """Whether a topic's cleanup.policy includes compact."""
+    return "compact" in configs.get("cleanup.policy", "delete").split(",")
+
+
 class StreamKeyMap:
     """Which topics live (partly) in adopted streams, as of the last registry read.
 
@@ -177,8 +200,13 @@ class StreamKeyMap:
 
     def __init__(self) -> None:
         self._adopted: dict[str, tuple[str, ...]] = {}
+        self._compacted: set[str] = set()
 
     def learn(self, topic: str, configs: Mapping[str, str]) -> None:
+        if is_compacted(configs):
+            self._compacted.add(topic)
+        else:
+            self._compacted.discard(topic)
         adopted = adopted_streams(configs)
         if adopted:
             self._adopted[topic] = adopted
@@ -187,6 +215,11 @@ class StreamKeyMap:
 
     def forget(self, topic: str) -> None:
         self._adopted.pop(topic, None)
+        self._compacted.discard(topic)
+
+    def compacted(self, topic: str) -> bool:
+        """Whether the topic's cleanup.policy compacts, as of the last registry read."""
+        return topic in self._compacted
 
     def adopted(self) -> Mapping[str, tuple[str, ...]]:
         return self._adopted

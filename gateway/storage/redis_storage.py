@@ -21,6 +21,8 @@ from .base import (
     AppendRefused,
     AppendRequest,
     AppendResult,
+    CompactionSettings,
+    CompactionStats,
     InvalidStream,
     NotDurable,
     OffsetOutOfRange,
@@ -81,6 +83,10 @@ OFFSET_FOR_TIME = function("offset_for_time.lua")
 DELETE_RECORDS = function("delete_records.lua")
 RETENTION = function("retention.lua")
 EXPIRE_PRODUCERS = function("expire_producers.lua")
+COMPACT = function("compact.lua")
+# The bounds of one compact.lua call: entries examined and bytes copied.
+COMPACTION_STEP_ENTRIES = 1000
+COMPACTION_STEP_BYTES = 1024 * 1024
 # Producer states one expire_producers.lua call looks at (HSCAN COUNT): each
 # is a few hundred bytes, so a call touches at most some tens of KiB.
 PRODUCER_EXPIRY_STEP = 100
@@ -458,7 +464,8 @@ class RedisStorage:
             APPEND,
             self.streams.partition(request.topic, request.partition).for_append,
             [INDEX_INTERVAL, INDEX_BYTES, request.producer_id, request.producer_epoch,
-             request.first_sequence, request.last_sequence, *step],
+             request.first_sequence, request.last_sequence, *step,
+             "compact" if self.streams.compacted(request.topic) else "-"],
         )
 
     async def _append_in_one_round(self, requests: Sequence[AppendRequest], trailer: tuple[Any, ...],
@@ -642,22 +649,22 @@ class RedisStorage:
                 await load_library(fast)
             if isinstance(check, Exception) or isinstance(entries, Exception) or int(check[0]) == 3:
                 continue  # read.lua answers this one
-            status, start, end, last_id = check
+            status, start, end, last_id, sparse = check
             results[index] = self._remember(stream, requests[index], *read_result(
-                requests[index], int(status), int(start), int(end), last_id, entries))
+                requests[index], int(status), int(start), int(end), last_id, entries, bool(int(sparse))))
 
     def _read_result(self, request: ReadRequest, reply: Any) -> ReadResult | Exception:
         if isinstance(reply, Exception):
             return _classify(reply)
-        status, start, end, last_id, entries = reply
+        status, start, end, last_id, entries, sparse = reply
         stream = self.streams.stream(request.topic, request.partition)
         return self._remember(stream, request, *read_result(
-            request, int(status), int(start), int(end), last_id, entries))
+            request, int(status), int(start), int(end), last_id, entries, bool(int(sparse))))
 
     def _remember(self, stream: str, request: ReadRequest, result: ReadResult,
                   cursor: Cursor | None) -> ReadResult:
         if cursor is not None:
-            self._cursors.remember(stream, request.offset + result.record_count, cursor)
+            self._cursors.remember(stream, result.next_offset, cursor)
         return result
 
     def _read_call(self, request: ReadRequest) -> ScriptCall:
@@ -763,6 +770,26 @@ class RedisStorage:
         while int(more):
             start, more = await self._one(call, idempotent=True)
         return int(start)
+
+    async def compact(self, topic: str, partition: int, settings: CompactionSettings) -> CompactionStats:
+        """Compact a partition of a compacted topic, in calls of bounded work (compact.lua).
+
+        Each call examines at most COMPACTION_STEP_ENTRIES entries and copies
+        at most COMPACTION_STEP_BYTES; calls repeat, other clients served in
+        between, until the pass is done. A partition with no pass due costs
+        one call of a few O(1) commands.
+        """
+        keys_ = self.streams.partition(topic, partition).for_compaction
+        call = ScriptCall(COMPACT, keys_, [
+            settings.min_lag_ms, settings.max_lag_ms, settings.segment_ms,
+            repr(settings.min_dirty_ratio), settings.delete_retention_ms,
+            COMPACTION_STEP_ENTRIES, COMPACTION_STEP_BYTES])
+        examined = removed = calls = 0
+        more = 1
+        while more:
+            more, seen, gone = (int(n) for n in await self._one(call, idempotent=True))
+            examined, removed, calls = examined + seen, removed + gone, calls + 1
+        return CompactionStats(examined, removed, calls)
 
     async def expire_producers(self, topic: str, partition: int, cursor: str,
                                expiration_ms: int) -> tuple[str, int]:

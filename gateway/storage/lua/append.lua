@@ -28,6 +28,13 @@
 --          (protocol/records.py), uncompressed. The gateway checked the
 --          batch (CRC, codec, sizes); the records are parsed only here.
 --
+-- The last argument of every call is 'compact' for a topic with
+-- cleanup.policy compact (or compact,delete), '-' otherwise. A compacted
+-- topic's records must have keys (INVALID_RECORD, as Kafka), and its
+-- partition's entries get explicit IDs `<append ms>-<offset>`: the ID names
+-- the offset, so compaction can delete entries from the middle without
+-- moving any other entry's offset (stream_info.lua; docs/mapping.md).
+--
 -- Each record becomes one entry with the fields ts, key, value, h:<name>
 -- (h0:<name> for a null header value), in that order (docs/mapping.md).
 --
@@ -55,6 +62,7 @@
 
 local stream, index, meta, producers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local interval, index_bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
+local compacted = ARGV[#ARGV] == 'compact'
 
 -- Parsing the records sections. Lua 5.1 numbers are doubles: exact for
 -- integers below 2^53, which holds every length here; timestamps beyond
@@ -605,12 +613,38 @@ local records, malformed, max_ts, max_delta = parse_all(limit)
 if malformed ~= nil then
   return malformed
 end
+if compacted then
+  for i = 1, #records.ts do
+    if not records.key[i] then
+      return {-1, INVALID_RECORD, 'Compacted topic cannot accept message without key'}
+    end
+  end
+end
 -- What this partition's last gateway append left in the meta, read before
 -- stream_info() may refresh it: an end offset other than the stream's
 -- means native producers appended since (or the meta predates them).
 local known = redis.call('HMGET', meta, 'end_offset', 'last_id', 'index_bytes')
 local stream_existed = redis.call('EXISTS', stream) == 1
-local start, base = stream_info(stream, meta, true)
+local start, base, _, last_generated, sparse = stream_info(stream, meta, true)
+if compacted and not sparse and base == start then
+  -- The first append to a compacted topic's empty partition makes it
+  -- sparse for good; one whose stream already holds dense entries (a topic
+  -- made compacted later) stays dense and is not compacted.
+  redis.call('HSET', meta, 'offsets', 'ids', 'log_start', start)
+  sparse = true
+end
+-- A sparse partition's entries get IDs <ms>-<offset>: ms is Redis's clock,
+-- or the last ID's ms when that is later (a clock step back) or when its
+-- sequence is not below the base offset (then one ms on).
+local explicit_ms = nil
+if sparse then
+  local now = redis.call('TIME')
+  local last_ms, last_seq = parse_id(last_generated)
+  explicit_ms = math.max(tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), last_ms)
+  if explicit_ms == last_ms and last_seq >= base then
+    explicit_ms = last_ms + 1
+  end
+end
 local refused, in_progress = check_producer()
 if refused ~= nil then
   if refused[1] >= 0 then
@@ -655,12 +689,12 @@ local first_id = nil
 
 -- XADD of record i with the fields it has (ts and value alone are handled
 -- in the loop below).
-local function add_record(i)
+local function add_record(i, new_id)
   local key, value, headers = key_list[i], value_list[i], header_list[i]
   if value and key and not headers then
-    return redis.call('XADD', stream, '*', 'ts', ts_list[i], 'key', key, 'value', value)
+    return redis.call('XADD', stream, new_id, 'ts', ts_list[i], 'key', key, 'value', value)
   end
-  local args = {'XADD', stream, '*', 'ts', ts_list[i]}
+  local args = {'XADD', stream, new_id, 'ts', ts_list[i]}
   local n = 5
   if key then
     args[n + 1] = 'key'
@@ -698,11 +732,15 @@ local id
 for i = 1, count do
   local value = value_list[i]
   local size
+  local new_id = '*'
+  if explicit_ms ~= nil then
+    new_id = format('%d-%d', explicit_ms, base + i - 1)
+  end
   if value and not key_list[i] and not header_list[i] then
-    id = redis.call('XADD', stream, '*', 'ts', ts_list[i], 'value', value)
+    id = redis.call('XADD', stream, new_id, 'ts', ts_list[i], 'value', value)
     size = #value
   else
-    id = add_record(i)
+    id = add_record(i, new_id)
     size = record_bytes(i)
   end
   if first_id == nil then
@@ -725,7 +763,12 @@ end
 if base == start then -- the stream was empty: its first entry is this append's
   redis.call('HSET', meta, 'first_id', first_id)
 end
-redis.call('HSET', meta, 'end_offset', base + count, 'length', base + count - start, 'last_id', id,
+-- (A sparse partition's length is not its offset range: it has holes.)
+local length = base + count - start
+if sparse then
+  length = redis.call('XLEN', stream)
+end
+redis.call('HSET', meta, 'end_offset', base + count, 'length', length, 'last_id', id,
            'index_bytes', bytes_since_point)
 
 known = redis.call('HGET', meta, 'max_ts')

@@ -26,10 +26,17 @@ local stream, index, commits, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- ENTRIESREAD and the record get the offset as the client sent it.
 local group, offset, exact_offset = ARGV[1], tonumber(ARGV[2]), ARGV[2]
 
-local start, end_offset, first_id, last_id = stream_info(stream, meta, true)
+local start, end_offset, first_id, last_id, sparse = stream_info(stream, meta, true)
 local id = '0-0'
 if offset - 1 >= end_offset then
   id = last_id
+elseif sparse and offset - 1 >= start then
+  -- A compacted topic: the position before offset N, which may be the ID
+  -- of a removed entry (N-1 in a hole) or the last entry below N.
+  id = sparse_position(stream, index, offset, start)
+  if id == nil then
+    return {-3}
+  end
 elseif offset - 1 >= start then
   id = entry_id_at(stream, index, offset - 1, start, end_offset, first_id)
   if id == nil then

@@ -43,10 +43,14 @@ end
 
 local offset = entries_read
 if not offset then
-  local start, end_offset, first_id, last_id = stream_info(stream, meta)
+  local start, end_offset, first_id, last_id, sparse = stream_info(stream, meta)
   local walk
-  offset, walk = offset_after_id(stream, index, last_delivered, start, end_offset, first_id, last_id,
-                                 false, tonumber(ARGV[2]), ARGV[3])
+  if sparse then
+    offset = sparse_offset_after_id(last_delivered, start, end_offset)
+  else
+    offset, walk = offset_after_id(stream, index, last_delivered, start, end_offset, first_id, last_id,
+                                   false, tonumber(ARGV[2]), ARGV[3])
+  end
   if offset == nil then
     return {-3, walk.pos, walk.id} -- counting copied SEEK_BYTES (stream_info.lua): call again
   end

@@ -17,7 +17,7 @@
 
 local stream, index, meta = KEYS[1], KEYS[2], KEYS[3]
 local target = tonumber(ARGV[1])
-local start, end_offset, first_id = stream_info(stream, meta, true)
+local start, end_offset, first_id, _, sparse = stream_info(stream, meta, true)
 if target == -1 then
   target = end_offset
 end
@@ -27,12 +27,25 @@ end
 if target > start then
   if target == end_offset then
     redis.call('XTRIM', stream, 'MAXLEN', 0)
+  elseif sparse then
+    -- A compacted topic: the entries up to the position before the target.
+    local position = sparse_position(stream, index, target, start)
+    if position == nil then
+      return {2, start}
+    end
+    if position ~= '0-0' then
+      redis.call('XTRIM', stream, 'MINID', next_id(position))
+    end
   else
     local id = entry_id_at(stream, index, target, start, end_offset, first_id)
     if id == nil then
       return {2, start} -- the seek yielded (stream_info.lua): call again
     end
     redis.call('XTRIM', stream, 'MINID', id)
+  end
+  if sparse then
+    -- Its log start is the meta's: exactly the offset asked for, as in Kafka.
+    redis.call('HSET', meta, 'log_start', target)
   end
   start = stream_info(stream, meta, true)
 end

@@ -59,7 +59,7 @@ local function at_least(a, b)
 end
 
 local wanted = as_timestamp(ARGV[1])
-local start, end_offset, first_id, last_id = stream_info(stream, meta)
+local start, end_offset, first_id, last_id, sparse = stream_info(stream, meta)
 if end_offset == start or wanted == nil or wanted[1] then
   return {-1, -1}
 end
@@ -118,6 +118,9 @@ while hit_id == nil do
   step = next_step(step, SEEK_BYTES - copied, biggest)
 end
 
+if sparse then
+  return {id_offset(hit_id), hit_ts} -- a compacted topic's entry names its offset
+end
 -- offset_after_id counts up to and including the hit, so the hit is one before.
 local after, walk = offset_after_id(stream, index, hit_id, start, end_offset, first_id, last_id,
                                     false, tonumber(ARGV[5]), ARGV[6])

@@ -9,7 +9,7 @@
 -- ARGV[4]  1: the first entry comes whatever its size (KIP-74); 0: only
 --          entries within maximum bytes
 --
--- Returns {status, log_start_offset, end_offset, last_id, entries}
+-- Returns {status, log_start_offset, end_offset, last_id, entries, sparse}
 --   status 0: entries start at the offset asked for (possibly none)
 --   status 1: the offset is outside [log_start_offset, end_offset]
 --   status 2: the seek copied SEEK_BYTES of entries without getting there
@@ -20,6 +20,11 @@
 -- most SEEK_BYTES forward after SEEK_BACK_BYTES (plus maximum bytes) back
 -- from the end, and the read its maximum bytes plus one step. Steps are
 -- sized from the biggest entry seen (stream_info.lua).
+--
+-- sparse is 1 for a compacted topic's partition: its entries' offsets are
+-- their IDs' sequence numbers, with holes (stream_info.lua); the entries
+-- are those from the offset on, the first of which may be at a later
+-- offset. 0 otherwise: the entries are at offset, offset + 1, ...
 
 local stream, index, meta = KEYS[1], KEYS[2], KEYS[3]
 local offset = tonumber(ARGV[1])
@@ -27,12 +32,13 @@ local max_entries = tonumber(ARGV[2])
 local max_bytes = tonumber(ARGV[3])
 local min_one = ARGV[4] == '1'
 
-local start, end_offset, first_id, last_id = stream_info(stream, meta, true)
+local start, end_offset, first_id, last_id, sparse = stream_info(stream, meta, true)
+local sparse_flag = sparse and 1 or 0
 if offset < start or offset > end_offset then
-  return {1, start, end_offset, last_id, {}}
+  return {1, start, end_offset, last_id, {}, sparse_flag}
 end
 if offset == end_offset or max_entries <= 0 then
-  return {0, start, end_offset, last_id, {}}
+  return {0, start, end_offset, last_id, {}, sparse_flag}
 end
 
 local entries = {}
@@ -54,6 +60,36 @@ local function take(found)
   return #entries >= max_entries
 end
 
+-- Reads in steps from position `from` (an XRANGE start): the first sized
+-- from `average` (bytes per entry a seek saw; 0: unknown), the later ones
+-- from the entries read, so that max_bytes stops the read within a step of
+-- what it returns.
+local function read_from(from, average)
+  local want = FIRST_STEP
+  while true do
+    if average > 0 then
+      want = math.min(want * 4, math.floor((max_bytes - size) / average) + 1)
+    end
+    want = math.max(1, math.min(want, max_entries - #entries))
+    local found = redis.call('XRANGE', stream, from, '+', 'COUNT', want)
+    if take(found) or #found < want then
+      return
+    end
+    from = '(' .. found[#found][1]
+    average = size / #entries
+  end
+end
+
+if sparse then
+  -- A compacted topic: the entries after the position below the offset.
+  local position = sparse_position(stream, index, offset, start)
+  if position == nil then
+    return {2, start, end_offset, last_id, {}, 1}
+  end
+  read_from('(' .. position, 0)
+  return {0, start, end_offset, last_id, entries, 1}
+end
+
 local seek_offset, seek_id = seek_point(stream, index, offset, start, first_id)
 local tail = end_offset - offset
 
@@ -64,35 +100,19 @@ if tail <= offset - seek_offset and tail <= max_entries then
   local newest = newest_entries(stream, tail, SEEK_BACK_BYTES + math.max(max_bytes, 0))
   if newest ~= nil and #newest == tail then
     take(newest)
-    return {0, start, end_offset, last_id, entries}
+    return {0, start, end_offset, last_id, entries, 0}
   end
 end
 
 -- Forward from the index point to the entry before the offset.
 local walk = new_walk(index, seek_offset, seek_id)
 if offset > seek_offset and not walk_forward(stream, walk, offset - 1) then
-  return {2, start, end_offset, last_id, {}}
+  return {2, start, end_offset, last_id, {}, 0}
 end
 local from = '(' .. walk.id
 if walk.pos == offset then
   from = walk.id -- the index point is at the offset itself
 end
+read_from(from, walk.biggest)
+return {0, start, end_offset, last_id, entries, 0}
 
--- Then in steps: the first sized from the entries the seek saw, the later
--- ones from the entries read, so that max_bytes stops the read within a
--- step of what it returns.
-local average = walk.biggest
-local want = FIRST_STEP
-while true do
-  if average > 0 then
-    want = math.min(want * 4, math.floor((max_bytes - size) / average) + 1)
-  end
-  want = math.max(1, math.min(want, max_entries - #entries))
-  local found = redis.call('XRANGE', stream, from, '+', 'COUNT', want)
-  if take(found) or #found < want then
-    break
-  end
-  from = '(' .. found[#found][1]
-  average = size / #entries
-end
-return {0, start, end_offset, last_id, entries}

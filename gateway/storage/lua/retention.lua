@@ -30,6 +30,7 @@ if redis.call('EXISTS', stream) == 0 then
 end
 local more = 0
 local left = limit
+local length_before = redis.call('XLEN', stream)
 if retention_ms >= 0 then
   local now = redis.call('TIME')
   local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -59,6 +60,20 @@ if retention_bytes >= 0 and left > 0 then
   end
 elseif retention_bytes >= 0 then
   more = 1
+end
+if redis.call('HGET', meta, 'offsets') == 'ids' and redis.call('XLEN', stream) < length_before then
+  -- A compacted topic (compact,delete) keeps its log start in the meta
+  -- (stream_info.lua): the first offset left, or the end when none is.
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  local _, added = stream_info(stream, meta, true)
+  local moved = added
+  if #first == 1 then
+    moved = id_offset(first[1][1])
+  end
+  local known = tonumber(redis.call('HGET', meta, 'log_start')) or 0
+  if moved > known then
+    redis.call('HSET', meta, 'log_start', moved)
+  end
 end
 local start = stream_info(stream, meta, true)
 redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. string.format('%d', start))

@@ -19,7 +19,15 @@
 -- detected: a stream deleted and recreated with as many entries as before,
 -- all with IDs at or below last_id (explicit IDs, or XADD * within the
 -- millisecond of the gateway's last append), and XSETID.
-local function stream_info_refresh(key, meta, writes)
+--
+-- Partitions of compacted topics (meta `offsets` = `ids`, written by their
+-- first append) have holes: compaction XDELs entries from the middle. Their
+-- entries carry their offset in their ID, `<append ms>-<offset>`, so an
+-- entry's offset is its ID's sequence number, whatever was deleted before
+-- it; their log start offset is the meta's `log_start` (moved only by
+-- retention and DeleteRecords, never by compaction). stream_info's fifth
+-- result says which kind the partition is (true: sparse).
+local function stream_info_refresh(key, meta, writes, sparse, log_start)
   local info = redis.call('XINFO', 'STREAM', key)
   local length, added, first_id, last_id = 0, 0, '0-0', '0-0'
   for i = 1, #info, 2 do
@@ -37,27 +45,46 @@ local function stream_info_refresh(key, meta, writes)
   if writes then
     redis.call('HSET', meta, 'end_offset', added, 'length', length, 'first_id', first_id, 'last_id', last_id)
   end
-  return added - length, added, first_id, last_id
+  if sparse then
+    return math.min(log_start, added), added, first_id, last_id, true
+  end
+  return added - length, added, first_id, last_id, false
 end
 
 local function stream_info(key, meta, writes)
   if redis.call('EXISTS', key) == 0 then
-    return 0, 0, '0-0', '0-0'
+    return 0, 0, '0-0', '0-0', false
   end
-  local known = redis.call('HMGET', meta, 'end_offset', 'length', 'first_id', 'last_id')
+  local known = redis.call('HMGET', meta, 'end_offset', 'length', 'first_id', 'last_id', 'offsets', 'log_start')
   local end_offset, length, first_id, last_id = tonumber(known[1]), tonumber(known[2]), known[3], known[4]
+  local sparse, log_start = known[5] == 'ids', tonumber(known[6]) or 0
   if end_offset == nil or length == nil or not first_id or not last_id
       or redis.call('XLEN', key) ~= length
       or #redis.call('XREVRANGE', key, '+', '(' .. last_id, 'COUNT', 1) > 0 then
-    return stream_info_refresh(key, meta, writes)
+    return stream_info_refresh(key, meta, writes, sparse, log_start)
   end
-  return end_offset - length, end_offset, first_id, last_id
+  if sparse then
+    return math.min(log_start, end_offset), end_offset, first_id, last_id, true
+  end
+  return end_offset - length, end_offset, first_id, last_id, false
 end
 
 -- Entry IDs compare as (milliseconds, sequence) pairs.
 local function parse_id(id)
   local dash = string.find(id, '-', 1, true)
   return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+end
+
+-- The offset of an entry of a sparse partition: its ID's sequence number.
+local function id_offset(id)
+  local _, seq = parse_id(id)
+  return seq
+end
+
+-- The position right after entry ID `id` (for an exclusive XTRIM MINID).
+local function next_id(id)
+  local ms, seq = parse_id(id)
+  return string.format('%d-%d', ms, seq + 1)
 end
 
 local function id_less_or_equal(a, b)
@@ -263,4 +290,58 @@ local function offset_after_id(stream, index, id, start, end_offset, first_id, l
     return nil, walk
   end
   return walk.pos + 1
+end
+
+-- Seeks in sparse partitions (compacted topics). Offsets there are IDs'
+-- sequence numbers and rise with the IDs, so the entries from an offset on
+-- are the entries after a position: the last entry below the offset, or an
+-- index point below it. An index point whose entry compaction removed is
+-- still such a position (XRANGE takes any ID), so points stay.
+
+-- A position (an ID) such that the entries after it are exactly those at
+-- `target` and above: the last entry below `target`, found by walking
+-- forward from the nearest index point below it (the walk leaves points as
+-- in dense partitions). '0-0' when nothing below is left. nil when the walk
+-- copied SEEK_BYTES first: it left a point where it stopped, call again.
+local function sparse_position(stream, index, target, start)
+  local position, position_offset = '0-0', -1
+  if target - 1 >= start then
+    local point = redis.call('ZRANGE', index, target - 1, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')
+    if #point == 2 and tonumber(point[2]) >= start then
+      position, position_offset = point[1], tonumber(point[2])
+    end
+  end
+  local walk = new_walk(index, position_offset, position)
+  local step = FIRST_STEP
+  while true do
+    if walk.copied >= SEEK_BYTES then
+      if walk.pos >= 0 then
+        leave_point(walk)
+      end
+      return nil
+    end
+    local found = redis.call('XRANGE', stream, '(' .. walk.id, '+', 'COUNT', step)
+    for i = 1, #found do
+      local offset = id_offset(found[i][1])
+      if offset >= target then
+        return walk.id
+      end
+      walk.pos = offset - 1 -- pass() counts it to its offset, across holes
+      pass(walk, found[i])
+    end
+    if #found < step then
+      return walk.id
+    end
+    step = next_step(step, SEEK_BYTES - walk.copied, walk.biggest)
+  end
+end
+
+-- The offset that follows position `id` in a sparse partition: its
+-- sequence number plus one (a removed entry's ID still names its offset),
+-- or the log start for a position before every entry.
+local function sparse_offset_after_id(id, start, end_offset)
+  if id == '0-0' then
+    return start
+  end
+  return math.min(id_offset(id) + 1, end_offset)
 end
