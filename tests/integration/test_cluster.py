@@ -275,10 +275,10 @@ def test_only_the_controller_runs_the_background_sweeps(cluster_redis: RedisServ
         def sweeps(port: int) -> list[float]:
             samples = scrape(port)
             return [value(samples, "krg_background_sweeps_total", task=task)
-                    for task in ("retention", "producer_expiry")]
+                    for task in ("retention", "compaction", "producer_expiry")]
 
         wait_until(lambda: min(sweeps(controller_port)) >= 5, 30, "the controller's sweeps")
-        assert [sweeps(port) for port in ports if port != controller_port] == [[0, 0], [0, 0]]
+        assert [sweeps(port) for port in ports if port != controller_port] == [[0, 0, 0], [0, 0, 0]]
     finally:
         for gateway in started:
             gateway.stop()
