@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..security.acls import AclBinding, AclSet
+from .errors import call_once
 from .redis_cluster import redis_client
-from .redis_storage import call_once
 
 ACLS = "kafka:{acls}"
 ACLS_VERSION = "kafka:{acls}:version"

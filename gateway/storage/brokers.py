@@ -14,13 +14,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from ..config import RESERVED_BROKER_MAX_ID
 from . import keys
-from .base import StorageUnavailable
-from .redis_cluster import ClusterConnection, redis_client
-from .redis_storage import UNAVAILABLE, call_once
+from .errors import call_once, classify
+from .redis_cluster import StoreConnections
 from .scripts import ScriptCall, function, run_calls
 
 LEASE = function("broker_lease.lua")
@@ -71,20 +68,11 @@ def _decode(raw: Any) -> BrokerRegistration | None:
         return None  # not ours to read; a registration is only ever written by _encode
 
 
-class RedisBrokerRegistry:
+class RedisBrokerRegistry(StoreConnections):
     """Leases on node IDs, on a small connection pool of its own."""
 
     def __init__(self, url: str, *, timeout: float = 5.0, cluster: bool = False) -> None:
-        self._redis = redis_client(url, cluster=cluster, max_connections=2, timeout=timeout)
-        # Function calls: on a Redis Cluster routed to their slot's node (redis_cluster.py).
-        self._cluster = ClusterConnection(url, timeout=timeout) if cluster else None
-        self._scripts: aioredis.Redis | ClusterConnection = (
-            self._cluster if self._cluster is not None else self._redis)
-
-    async def close(self) -> None:
-        await self._redis.aclose()
-        if self._cluster is not None:
-            self._cluster.close()
+        super().__init__(url, cluster=cluster, max_connections=2, timeout=timeout)
 
     async def assign_node_id(self) -> int:
         """A node ID no gateway was assigned before (above RESERVED_BROKER_MAX_ID)."""
@@ -97,7 +85,7 @@ class RedisBrokerRegistry:
                            lease_ms, MAX_BROKERS])
         (reply,) = await call_once(lambda: run_calls(self._scripts, [call]))
         if isinstance(reply, Exception):
-            raise StorageUnavailable(str(reply)) if isinstance(reply, UNAVAILABLE) else reply
+            raise classify(reply)
         held, wait_ms, *raw = reply
         live = tuple(sorted((r for r in map(_decode, raw) if r is not None), key=lambda r: r.node_id))
         return LeaseResult(bool(held), int(wait_ms), live)
@@ -106,5 +94,5 @@ class RedisBrokerRegistry:
         call = ScriptCall(LEAVE, [keys.BROKER_REGISTRATIONS, keys.BROKER_LEASES], [node_id, instance])
         (reply,) = await call_once(lambda: run_calls(self._scripts, [call]))
         if isinstance(reply, Exception):
-            raise StorageUnavailable(str(reply)) if isinstance(reply, UNAVAILABLE) else reply
+            raise classify(reply)
         return bool(reply)

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .errors import call_once
 from .redis_cluster import redis_client
-from .redis_storage import call_once
 
 MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 # "Describe all users" reads at most this many (one request must stay bounded).

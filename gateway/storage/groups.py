@@ -21,13 +21,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from . import keys
-from .base import StorageUnavailable
+from .errors import call_once, classify
 from .group_base import CommittedOffset, OffsetCommit
-from .redis_cluster import ClusterConnection, redis_client
-from .redis_storage import UNAVAILABLE, call_once
+from .redis_cluster import StoreConnections
 from .scripts import ScriptCall, function, run_calls
 
 KeysOf = Callable[[str, int], Awaitable[keys.PartitionKeys]]
@@ -48,7 +45,7 @@ def _parse_member(raw: bytes) -> tuple[str, int]:
     return topic, int(partition)
 
 
-class RedisGroupStorage:
+class RedisGroupStorage(StoreConnections):
     """Implements :class:`~.group_base.GroupStorage`.
 
     It has a connection pool of its own, so group traffic (heartbeat-paced
@@ -60,16 +57,7 @@ class RedisGroupStorage:
         # Where a topic's partitions live (RedisStorage.partition_keys knows
         # adopted streams); the gateway's own keys when not given.
         self._keys_of: KeysOf = partition_keys or _own_keys
-        self._redis = redis_client(url, cluster=cluster, max_connections=max_connections, timeout=timeout)
-        # Function calls: on a Redis Cluster routed to their slot's node (redis_cluster.py).
-        self._cluster = ClusterConnection(url, timeout=timeout) if cluster else None
-        self._scripts: aioredis.Redis | ClusterConnection = (
-            self._cluster if self._cluster is not None else self._redis)
-
-    async def close(self) -> None:
-        await self._redis.aclose()
-        if self._cluster is not None:
-            self._cluster.close()
+        super().__init__(url, cluster=cluster, max_connections=max_connections, timeout=timeout)
 
     async def ping(self) -> None:
         await call_once(self._redis.ping)
@@ -135,7 +123,7 @@ class RedisGroupStorage:
         results = []
         for (topic, partition), reply in zip(partitions, replies, strict=True):
             if isinstance(reply, Exception):
-                raise _classified(reply)
+                raise classify(reply)
             offset, epoch, metadata = reply
             results.append(CommittedOffset(topic, partition, int(offset), int(epoch),
                                            _text(metadata)))
@@ -159,7 +147,7 @@ class RedisGroupStorage:
         replies = await call_once(lambda: run_calls(self._scripts, calls))
         for reply in replies:
             if isinstance(reply, Exception):
-                raise _classified(reply)
+                raise classify(reply)
         members = [_member(t, p) for t, p in partitions]
         await call_once(lambda: self._redis.srem(keys.group_partitions(group), *members))  # type: ignore[misc]
 
@@ -188,7 +176,7 @@ class RedisGroupStorage:
         call = ScriptCall(SAVE_MEMBERSHIP, [keys.group_membership(group)], [generation, state])
         (reply,) = await call_once(lambda: run_calls(self._scripts, [call]))
         if isinstance(reply, Exception):
-            raise _classified(reply)
+            raise classify(reply)
         return bool(reply)
 
     async def load_membership(self, group: str) -> bytes | None:
@@ -220,16 +208,10 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _classified(error: Exception) -> Exception:
-    if isinstance(error, UNAVAILABLE):
-        return StorageUnavailable(str(error))
-    return error
-
-
 def _seek_yielded(reply: Any) -> bool:
     return isinstance(reply, list) and bool(reply) and reply[0] == -3
 
 
 def _error(reply: Any) -> Exception | None:
-    return _classified(reply) if isinstance(reply, Exception) else None
+    return classify(reply) if isinstance(reply, Exception) else None
 

@@ -8,8 +8,9 @@ import redis.asyncio as aioredis
 
 from . import keys
 from .base import StorageUnavailable
+from .errors import UNAVAILABLE
 from .redis_cluster import is_cluster, redis_client
-from .redis_storage import UNAVAILABLE, _decode_topic
+from .redis_storage import _decode_topic
 
 
 def _text(value: Any) -> Any:

@@ -31,7 +31,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from .base import StorageUnavailable
+from .errors import call_once, classify
 from .multiplex import BlockingPool, MultiplexedConnection
 
 SLOTS = 16384
@@ -54,15 +54,11 @@ async def is_cluster(url: str, *, timeout: float = 5.0) -> bool:
         return False
     connection = MultiplexedConnection(url, timeout=timeout)
     try:
-        (info,) = await connection.execute([("INFO", "cluster")])
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-        raise StorageUnavailable(str(exc)) from exc
+        (info,) = await call_once(lambda: connection.execute([("INFO", "cluster")]))
     finally:
         connection.close()
-    if isinstance(info, redis_errors.BusyLoadingError):
-        raise StorageUnavailable(str(info))
     if isinstance(info, Exception):
-        raise info
+        raise classify(info)
     text = info.decode() if isinstance(info, bytes) else str(info)
     return "cluster_enabled:1" in text
 
@@ -81,6 +77,27 @@ def redis_client(url: str, *, cluster: bool, max_connections: int, timeout: floa
     return aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
         url, connection_class=connection_class, max_connections=max_connections, timeout=timeout,
         socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30))
+
+
+class StoreConnections:
+    """A store's own small pool (redis-py) and, on a Redis Cluster, the router for its function calls.
+
+    For the stores beside RedisStorage (broker registry, groups): their
+    traffic never waits behind produce and fetch.
+    """
+
+    def __init__(self, url: str, *, cluster: bool, max_connections: int, timeout: float) -> None:
+        self._redis = redis_client(url, cluster=cluster, max_connections=max_connections,
+                                   timeout=timeout)
+        # Function calls: on a Redis Cluster routed to their slot's node (ClusterConnection).
+        self._cluster = ClusterConnection(url, timeout=timeout) if cluster else None
+        self._scripts: aioredis.Redis | ClusterConnection = (
+            self._cluster if self._cluster is not None else self._redis)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+        if self._cluster is not None:
+            self._cluster.close()
 
 
 async def drop_idle_connections(client: aioredis.Redis) -> None:
@@ -154,13 +171,6 @@ def _redirect(replies: Sequence[Any]) -> tuple[str, int, str] | None:
             if found is not None:
                 return found
     return None
-
-
-def is_cluster_transient(error: Exception) -> bool:
-    """A cluster's "nothing ran, ask again": a slot moving (TRYAGAIN, MOVED/ASK past
-    the redirections followed) or a shard without its primary (CLUSTERDOWN, MASTERDOWN)."""
-    return isinstance(error, (redis_errors.TryAgainError, redis_errors.AskError,
-                              redis_errors.ClusterDownError, redis_errors.MasterDownError))
 
 
 class ClusterConnection:

@@ -40,22 +40,13 @@ from .base import (
 )
 from .cursors import Cursor, Cursors, entries_wanted, read_result
 from .entries import id_millis
+from .errors import UNAVAILABLE, classify, is_missing_function
 from .multiplex import RECONNECT_PAUSE, BlockingPool, MultiplexedConnection
-from .redis_cluster import ClusterConnection, drop_idle_connections, is_cluster_transient, redis_client
-from .scripts import ScriptCall, function, is_missing_function, library, load_library, run_calls
+from .redis_cluster import ClusterConnection, drop_idle_connections, redis_client
+from .scripts import ScriptCall, function, library, load_library, run_calls
 from .steps import PartitionTurns, append_pieces, fits_one_call, limits, may_fit_one_call, pieces_of
 
 T = TypeVar("T")
-
-# Errors that mean "Redis is not there right now": the gateway answers with a
-# retriable Kafka error and redis-py reconnects on the next command.
-UNAVAILABLE = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.BusyLoadingError,
-    ConnectionError,
-    OSError,
-)
 
 # An offset index point at least every INDEX_INTERVAL offsets and every
 # INDEX_BYTES bytes of entries (append.lua; seeks through regions without
@@ -92,22 +83,6 @@ COMPACTION_STEP_BYTES = 1024 * 1024
 PRODUCER_EXPIRY_STEP = 100
 
 
-
-async def call_once(operation: Callable[[], Awaitable[T]]) -> T:
-    """Run one Redis operation, timed; Redis unreachable becomes StorageUnavailable.
-
-    Not repeated on a new connection (RedisStorage._call does that for what
-    is safe to repeat): for the registry, group and credential stores, whose
-    callers answer with a retriable Kafka error instead.
-    """
-    started = time.perf_counter()
-    try:
-        return await operation()
-    except UNAVAILABLE as exc:
-        REDIS_RECONNECTS.inc()
-        raise StorageUnavailable(str(exc)) from exc
-    finally:
-        REDIS_LATENCY.observe(time.perf_counter() - started)
 
 class RedisStorage:
     """Implements :class:`~.base.Storage` on one Redis server."""
@@ -206,7 +181,7 @@ class RedisStorage:
     async def _one(self, call: ScriptCall, *, idempotent: bool = True) -> Any:
         (reply,) = await self._call(lambda: run_calls(self._scripts, [call]), idempotent=idempotent)
         if isinstance(reply, Exception):
-            raise _classify(reply)
+            raise classify(reply)
         return reply
 
     async def load_functions(self) -> str:
@@ -553,9 +528,9 @@ class RedisStorage:
                 return result
         pieces = await pieces_of(request.batches, lambda args: self._check_records(request, args))
         if isinstance(pieces, Exception):
-            return _classify(pieces)
+            return classify(pieces)
         return await append_pieces(pieces, lambda args: self._append_piece(request, args, trailer),
-                                   _classify)
+                                   classify)
 
     async def _check_records(self, request: AppendRequest, step: Sequence[Any]) -> Any:
         """A 'check' call of append.lua: it writes nothing, so it may be repeated."""
@@ -655,7 +630,7 @@ class RedisStorage:
 
     def _read_result(self, request: ReadRequest, reply: Any) -> ReadResult | Exception:
         if isinstance(reply, Exception):
-            return _classify(reply)
+            return classify(reply)
         status, start, end, last_id, entries, sparse = reply
         stream = self.streams.stream(request.topic, request.partition)
         return self._remember(stream, request, *read_result(
@@ -700,7 +675,7 @@ class RedisStorage:
         reply = await self._call(lambda: waits.execute(command, block_seconds=timeout_ms / 1000),
                                  timed=False)
         if isinstance(reply, Exception):
-            raise _classify(reply)
+            raise classify(reply)
 
     async def list_offsets(
         self, queries: Sequence[OffsetQuery]
@@ -720,7 +695,7 @@ class RedisStorage:
             again = []
             for index, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, Exception):
-                    results[index] = _classify(reply)
+                    results[index] = classify(reply)
                 elif queries[index].timestamp is None:
                     results[index] = _partition_offsets(reply)
                 elif int(reply[0]) == -2:
@@ -850,7 +825,7 @@ class AppendInPieces(Exception):
 
 def _append_result(reply: Any) -> AppendResult | Exception:
     if isinstance(reply, Exception):
-        return _classify(reply)
+        return classify(reply)
     if int(reply[0]) == -4:
         return AppendInPieces()
     if int(reply[0]) == -1:
@@ -875,16 +850,3 @@ def _durable(trailer: Sequence[Any], reply: Any) -> bool:
     if trailer[0] == "WAITAOF":
         return int(reply[0]) >= int(trailer[1]) and int(reply[1]) >= int(trailer[2])
     return int(reply) >= int(trailer[1])
-
-
-def _classify(error: Exception) -> Exception:
-    if isinstance(error, UNAVAILABLE):
-        return StorageUnavailable(str(error))
-    if is_cluster_transient(error):
-        # Nothing ran (a slot mid-migration, a shard failing over): retriable.
-        return StorageUnavailable(f"Redis Cluster: {type(error).__name__} {error}")
-    if is_missing_function(error):
-        # Nothing ran, and the library has been loaded again: retriable.
-        return StorageUnavailable("the gateway's Redis functions were missing (FUNCTION FLUSH, "
-                                  "or a Redis without persistence restarted); loaded again")
-    return error

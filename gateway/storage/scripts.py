@@ -33,6 +33,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
+from .errors import is_missing_function
 from .multiplex import MultiplexedConnection
 from .redis_cluster import ClusterConnection
 
@@ -46,8 +47,6 @@ PRELUDE = "stream_info.lua"
 # Functions that only read, flagged no-writes: Redis lets them run on
 # replicas and while it is out of memory.
 READ_ONLY = frozenset({"cursor.lua", "offsets.lua", "offset_for_time.lua", "committed_offset.lua"})
-# Redis's and Valkey's answer to FCALL of a function no library registers.
-MISSING_FUNCTION = "Function not found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +109,6 @@ def function(file: str) -> LuaFunction:
     if file not in library().function_names:
         raise KeyError(f"no function from {file}")
     return LuaFunction(file)
-
-
-def is_missing_function(reply: Any) -> bool:
-    """Whether a reply is FCALL's error for a function not loaded (nothing ran).
-
-    redis-py strips the ``ERR`` prefix; hiredis's errors inside an EXEC reply keep it.
-    """
-    return isinstance(reply, Exception) and str(reply).removeprefix("ERR ") == MISSING_FUNCTION
 
 
 async def load_library(client: Client) -> None:

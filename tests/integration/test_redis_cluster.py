@@ -24,7 +24,11 @@ from confluent_kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
-from kafka_redis_gateway.gateway.storage import keys
+from kafka_redis_gateway.gateway.storage import StorageUnavailable, keys
+from kafka_redis_gateway.gateway.storage.brokers import BrokerRegistration, Endpoint, RedisBrokerRegistry
+from kafka_redis_gateway.gateway.storage.credentials import RedisCredentialStore
+from kafka_redis_gateway.gateway.storage.group_base import OffsetCommit
+from kafka_redis_gateway.gateway.storage.groups import RedisGroupStorage
 
 from tests.integration.test_confluent import (
     Rec,
@@ -300,3 +304,34 @@ def test_scram_users_on_a_redis_cluster(admin: AdminClient) -> None:
     assert sorted(info.mechanism for info in described.scram_credential_infos) == [
         ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512]
     assert "cluster-user" in admin.describe_user_scram_credentials().result(timeout=30)
+
+
+async def test_a_cluster_that_serves_no_slot_is_unavailable_to_every_store(tmp_path: Path) -> None:
+    """CLUSTERDOWN (and redis-py's "slots not covered") from the group, broker and credential
+    stores is StorageUnavailable, which handlers answer with a retriable Kafka error."""
+    cluster = RedisClusterServers(tmp_path, primaries=1).start()
+    groups = RedisGroupStorage(cluster.url, cluster=True)
+    brokers = RedisBrokerRegistry(cluster.url, cluster=True)
+    credentials = RedisCredentialStore(cluster.url, cluster=True)
+    registration = BrokerRegistration(7, (Endpoint("PLAINTEXT", "127.0.0.1", 9092),))
+    node = cluster.nodes[0].client()
+    try:
+        # Every store has its slot map before the slots go.
+        assert await groups.save_membership("g", 1, b"state")
+        assert (await brokers.renew(registration, "instance", 1000)).held
+        assert await credentials.credential("alice", "SCRAM-SHA-256") is None
+        node.execute_command("CLUSTER", "DELSLOTSRANGE", 0, 16383)
+        with pytest.raises(StorageUnavailable):
+            await groups.save_membership("g", 2, b"state")
+        with pytest.raises(StorageUnavailable):
+            await groups.commit_offsets("g", [OffsetCommit("t", 0, 1, -1, "")], "consumer")
+        with pytest.raises(StorageUnavailable):
+            await brokers.renew(registration, "instance", 1000)
+        with pytest.raises(StorageUnavailable):
+            await credentials.credential("alice", "SCRAM-SHA-256")
+    finally:
+        node.close()
+        await groups.close()
+        await brokers.close()
+        await credentials.close()
+        cluster.stop()
