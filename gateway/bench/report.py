@@ -25,13 +25,18 @@ def _fmt(value: Any) -> str:
 COLUMNS: dict[str, list[tuple[str, str]]] = {
     "produce": [("producers", "producers"), ("partitions", "partitions"),
                 ("records_per_s", "records/s"), ("mb_per_s", "MB/s"), ("records", "records"),
-                ("seconds", "s"), ("bytes_per_record", "Redis bytes/record")],
-    "consume": [("records_per_s", "records/s"), ("mb_per_s", "MB/s"), ("records", "records"),
-                ("seconds", "s")],
-    "group": [("records_per_s", "records/s"), ("mb_per_s", "MB/s"), ("join_s", "join s"),
+                ("seconds", "s"), ("bytes_per_record", "Redis bytes/record"),
+                ("disk_bytes_per_record", "Kafka log bytes/record")],
+    "consume": [("partitions", "partitions"), ("records_per_s", "records/s"), ("mb_per_s", "MB/s"),
+                ("records", "records"), ("seconds", "s")],
+    "group": [("partitions", "partitions"), ("records_per_s", "records/s"), ("mb_per_s", "MB/s"),
+              ("join_s", "join s"),
               ("records", "records"), ("seconds", "s")],
     "rebalance": [("partitions", "partitions"), ("join_s", "first join s"),
                   ("rebalance_s", "second member s")],
+    "recovery": [("killed", "killed"), ("records_before", "records before"),
+                 ("records_after", "records after"), ("restart_s", "restarted s"),
+                 ("recovery_s", "first acked write s")],
     "latency": [("offered_per_s", "offered/s"), ("achieved_send_per_s", "sent/s"), ("received", "received"),
                 ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("p999_ms", "p99.9 ms"), ("max_ms", "max ms")],
 }
@@ -75,7 +80,7 @@ def plots(run: dict[str, Any], out: Path) -> list[Path]:
             series: dict[str, list[tuple[int, float]]] = defaultdict(list)
             for row in throughput:
                 if row["workload"] == workload and row.get("records_per_s"):
-                    series[row["target"]].append((row["record_size"], row["records_per_s"]))
+                    series[_series(row)].append((row["record_size"], row["records_per_s"]))
             for target, points in sorted(series.items()):
                 points.sort()
                 ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=target)
@@ -113,7 +118,49 @@ def plots(run: dict[str, Any], out: Path) -> list[Path]:
         fig.savefig(path)
         plt.close(fig)
         written.append(path)
-    return written
+    extra = storage_and_recovery(results, out)
+    return [*written, extra] if extra else written
+
+
+def _series(row: dict[str, Any]) -> str:
+    """The target, and its layout when it is not one producer into one partition."""
+    partitions, producers = row.get("partitions", 1), row.get("producers", 1)
+    if (partitions, producers) == (1, 1):
+        return str(row["target"])
+    return f"{row['target']} {partitions}p/{producers}prod" if row["workload"] == "produce" else (
+        f"{row['target']} {partitions}p")
+
+
+def storage_and_recovery(results: list[dict[str, Any]], out: Path) -> Path | None:
+    """Bars: stored bytes per record (Redis memory, Kafka log on disk) and seconds back after kill -9."""
+    import matplotlib.pyplot as plt
+
+    stored = [(f"{row['target']} {row['record_size']} B", row.get("bytes_per_record")
+               or row.get("disk_bytes_per_record"), row["record_size"])
+              for row in results if row["workload"] == "produce"
+              and row.get("partitions", 1) == 1 and row.get("producers", 1) == 1
+              and (row.get("bytes_per_record") or row.get("disk_bytes_per_record"))]
+    recovered = [(f"{row['target']} ({row['killed']} killed)", row["recovery_s"])
+                 for row in results if row["workload"] == "recovery" and row.get("recovery_s")]
+    if not (stored or recovered):
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=80)
+    if stored:
+        labels = [label for label, _, _ in stored]
+        axes[0].barh(labels, [value / size for _, value, size in stored])
+        axes[0].set_xlabel("stored bytes per record / record size")
+        axes[0].set_title("Redis memory or Kafka log, per record", fontsize=9)
+        axes[0].tick_params(labelsize=7)
+    if recovered:
+        axes[1].barh([label for label, _ in recovered], [value for _, value in recovered])
+        axes[1].set_xlabel("s from kill -9 to the first acknowledged write")
+        axes[1].set_title("recovery", fontsize=9)
+        axes[1].tick_params(labelsize=7)
+    fig.tight_layout()
+    path = out / "storage_recovery.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def write(run: dict[str, Any], out: Path) -> list[Path]:

@@ -99,15 +99,18 @@ class KafkaTarget:
     """Any Kafka-compatible bootstrap address, driven by confluent-kafka.
 
     ``redis_url``, when known (the gateway's own Redis), lets the memory
-    workload read the streams' size.
+    workload read the streams' size; ``log_bytes``, when known (a broker
+    ``bench`` started), gives the bytes of a topic's log segments on disk.
     """
 
     kind = "kafka"
 
-    def __init__(self, name: str, bootstrap: str, redis_url: str | None = None) -> None:
+    def __init__(self, name: str, bootstrap: str, redis_url: str | None = None,
+                 log_bytes: Callable[[str, int], int] | None = None) -> None:
         self.name = name
         self.bootstrap = bootstrap
         self.redis_url = redis_url
+        self.log_bytes = log_bytes
 
     def _create_topic(self, topic: str, partitions: int) -> None:
         from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -294,6 +297,9 @@ class KafkaTarget:
             consumer.close()
 
     def memory(self, topic: str, params: Params, records: int) -> Result:
+        if self.log_bytes is not None:
+            size = self.log_bytes(topic, params.partitions)
+            return {"disk_bytes": size, "disk_bytes_per_record": size / records if records else None}
         if not self.redis_url:
             return {}
         from ..storage import keys

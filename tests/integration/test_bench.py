@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("tqdm")
 
 from kafka_redis_gateway.gateway.bench import main
+from kafka_redis_gateway.gateway.bench.servers import kafka_available
 
 from tests.servers import GatewayProcess, RedisServer
 
@@ -75,3 +78,53 @@ def test_several_producers_share_the_records(gateway: GatewayProcess, redis_serv
     assert {(row["target"], row["producers"], row["partitions"]) for row in produced} == {
         ("gateway", 3, 2), ("redis-py", 3, 2)}
     assert all(row["records"] == 301 for row in rows)
+
+
+def _listening(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_recovery_after_kill_9_of_the_gateway_and_of_redis(tmp_path: Path) -> None:
+    out = tmp_path / "recovery"
+    code = main(["--start-gateway", "--workloads", "produce,recovery", "--record-sizes", "100",
+                 "--count", "500", "--warmup", "0", "--out", str(out), "--no-progress"])
+    assert code == 0
+    rows = [row for row in json.loads((out / "results.json").read_text())["results"]
+            if row["workload"] == "recovery"]
+    assert [(row["target"], row["killed"]) for row in rows] == [
+        ("gateway", "gateway"), ("gateway", "redis"), ("redis-py", "redis")]
+    for row in rows:
+        assert "error" not in row, row
+        assert row["records_before"] == row["records_after"] == 500
+        assert _number(row["recovery_s"]) and row["recovery_s"] >= row["restart_s"] > 0
+    assert (out / "storage_recovery.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(not kafka_available(), reason="no Apache Kafka broker at /opt/kafka-broker")
+def test_start_kafka_beside_the_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    out = tmp_path / "report"
+    code = main(["--start-gateway", "--start-kafka", "--workloads", "produce,consume,rebalance,recovery",
+                 "--record-sizes", "100", "--count", "500", "--warmup", "100", "--out", str(out),
+                 "--no-progress"])
+    assert code == 0
+    run = json.loads((out / "results.json").read_text())
+    rows = run["results"]
+    assert not [row for row in rows if "error" in row], rows
+    kafka = {row["workload"]: row for row in rows if row["target"] == "kafka"}
+    assert kafka["produce"]["records"] == kafka["consume"]["records"] == 500
+    # 500 records of 100 bytes in record batches: at least the values, and not wildly more.
+    assert 100 <= kafka["produce"]["disk_bytes_per_record"] < 1000
+    assert _number(kafka["rebalance"]["rebalance_s"])
+    assert kafka["recovery"]["records_before"] == kafka["recovery"]["records_after"] == 500
+    assert "Apache Kafka" in run["environment"]["kafka broker"]
+    # The broker is stopped and its data directory removed.
+    assert not _listening(run["environment"]["kafka bootstrap"])
+    assert list(scratch.iterdir()) == []
