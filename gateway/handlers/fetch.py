@@ -285,13 +285,16 @@ def _response(context: RequestContext, types: Any, slots: Sequence[Slot], max_by
             else:
                 budget -= len(data)
         key = (slot.topic, slot.info.topic_id if slot.info else slot.topic_id)
+        # A partition with an error (OFFSET_OUT_OF_RANGE included) reports
+        # unknown offsets, as Kafka's ReplicaManager.createLogReadResult does.
+        known = result if slot.code == ErrorCode.none else None
         by_topic.setdefault(key, []).append(make(
             types.PartitionData,
             partition_index=slot.partition,
             error_code=slot.code,
-            high_watermark=result.high_watermark if result else -1,
-            last_stable_offset=result.high_watermark if result else -1,
-            log_start_offset=result.log_start_offset if result else -1,
+            high_watermark=known.high_watermark if known else -1,
+            last_stable_offset=known.high_watermark if known else -1,
+            log_start_offset=known.log_start_offset if known else -1,
             aborted_transactions=None,
             preferred_read_replica=-1,
             records=data,
