@@ -38,7 +38,8 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
                  ("records_after", "records after"), ("restart_s", "restarted s"),
                  ("recovery_s", "first acked write s")],
     "latency": [("offered_per_s", "offered/s"), ("achieved_send_per_s", "sent/s"), ("received", "received"),
-                ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("p999_ms", "p99.9 ms"), ("max_ms", "max ms")],
+                ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("p999_ms", "p99.9 ms"), ("max_ms", "max ms"),
+                ("max_at_s", "max at s")],
 }
 
 

@@ -526,6 +526,7 @@ def _paced(send: Callable[[bytes], None], flush: Callable[..., int], receive: Ca
     """
     total = int(rate * duration)
     latencies: list[int] = []
+    worst = [0, -1]  # latency (ns) and sequence number of the slowest record
     seen = threading.Event()
     stop = threading.Event()
     error: list[BaseException] = []
@@ -541,6 +542,8 @@ def _paced(send: Callable[[bytes], None], flush: Callable[..., int], receive: Ca
                         seen.set()
                     else:
                         latencies.append(now - scheduled)
+                        if now - scheduled > worst[0]:
+                            worst[:] = [now - scheduled, seq]
                 if len(latencies) >= total:
                     return
         except BaseException as exc:  # reported by the sending thread
@@ -581,5 +584,8 @@ def _paced(send: Callable[[bytes], None], flush: Callable[..., int], receive: Ca
     if error:
         raise error[0]
     result = percentiles(latencies)
+    # When in the step the slowest record was due: a stall right after the
+    # warm-up and one in the middle of the step have different causes.
+    result["max_at_s"] = worst[1] / rate if worst[1] >= 0 else None
     result.update({"offered_per_s": rate, "sent": total, "achieved_send_per_s": achieved})
     return result
