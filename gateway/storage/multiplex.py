@@ -43,6 +43,8 @@ from redis import exceptions as redis_errors
 from redis._parsers.base import BaseParser
 from redis.connection import parse_url
 
+from .redis_tls import client_context
+
 # Pause between attempts to reconnect for commands owed a replay.
 RECONNECT_PAUSE = 0.1
 
@@ -122,7 +124,9 @@ class _Protocol(asyncio.Protocol):
             self.fail(redis_errors.ConnectionError(f"Redis protocol error: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.fail(redis_errors.ConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
+        lost = redis_errors.ConnectionError(f"connection to Redis lost: {exc or 'closed'}")
+        lost.__cause__ = exc  # a TLS alert (a client certificate Redis refused) stays findable
+        self.fail(lost)
 
     def fail(self, error: Exception) -> None:
         """Fail the waiting callers and close: the reply stream is no longer trustworthy.
@@ -174,13 +178,15 @@ def _expire(waiter: _Waiter, generation: int, timeout: float, received_before: i
 
 
 class MultiplexedConnection:
-    """A lazily (re)connected, pipelined connection to a ``redis://`` URL."""
+    """A lazily (re)connected, pipelined connection to a ``redis://`` or ``rediss://`` URL."""
 
     def __init__(self, url: str, *, timeout: float) -> None:
         options = parse_url(url)  # type: ignore[no-untyped-call]
         self.host: str = options.get("host", "127.0.0.1")
         self.port: int = int(options.get("port", 6379))
         self.timeout = timeout
+        # rediss://: TLS with the URL's settings (redis_tls.py), one context per URL.
+        self._tls = client_context(url)
         self._setup: list[tuple[Any, ...]] = []
         if options.get("password") is not None:
             user = options.get("username")
@@ -198,8 +204,8 @@ class MultiplexedConnection:
 
     @staticmethod
     def supports(url: str) -> bool:
-        """TCP without TLS; other URLs (rediss://, unix://) stay on redis-py."""
-        return url.startswith("redis://")
+        """TCP, with TLS or without; unix:// URLs stay on redis-py."""
+        return url.startswith(("redis://", "rediss://"))
 
     async def execute(self, commands: Sequence[Sequence[Any]], *, extra_time: float = 0.0,
                       on_written: Callable[[], None] | None = None, replay: bool = False) -> list[Any]:
@@ -259,7 +265,7 @@ class MultiplexedConnection:
         try:
             async with asyncio.timeout(self.timeout):
                 _, protocol = await loop.create_connection(
-                    lambda: _Protocol(self), self.host, self.port)
+                    lambda: _Protocol(self), self.host, self.port, **self._tls_arguments())
         except (OSError, TimeoutError) as exc:
             raise redis_errors.ConnectionError(f"cannot connect to Redis: {exc}") from exc
         if self._setup:
@@ -270,6 +276,12 @@ class MultiplexedConnection:
         self._resend_replays(protocol)
         self._protocol = protocol
         return protocol
+
+    def _tls_arguments(self) -> dict[str, Any]:
+        if self._tls is None:
+            return {}
+        # The host is also the name the certificate must carry (ssl_check_hostname).
+        return {"ssl": self._tls, "server_hostname": self.host, "ssl_handshake_timeout": self.timeout}
 
     def _resend_replays(self, protocol: _Protocol) -> None:
         """Queue and write the batches owed a replay, before any caller can write."""

@@ -191,10 +191,11 @@ class ClusterConnection:
         self._refreshing: asyncio.Future[None] | None = None
 
     def node_url(self, address: str) -> str:
-        """The seed URL with another host:port (same credentials; a cluster has database 0 only)."""
+        """The seed URL with another host:port (same credentials and TLS settings; a cluster
+        has database 0 only)."""
         credentials = self._seed.netloc.rpartition("@")[0]
         netloc = f"{credentials}@{address}" if credentials else address
-        return urlunsplit((self._seed.scheme, netloc, "", "", ""))
+        return urlunsplit((self._seed.scheme, netloc, "", self._seed.query, ""))
 
     def _node(self, address: str) -> MultiplexedConnection:
         connection = self._nodes.get(address)

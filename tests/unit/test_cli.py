@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from kafka_redis_gateway.gateway.cli import FLAGS, build_parser, parse_config
+from kafka_redis_gateway.gateway.config import parse_redis_url
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -140,3 +141,30 @@ def test_tls_listeners_need_files_that_load(tmp_path: Path) -> None:
     assert no_ca.returncode == 2 and "--ssl-cafile" in no_ca.stderr, no_ca.stderr
     auth = gateway("--ssl-client-auth", "always")
     assert auth.returncode == 2 and "--ssl-client-auth" in auth.stderr
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("redis://h:1/0?ssl_ca_certs=/ca.pem", "need a rediss:// URL"),
+    ("rediss://h:1/0?socket_timeout=3", "unknown query parameter 'socket_timeout'"),
+    ("rediss://h:1/0?ssl_ca_certs=", "ssl_ca_certs: expected a file"),
+    ("rediss://h:1/0?ssl_keyfile=/k.pem", "ssl_keyfile without ssl_certfile"),
+    ("rediss://h:1/0?ssl_check_hostname=maybe", "ssl_check_hostname: expected true or false"),
+])
+def test_a_redis_url_with_tls_settings_it_cannot_use_is_refused(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_redis_url(url)
+
+
+def test_a_redis_url_with_tls_settings_is_taken_as_given() -> None:
+    url = ("rediss://krg:pw@h:6380/0?ssl_ca_certs=/ca.pem&ssl_certfile=/c.pem&ssl_keyfile=/c.key"
+           "&ssl_check_hostname=false")
+    assert parse_redis_url(url) == url
+    assert parse_redis_url("rediss://h:6380/0") == "rediss://h:6380/0"
+
+
+def test_a_redis_ca_file_that_does_not_load_stops_the_start(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_config(["--redis-url", f"rediss://127.0.0.1:6380/0?ssl_ca_certs={tmp_path / 'none.pem'}"])
+    assert stopped.value.code == 2
+    assert "--redis-url: the TLS files" in capsys.readouterr().err
