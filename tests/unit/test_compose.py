@@ -1,16 +1,20 @@
-"""compose/compose.yaml publishes ports on the host's loopback unless KRG_PUBLISH_HOST says otherwise.
+"""compose/compose.yaml publishes ports on the host's loopback unless KRG_PUBLISH_HOST says
+otherwise; compose/hardened.yaml publishes only a SASL_SSL listener, on a TLS-only Redis.
 
-The gateway has no authentication yet, so publishing on every interface
-(Docker's default for "HOST_PORT:CONTAINER_PORT") would hand the data to the
-network. Checked on the file's text, since no Docker engine runs here.
+The demo's gateway serves PLAINTEXT without authentication, so publishing on
+every interface (Docker's default for "HOST_PORT:CONTAINER_PORT") would hand
+the data to the network. Checked on the files' text, since no Docker engine
+runs here (tests/integration/test_hardened_example.py runs the hardened one's
+Redis command line and gateway environment).
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-COMPOSE = Path(__file__).resolve().parents[2] / "compose" / "compose.yaml"
+from tests.compose_support import COMPOSE_DIR, list_under, mapping_under, service_lines
+
+COMPOSE = COMPOSE_DIR / "compose.yaml"
 
 
 def published_ports() -> list[str]:
@@ -31,3 +35,51 @@ def test_every_published_port_is_on_loopback_by_default() -> None:
     assert len(ports) == 4  # the three gateways' and Kafka's
     for entry in ports:
         assert re.fullmatch(r"\$\{KRG_PUBLISH_HOST:-127\.0\.0\.1\}:\d+:\d+", entry), entry
+
+
+# -- compose/hardened.yaml: the hardened example of docs/security.md -----------------
+
+HARDENED = COMPOSE_DIR / "hardened.yaml"
+
+
+def hardened_environment() -> dict[str, str]:
+    return mapping_under(service_lines(HARDENED, "gateway"), "environment")
+
+
+def test_the_hardened_example_publishes_only_its_sasl_ssl_listener() -> None:
+    environment = hardened_environment()
+    protocols = dict(item.split(":") for item in environment["KRG_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    # NAME -> (host, port)
+    listeners = {}
+    for item in environment["KRG_LISTENERS"].split(","):
+        found = re.fullmatch(r"(\w+)://([\d.]+):(\d+)", item)
+        assert found, item
+        listeners[found[1]] = (found[2], found[3])
+    for name, (host, _) in listeners.items():
+        # Nothing beyond loopback without TLS and authentication.
+        assert host == "127.0.0.1" or protocols[name] == "SASL_SSL", name
+    published = list_under(service_lines(HARDENED, "gateway"), "ports")
+    assert len(published) == 1
+    container_port = published[0].rsplit(":", 1)[1]
+    (external,) = [name for name, (_, port) in listeners.items() if port == container_port]
+    assert protocols[external] == "SASL_SSL"
+    assert "PLAIN" not in environment["KRG_SASL_ENABLED_MECHANISMS"].split(",")  # SCRAM only
+    assert environment["KRG_SSL_CERTFILE"] and environment["KRG_SSL_KEYFILE"]
+
+
+def test_the_hardened_example_reaches_redis_over_tls_as_its_own_user() -> None:
+    url = hardened_environment()["KRG_REDIS_URL"]
+    assert re.match(r"rediss://krg:\$\{KRG_REDIS_PASSWORD:\?[^}]+\}@redis:6380/0\?", url), url
+    query = dict(item.split("=", 1) for item in url.rsplit("?", 1)[1].split("&"))
+    assert set(query) == {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile"}
+
+
+def test_the_hardened_example_redis_speaks_only_tls_to_known_users() -> None:
+    redis = service_lines(HARDENED, "redis")
+    command = list_under(redis, "command")
+    flags = dict(zip(command[1::2], command[2::2], strict=True))
+    assert flags["--port"] == "0"  # no plaintext port
+    assert flags["--tls-port"] == "6380"
+    assert flags["--tls-auth-clients"] == "yes"
+    assert flags["--aclfile"].startswith("/secrets/")  # its users: the default one off (docs)
+    assert list_under(redis, "ports") == []
