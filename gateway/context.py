@@ -70,6 +70,11 @@ class RequestContext:
     def authorize_cluster(self, operation: Operation) -> bool:
         return self.authorize(operation, ResourceType.CLUSTER, CLUSTER_NAME)
 
+    def may_create_topic(self, name: str) -> bool:
+        """CREATE on the cluster or on the topic, as Kafka asks before creating one."""
+        return (self.authorize_cluster(Operation.CREATE)
+                or self.authorize(Operation.CREATE, ResourceType.TOPIC, name))
+
     def authorize_any(self, operation: Operation, resource_type: ResourceType) -> bool:
         """May the principal do operation on at least one resource of the type (authorizeByResourceType)?"""
         return self.authorizer.allows_any(self.session.principal, self.host, operation, resource_type)

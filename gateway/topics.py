@@ -164,9 +164,13 @@ def config_value(info: TopicInfo, name: str) -> str:
 
 
 async def topic_or_autocreate(
-    storage: Storage, config: Config, name: str, *, allow: bool = True
+    storage: Storage, config: Config, name: str, *, allow: bool = True, may_create: bool = True
 ) -> tuple[TopicInfo | None, ErrorCode]:
-    """Look a topic up, creating it when auto-creation is on and allowed."""
+    """Look a topic up, creating it when auto-creation is on and allowed.
+
+    ``may_create``: the client's principal may create it (CREATE on the
+    cluster or the topic); if not, TOPIC_AUTHORIZATION_FAILED, as Kafka.
+    """
     info = await storage.topic(name)
     if info is not None:
         return info, ErrorCode.none
@@ -174,6 +178,8 @@ async def topic_or_autocreate(
         return None, ErrorCode.invalid_topic_exception
     if not (allow and config.auto_create_topics):
         return None, ErrorCode.unknown_topic_or_partition
+    if not may_create:
+        return None, ErrorCode.topic_authorization_failed
     try:
         return await storage.create_topic(name, config.default_partitions, {}), ErrorCode.none
     except TopicExists:

@@ -14,6 +14,14 @@ source DYNAMIC_TOPIC_CONFIG or DEFAULT_CONFIG) and this broker.
 AlterConfigs (key 33) v0-v2: replaces a topic's configs; validate_only.
 IncrementalAlterConfigs (key 44) v0-v1: SET, DELETE, and APPEND / SUBTRACT
 on list configs, for topics; validate_only.
+ACLs (as Kafka's ControllerApis and KafkaApis): CreateTopics needs CREATE
+on the cluster or the topic (its configs are returned only with
+DESCRIBE_CONFIGS on it); DeleteTopics DELETE on the cluster or the topic,
+a name the principal may not DESCRIBE being TOPIC_AUTHORIZATION_FAILED
+whether it exists or not; CreatePartitions ALTER on the cluster or the
+topic; DescribeConfigs DESCRIBE_CONFIGS and (Incremental)AlterConfigs
+ALTER_CONFIGS on the topic (TOPIC_AUTHORIZATION_FAILED) or, for the
+broker, on the cluster (CLUSTER_AUTHORIZATION_FAILED).
 Gaps: broker configs are read-only (altering them gets INVALID_REQUEST);
 configs take effect within the registry cache time (one second) on every
 gateway.
@@ -29,6 +37,7 @@ from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Access, Route
+from ..security.acls import Operation, ResourceType
 from ..security.listeners import resolve
 from ..storage import InvalidStream, StorageUnavailable, TopicExists, TopicInfo, TopicNotFound
 from ..storage.keys import STREAM_KEYS_CONFIG, adopted_streams, is_compacted
@@ -114,15 +123,26 @@ def _created_configs(types: Any, info: TopicInfo) -> tuple[Any, ...] | None:
     )
 
 
+def _may_topic(context: RequestContext, operation: Operation, name: str) -> bool:
+    """The operation on the cluster (which covers every topic) or on the topic, as ControllerApis asks."""
+    return context.authorize_cluster(operation) or context.authorize(operation, ResourceType.TOPIC, name)
+
+
 async def _create_one(context: RequestContext, types: Any, topic: Any, validate_only: bool) -> Any:
+    shows_configs = context.authorize(Operation.DESCRIBE_CONFIGS, ResourceType.TOPIC, topic.name)
+
     def result(code: ErrorCode, message: str | None = None, info: TopicInfo | None = None) -> Any:
         return make(types.CreatableTopicResult, name=topic.name,
                     topic_id=info.topic_id if info and not validate_only else None,
-                    error_code=code, error_message=message, topic_config_error_code=0,
+                    error_code=code, error_message=message,
+                    topic_config_error_code=ErrorCode.none if shows_configs or not info
+                    else ErrorCode.topic_authorization_failed,
                     num_partitions=info.partitions if info else -1,
                     replication_factor=1 if info else -1,
-                    configs=_created_configs(types, info) if info else None)
+                    configs=_created_configs(types, info) if info and shows_configs else None)
 
+    if not _may_topic(context, Operation.CREATE, topic.name):
+        return result(ErrorCode.topic_authorization_failed, "Authorization failed.")
     try:
         partitions, configs = _check_new_topic(context, topic)
         if validate_only:
@@ -167,11 +187,20 @@ async def handle_delete_topics(context: RequestContext, request: Any) -> Any:
     for name, topic_id in wanted:
         code, message = ErrorCode.none, None
         try:
+            by_id = name is None
             if name is None:
                 found = await context.storage.topic_by_id(topic_id)
                 if found is None:
                     raise TopicNotFound(str(topic_id))
                 name = found.name
+            refused = _delete_refused(context, name)
+            if refused is not None:
+                # By ID, the name is told only to who may DESCRIBE the topic.
+                results.append(make(types.DeletableTopicResult,
+                                    name=None if by_id and refused == _HIDDEN else name,
+                                    topic_id=topic_id, error_code=ErrorCode.topic_authorization_failed,
+                                    error_message="Authorization failed."))
+                continue
             info = await context.storage.delete_topic(name)
             topic_id = info.topic_id
         except TopicNotFound:
@@ -184,7 +213,23 @@ async def handle_delete_topics(context: RequestContext, request: Any) -> Any:
     return make(types.DeleteTopicsResponse, throttle_time=NO_THROTTLE, responses=tuple(results))
 
 
+_HIDDEN = "not DESCRIBE"
+
+
+def _delete_refused(context: RequestContext, name: str) -> str | None:
+    """Why the principal may not delete the topic: not even DESCRIBE it (_HIDDEN), or not DELETE it."""
+    if context.authorize_cluster(Operation.DELETE):
+        return None
+    if not context.authorize(Operation.DESCRIBE, ResourceType.TOPIC, name):
+        return _HIDDEN
+    if not context.authorize(Operation.DELETE, ResourceType.TOPIC, name):
+        return "not DELETE"
+    return None
+
+
 async def _grow_one(context: RequestContext, topic: Any, validate_only: bool) -> tuple[ErrorCode, str | None]:
+    if not _may_topic(context, Operation.ALTER, topic.name):
+        return ErrorCode.topic_authorization_failed, "Authorization failed."
     info = await context.storage.topic(topic.name)
     if info is None:
         return ErrorCode.unknown_topic_or_partition, f"The topic '{topic.name}' does not exist."
@@ -257,6 +302,16 @@ def _config_entry(types: Any, request: Any, name: str, value: str, source: int, 
                 synonyms=synonyms, config_type=type_id, documentation=None)
 
 
+def _config_refusal(context: RequestContext, resource: Any, operation: Operation) -> ErrorCode | None:
+    """DESCRIBE_CONFIGS or ALTER_CONFIGS on the topic, or on the cluster for a broker."""
+    if resource.resource_type == TOPIC_RESOURCE and not context.authorize(
+            operation, ResourceType.TOPIC, resource.resource_name):
+        return ErrorCode.topic_authorization_failed
+    if resource.resource_type == BROKER_RESOURCE and not context.authorize_cluster(operation):
+        return ErrorCode.cluster_authorization_failed
+    return None
+
+
 async def _describe_resource(context: RequestContext, types: Any, request: Any,
                              resource: Any) -> Any:
     keys = resource.configuration_keys
@@ -266,6 +321,9 @@ async def _describe_resource(context: RequestContext, types: Any, request: Any,
                     resource_type=resource.resource_type, resource_name=resource.resource_name,
                     configs=entries)
 
+    refused = _config_refusal(context, resource, Operation.DESCRIBE_CONFIGS)
+    if refused is not None:
+        return result(refused, None)
     if resource.resource_type == TOPIC_RESOURCE:
         info = await context.storage.topic(resource.resource_name)
         if info is None:
@@ -361,6 +419,9 @@ def config_value_of(configs: Mapping[str, str], name: str) -> str:
 
 async def _alter_resource(context: RequestContext, resource: Any, validate_only: bool,
                           incremental: bool) -> tuple[ErrorCode, str | None]:
+    denied = _config_refusal(context, resource, Operation.ALTER_CONFIGS)
+    if denied is not None:
+        return denied, None
     if resource.resource_type == BROKER_RESOURCE:
         return ErrorCode.invalid_request, "Broker configs cannot be altered on kafka-redis-gateway"
     if resource.resource_type != TOPIC_RESOURCE:

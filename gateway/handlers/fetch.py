@@ -25,7 +25,8 @@ stream entries (ReadRequest.encoded); only the batch header is built here.
 Out-of-range offsets get OFFSET_OUT_OF_RANGE, unknown topics or partitions
 UNKNOWN_TOPIC_OR_PARTITION (UNKNOWN_TOPIC_ID from v13), Redis unreachable
 KAFKA_STORAGE_ERROR. No transactions exist, so the last stable offset is the
-high watermark and there are no aborted transactions.
+high watermark and there are no aborted transactions. A topic the principal
+may not READ: TOPIC_AUTHORIZATION_FAILED (ACLs, as Kafka).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Access, Route
+from ..security.acls import Operation, ResourceType
 from ..storage import ReadRequest, ReadResult, StorageUnavailable, TopicInfo
 from ..storage.entries import DEFAULT_NATIVE
 from ..topics import config_value, native_format
@@ -106,6 +108,12 @@ async def _resolve(context: RequestContext, request: Any) -> list[Slot]:
         except StorageUnavailable:
             # Redis away: a retriable error for each partition, as a read would get.
             info, missing = None, ErrorCode.kafka_storage_error
+        # As KafkaApis: READ on the topic, asked by name before its existence
+        # (an unknown topic ID stays UNKNOWN_TOPIC_ID).
+        asked_name = info.name if info is not None else name
+        if asked_name and (info is not None or context.api_version < 13) and not context.authorize(
+                Operation.READ, ResourceType.TOPIC, asked_name):
+            info, missing = None, ErrorCode.topic_authorization_failed
         for partition in topic.partitions:
             slot = Slot(name if info is None else info.name, topic_id, partition.partition,
                         partition.fetch_offset, partition.partition_max_bytes, info)

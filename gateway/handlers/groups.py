@@ -18,13 +18,18 @@ SyncGroup (key 14) v0-v5, Heartbeat (key 12) v0-v4, LeaveGroup (key 13)
 v0-v5 (batched members by member ID or instance ID from v3).
 DescribeGroups (key 15) v0-v6: members with metadata and assignment while
 Stable (Kafka shows them only then); an unknown group is Dead, with
-GROUP_ID_NOT_FOUND from v6. With no ACLs, requested authorized operations
-are all group operations.
+GROUP_ID_NOT_FOUND from v6; authorized operations when asked.
 ListGroups (key 16) v0-v5: groups in memory and groups registered in Redis
 (those are Empty); states filter from v4, types filter from v5 (every group
 is "classic").
 DeleteGroups (key 42) v0-v2: GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, or the
 group's Redis consumer groups and registration removed.
+
+ACLs (as KafkaApis): FindCoordinator needs DESCRIBE on the group (or the
+transactional ID); JoinGroup, SyncGroup, Heartbeat and LeaveGroup READ on
+the group, else GROUP_AUTHORIZATION_FAILED; DescribeGroups DESCRIBE on
+each group; DeleteGroups DELETE on each; ListGroups lists every group to
+DESCRIBE on the cluster, else the groups the principal may DESCRIBE.
 
 The rules themselves are in gateway/coordinator; this module translates.
 Gaps: the KIP-848 consumer protocol (ConsumerGroupHeartbeat) is not served.
@@ -40,16 +45,17 @@ from kio.schema.errors import ErrorCode
 from ..context import Broker, RequestContext
 from ..coordinator import Group, GroupState, JoinRequest, SyncRequest
 from ..dispatch import Access, Route
+from ..security.acls import Operation, ResourceType
 from ..storage import StorageUnavailable
 from ._build import NO_THROTTLE, make, response_types
 from .producers import TRANSACTIONS_NOT_SERVED, refuse_transactions
 
 GROUP_KEY, TRANSACTION_KEY = 0, 1
 CLASSIC = "classic"
-# Kafka's AclOperation codes for what may be done to a group: READ,
-# DELETE, DESCRIBE. With no ACLs every one is allowed.
-GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
-NOT_REQUESTED = -2147483648
+
+
+def _may(context: RequestContext, operation: Operation, group_id: str) -> bool:
+    return context.authorize(operation, ResourceType.GROUP, group_id)
 
 
 def _millis(value: datetime.timedelta) -> int:
@@ -76,9 +82,22 @@ async def _coordinator_error(context: RequestContext, key_type: int) -> tuple[Er
     return ErrorCode.none, None
 
 
-def _coordinator(context: RequestContext, key: str, checked: tuple[ErrorCode, str | None],
+def _key_refused(context: RequestContext, key_type: int, key: str) -> ErrorCode | None:
+    """DESCRIBE on the group or transactional ID the key names, as KafkaApis asks."""
+    if key_type == GROUP_KEY and not _may(context, Operation.DESCRIBE, key):
+        return ErrorCode.group_authorization_failed
+    if key_type == TRANSACTION_KEY and not context.authorize(
+            Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, key):
+        return ErrorCode.transactional_id_authorization_failed
+    return None
+
+
+def _coordinator(context: RequestContext, key_type: int, key: str, checked: tuple[ErrorCode, str | None],
                  ) -> tuple[ErrorCode, str | None, Broker | None]:
     """The gateway coordinating a group, on the listener the request came in on."""
+    refused = _key_refused(context, key_type, key)
+    if refused is not None:
+        return refused, None, None
     code, message = checked
     if code != ErrorCode.none:
         return code, message, None
@@ -95,13 +114,13 @@ async def handle_find_coordinator(context: RequestContext, request: Any) -> Any:
     key_type = getattr(request, "key_type", GROUP_KEY)
     checked = await _coordinator_error(context, key_type)
     if context.api_version < 4:
-        code, message, broker = _coordinator(context, request.key, checked)
+        code, message, broker = _coordinator(context, key_type, request.key, checked)
         return make(types.FindCoordinatorResponse, throttle_time=NO_THROTTLE, error_code=code,
                     error_message=message, node_id=broker.node_id if broker else -1,
                     host=broker.host if broker else "", port=broker.port if broker else -1)
     coordinators = []
     for key in request.coordinator_keys:
-        code, message, broker = _coordinator(context, key, checked)
+        code, message, broker = _coordinator(context, key_type, key, checked)
         coordinators.append(make(
             types.Coordinator, key=key, node_id=broker.node_id if broker else -1,
             host=broker.host if broker else "", port=broker.port if broker else -1,
@@ -115,6 +134,11 @@ async def handle_find_coordinator(context: RequestContext, request: Any) -> Any:
 async def handle_join_group(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     version = context.api_version
+    if not _may(context, Operation.READ, request.group_id):
+        return make(types.JoinGroupResponse, throttle_time=NO_THROTTLE,
+                    error_code=ErrorCode.group_authorization_failed, generation_id=-1,
+                    protocol_type=None, protocol_name=None if version >= 7 else "", leader="",
+                    skip_assignment=False, member_id="", members=())
     session_timeout = _millis(request.session_timeout)
     result = await context.coordinator.join(JoinRequest(
         group_id=request.group_id,
@@ -147,6 +171,10 @@ async def handle_join_group(context: RequestContext, request: Any) -> Any:
 
 async def handle_sync_group(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
+    if not _may(context, Operation.READ, request.group_id):
+        return make(types.SyncGroupResponse, throttle_time=NO_THROTTLE,
+                    error_code=ErrorCode.group_authorization_failed, protocol_type=None,
+                    protocol_name=None, assignment=b"")
     result = await context.coordinator.sync(SyncRequest(
         group_id=request.group_id,
         generation_id=request.generation_id,
@@ -163,6 +191,9 @@ async def handle_sync_group(context: RequestContext, request: Any) -> Any:
 
 async def handle_heartbeat(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
+    if not _may(context, Operation.READ, request.group_id):
+        return make(types.HeartbeatResponse, throttle_time=NO_THROTTLE,
+                    error_code=ErrorCode.group_authorization_failed)
     code = await context.coordinator.heartbeat(request.group_id, request.member_id,
                                          getattr(request, "group_instance_id", None),
                                          request.generation_id)
@@ -171,6 +202,9 @@ async def handle_heartbeat(context: RequestContext, request: Any) -> Any:
 
 async def handle_leave_group(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
+    if not _may(context, Operation.READ, request.group_id):
+        return make(types.LeaveGroupResponse, throttle_time=NO_THROTTLE,
+                    error_code=ErrorCode.group_authorization_failed, members=())
     if context.api_version < 3:
         top, errors = await context.coordinator.leave(request.group_id, [(request.member_id, None)])
         # One member, whose error is the response's.
@@ -199,13 +233,17 @@ def _describe_members(types: Any, group: Group) -> tuple[Any, ...]:
     )
 
 
-async def _describe_one(context: RequestContext, types: Any, group_id: str, operations: int) -> Any:
+async def _describe_one(context: RequestContext, types: Any, group_id: str, asks_operations: bool) -> Any:
     def described(code: ErrorCode, state: str, protocol_type: str = "", protocol: str = "",
                   members: tuple[Any, ...] = (), message: str | None = None) -> Any:
+        operations = context.authorized_operations(ResourceType.GROUP, group_id,
+                                                   asks_operations and code == ErrorCode.none)
         return make(types.DescribedGroup, error_code=code, error_message=message, group_id=group_id,
                     group_state=state, protocol_type=protocol_type, protocol_data=protocol,
                     members=members, authorized_operations=operations)
 
+    if not _may(context, Operation.DESCRIBE, group_id):
+        return described(ErrorCode.group_authorization_failed, "")
     try:
         group = await context.coordinator.loaded(group_id)
         if group is not None:
@@ -225,9 +263,8 @@ async def _describe_one(context: RequestContext, types: Any, group_id: str, oper
 
 async def handle_describe_groups(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
-    operations = GROUP_OPERATIONS if getattr(request, "include_authorized_operations", False) \
-        else NOT_REQUESTED
-    groups = tuple([await _describe_one(context, types, group_id, operations)
+    asks_operations = bool(getattr(request, "include_authorized_operations", False))
+    groups = tuple([await _describe_one(context, types, group_id, asks_operations)
                     for group_id in request.groups])
     return make(types.DescribeGroupsResponse, throttle_time=NO_THROTTLE, groups=groups)
 
@@ -257,10 +294,13 @@ async def handle_list_groups(context: RequestContext, request: Any) -> Any:
     except StorageUnavailable:
         return make(types.ListGroupsResponse, throttle_time=NO_THROTTLE,
                     error_code=ErrorCode.coordinator_not_available, groups=())
+    # As KafkaApis: DESCRIBE on the cluster lists every group, else those the principal may DESCRIBE.
+    everything = context.authorize_cluster(Operation.DESCRIBE)
     groups = tuple(
         make(types.ListedGroup, group_id=group_id, protocol_type=protocol_type, group_state=state,
              group_type=CLASSIC)
-        for group_id, (protocol_type, state) in sorted(found.items()) if _wanted(request, state)
+        for group_id, (protocol_type, state) in sorted(found.items())
+        if _wanted(request, state) and (everything or _may(context, Operation.DESCRIBE, group_id))
     )
     return make(types.ListGroupsResponse, throttle_time=NO_THROTTLE, error_code=ErrorCode.none,
                 groups=groups)
@@ -270,7 +310,8 @@ async def handle_delete_groups(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     results = tuple([
         make(types.DeletableGroupResult, group_id=group_id,
-             error_code=await context.coordinator.delete_group(group_id))
+             error_code=await context.coordinator.delete_group(group_id)
+             if _may(context, Operation.DELETE, group_id) else ErrorCode.group_authorization_failed)
         for group_id in request.groups_names
     ])
     return make(types.DeleteGroupsResponse, throttle_time=NO_THROTTLE, results=results)

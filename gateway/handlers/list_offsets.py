@@ -12,7 +12,8 @@ All partitions of a request are looked up in one Redis round trip. Redis
 unreachable gives each partition KAFKA_STORAGE_ERROR (retriable, as Kafka
 answers for a partition whose log directory is offline), also when the
 topic itself could not be looked up: an outage never reads as an unknown
-topic. Other negative timestamps get INVALID_REQUEST.
+topic. Other negative timestamps get INVALID_REQUEST. A topic the
+principal may not DESCRIBE: TOPIC_AUTHORIZATION_FAILED (ACLs, as Kafka).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Access, Route
+from ..security.acls import Operation, ResourceType
 from ..storage import OffsetQuery, PartitionOffsets, StorageUnavailable, TimeOffset, TopicInfo
 from ..topics import config_value
 from ._build import NO_THROTTLE, make, response_types
@@ -34,7 +36,9 @@ Answer = tuple[ErrorCode, int, int]  # error, offset, timestamp
 
 
 async def _topic(context: RequestContext, name: str) -> TopicInfo | ErrorCode:
-    """The topic, or the error each of its partitions gets."""
+    """The topic, or the error each of its partitions gets (DESCRIBE on it needed, as Kafka)."""
+    if not context.authorize(Operation.DESCRIBE, ResourceType.TOPIC, name):
+        return ErrorCode.topic_authorization_failed
     try:
         info = await context.storage.topic(name)
     except StorageUnavailable:

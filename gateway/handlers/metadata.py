@@ -10,8 +10,15 @@ gateway allows it and the request does (v4+), otherwise they get
 UNKNOWN_TOPIC_OR_PARTITION; invalid names get INVALID_TOPIC_EXCEPTION;
 unknown topic IDs (v10+) get UNKNOWN_TOPIC_ID. While Redis is unreachable,
 named topics get LEADER_NOT_AVAILABLE (retriable) and the broker list is
-still returned so clients keep their connection. Authorized operations are
-not computed (ACLs do not exist yet): the "not requested" value is sent.
+still returned so clients keep their connection.
+
+ACLs (as KafkaApis): all topics lists only those the principal may
+DESCRIBE; a named topic it may not DESCRIBE is TOPIC_AUTHORIZATION_FAILED
+(whether it exists or not, so its existence is not disclosed), one named
+by an ID UNKNOWN_TOPIC_ID; auto-creation needs CREATE on the cluster or
+the topic, else TOPIC_AUTHORIZATION_FAILED. DescribeCluster needs DESCRIBE
+on the cluster. Authorized operations (topic, cluster) are computed when
+the request asks for them.
 """
 
 from __future__ import annotations
@@ -22,11 +29,12 @@ from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Access, Route
+from ..security.acls import CLUSTER_NAME, NOT_REQUESTED, Operation, ResourceType
 from ..storage import StorageUnavailable, TopicInfo
 from ..topics import topic_or_autocreate
 from ._build import NO_THROTTLE, make, response_types
 
-OPERATIONS_NOT_REQUESTED = -(2**31)
+OPERATIONS_NOT_REQUESTED = NOT_REQUESTED
 
 
 def _partitions(types: Any, context: RequestContext, info: TopicInfo) -> tuple[Any, ...]:
@@ -40,7 +48,7 @@ def _partitions(types: Any, context: RequestContext, info: TopicInfo) -> tuple[A
 
 
 def _topic(types: Any, context: RequestContext, name: str | None, info: TopicInfo | None,
-           code: ErrorCode, topic_id: Any = None) -> Any:
+           code: ErrorCode, topic_id: Any = None, operations: int = OPERATIONS_NOT_REQUESTED) -> Any:
     return make(
         types.MetadataResponseTopic,
         error_code=code,
@@ -49,15 +57,26 @@ def _topic(types: Any, context: RequestContext, name: str | None, info: TopicInf
         topic_id=info.topic_id if info else topic_id,
         is_internal=False,
         partitions=_partitions(types, context, info) if info else (),
-        topic_authorized_operations=OPERATIONS_NOT_REQUESTED,
+        topic_authorized_operations=operations,
     )
+
+
+def _may_describe(context: RequestContext, name: str) -> bool:
+    return context.authorize(Operation.DESCRIBE, ResourceType.TOPIC, name)
 
 
 async def _requested_topics(context: RequestContext, request: Any, types: Any) -> tuple[Any, ...]:
     storage = context.storage
+    asks_operations = bool(getattr(request, "include_topic_authorized_operations", False))
+
+    def described(name: str | None, info: TopicInfo | None, code: ErrorCode, topic_id: Any = None) -> Any:
+        operations = context.authorized_operations(ResourceType.TOPIC, info.name, asks_operations) \
+            if info else OPERATIONS_NOT_REQUESTED
+        return _topic(types, context, name, info, code, topic_id, operations)
+
     if request.topics is None or (context.api_version == 0 and not request.topics):
-        return tuple(_topic(types, context, name, info, ErrorCode.none)
-                     for name, info in (await storage.topics()).items())
+        return tuple(described(name, info, ErrorCode.none)
+                     for name, info in (await storage.topics()).items() if _may_describe(context, name))
     allow = getattr(request, "allow_auto_topic_creation", True)
     results = []
     for wanted in request.topics:
@@ -67,11 +86,17 @@ async def _requested_topics(context: RequestContext, request: Any, types: Any) -
             continue
         if wanted.name is None:
             info = await storage.topic_by_id(wanted.topic_id)
+            if info is not None and not _may_describe(context, info.name):
+                info = None  # as Kafka: not disclosed
             code = ErrorCode.none if info else ErrorCode.unknown_topic_id
-            results.append(_topic(types, context, None, info, code, wanted.topic_id))
+            results.append(described(None, info, code, wanted.topic_id))
             continue
-        found, code = await topic_or_autocreate(storage, context.config, wanted.name, allow=allow)
-        results.append(_topic(types, context, wanted.name, found, code))
+        if not _may_describe(context, wanted.name):
+            results.append(_topic(types, context, wanted.name, None, ErrorCode.topic_authorization_failed))
+            continue
+        found, code = await topic_or_autocreate(storage, context.config, wanted.name, allow=allow,
+                                                may_create=context.may_create_topic(wanted.name))
+        results.append(described(wanted.name, found, code))
     return tuple(results)
 
 
@@ -95,13 +120,20 @@ async def handle_metadata(context: RequestContext, request: Any) -> Any:
         cluster_id=context.broker.cluster_id,
         controller_id=cluster.controller_id(),
         topics=topics,
-        cluster_authorized_operations=OPERATIONS_NOT_REQUESTED,
+        cluster_authorized_operations=context.authorized_operations(
+            ResourceType.CLUSTER, CLUSTER_NAME,
+            bool(getattr(request, "include_cluster_authorized_operations", False))),
     )
 
 
 async def handle_describe_cluster(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     broker = context.broker
+    if not context.authorize_cluster(Operation.DESCRIBE):
+        return make(types.DescribeClusterResponse, throttle_time=NO_THROTTLE,
+                    error_code=ErrorCode.cluster_authorization_failed, error_message=None,
+                    endpoint_type=getattr(request, "endpoint_type", 1), cluster_id=broker.cluster_id,
+                    controller_id=-1, brokers=(), cluster_authorized_operations=OPERATIONS_NOT_REQUESTED)
     if getattr(request, "endpoint_type", 1) != 1:
         # Endpoint type 2 asks for controllers; there are none to describe.
         return make(types.DescribeClusterResponse, throttle_time=NO_THROTTLE,
@@ -121,7 +153,8 @@ async def handle_describe_cluster(context: RequestContext, request: Any) -> Any:
         brokers=tuple(make(types.DescribeClusterBroker, broker_id=live.node_id, host=live.host,
                            port=live.port, rack=live.rack, is_fenced=False)
                       for live in context.cluster.brokers(broker)),
-        cluster_authorized_operations=OPERATIONS_NOT_REQUESTED,
+        cluster_authorized_operations=context.authorized_operations(
+            ResourceType.CLUSTER, CLUSTER_NAME, request.include_cluster_authorized_operations),
     )
 
 

@@ -23,6 +23,14 @@ KIP-848 protocol and are ignored for classic groups.
 OffsetDelete (key 47) v0: GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP or, per
 partition of a topic an active consumer group subscribes to,
 GROUP_SUBSCRIBED_TO_TOPIC.
+
+ACLs (as KafkaApis): OffsetCommit needs READ on the group (else every
+partition GROUP_AUTHORIZATION_FAILED) and READ on each topic (else its
+partitions TOPIC_AUTHORIZATION_FAILED); OffsetFetch DESCRIBE on the group
+(GROUP_AUTHORIZATION_FAILED) and on each named topic
+(TOPIC_AUTHORIZATION_FAILED), and all-partitions fetches leave out the
+topics it may not DESCRIBE; OffsetDelete DELETE on the group and READ on
+each topic.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Access, Route
+from ..security.acls import Operation, ResourceType
 from ..storage import StorageUnavailable, TopicInfo
 from ..storage.group_base import OffsetCommit
 from ._build import NO_THROTTLE, make, response_types
@@ -60,6 +69,20 @@ async def _topic_or_unavailable(context: RequestContext, name: str | None,
 
 def _by_id(context: RequestContext) -> bool:
     return context.api_version >= 10
+
+
+def _may_topic(context: RequestContext, operation: Operation, name: str | None,
+               info: TopicInfo | StorageUnavailable | None) -> bool:
+    """The topic's ACL check, by its name (asked or found by ID); an unknown ID is left to say so."""
+    if isinstance(info, TopicInfo):
+        name = info.name
+    if name is None:
+        return True
+    return context.authorize(operation, ResourceType.TOPIC, name)
+
+
+def _may_group(context: RequestContext, operation: Operation, group_id: str) -> bool:
+    return context.authorize(operation, ResourceType.GROUP, group_id)
 
 
 def _unknown_topic(context: RequestContext) -> ErrorCode:
@@ -109,9 +132,12 @@ def _stored(result: Exception | None) -> ErrorCode:
 
 async def handle_offset_commit(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
-    group_error = await context.coordinator.validate_commit(
-        request.group_id, request.member_id, getattr(request, "group_instance_id", None),
-        request.generation_id_or_member_epoch)
+    if _may_group(context, Operation.READ, request.group_id):
+        group_error = await context.coordinator.validate_commit(
+            request.group_id, request.member_id, getattr(request, "group_instance_id", None),
+            request.generation_id_or_member_epoch)
+    else:
+        group_error = ErrorCode.group_authorization_failed
     # Per topic: (name, topic ID, [(partition index, error)]); commits collected on the way.
     answers: list[tuple[Any, Any, list[list[Any]]]] = []
     commits: list[OffsetCommit] = []
@@ -119,10 +145,15 @@ async def handle_offset_commit(context: RequestContext, request: Any) -> Any:
     for topic in request.topics:
         topic_id = topic.topic_id if _by_id(context) else None
         info = await _topic_or_unavailable(context, getattr(topic, "name", None), topic_id)
+        readable = _may_topic(context, Operation.READ, getattr(topic, "name", None), info)
         partitions: list[list[Any]] = []
         for partition in topic.partitions:
             code = _commit_error(info, context, partition)
-            if code == ErrorCode.none and group_error != ErrorCode.none:
+            if group_error == ErrorCode.group_authorization_failed:
+                code = group_error
+            elif not readable:
+                code = ErrorCode.topic_authorization_failed
+            elif code == ErrorCode.none and group_error != ErrorCode.none:
                 code = group_error
             slot = [partition.partition_index, code]
             partitions.append(slot)
@@ -166,21 +197,26 @@ async def _fetch_named(context: RequestContext, fetch_types: _FetchTypes, group_
                        topics: Any) -> tuple[Any, ...]:
     """Offsets of the partitions asked for; -1 where there is no commit."""
     wanted: list[tuple[str, int]] = []
-    plan: list[tuple[Any, Any, TopicInfo | None, Any]] = []
+    plan: list[tuple[Any, Any, TopicInfo | None, Any, bool]] = []
     for topic in topics:
         topic_id = topic.topic_id if _by_id(context) else None
         info = await _topic(context, getattr(topic, "name", None), topic_id)
-        plan.append((getattr(topic, "name", None), topic_id, info, topic.partition_indexes))
-        if info is not None:
+        describable = _may_topic(context, Operation.DESCRIBE, getattr(topic, "name", None), info)
+        plan.append((getattr(topic, "name", None), topic_id, info if describable else None,
+                     topic.partition_indexes, describable))
+        if info is not None and describable:
             wanted += [(info.name, i) for i in topic.partition_indexes if 0 <= i < info.partitions]
     fetched = await context.coordinator.storage.fetch_offsets(group_id, wanted)
     found = {(c.topic, c.partition): c for c in fetched}
     answers = []
-    for name, topic_id, info, indexes in plan:
+    for name, topic_id, info, indexes, describable in plan:
         partitions = []
         for index in indexes:
             committed = found.get((info.name, index)) if info is not None else None
-            if info is None and topic_id is not None:
+            if not describable:
+                partitions.append(_partition_answer(fetch_types, index,
+                                                    code=ErrorCode.topic_authorization_failed))
+            elif info is None and topic_id is not None:
                 partitions.append(_partition_answer(fetch_types, index, code=ErrorCode.unknown_topic_id))
             elif committed is None:
                 partitions.append(_partition_answer(fetch_types, index))
@@ -201,6 +237,8 @@ async def _fetch_all(context: RequestContext, fetch_types: _FetchTypes, group_id
                  if c.offset >= 0]
     answers = []
     for name in sorted({c.topic for c in committed}):
+        if not context.authorize(Operation.DESCRIBE, ResourceType.TOPIC, name):
+            continue
         partitions = tuple(_partition_answer(fetch_types, c.partition, c.offset, c.leader_epoch, c.metadata)
                            for c in committed if c.topic == name)
         answers.append(make(fetch_types.topic, name=name, topic_id=topics[name].topic_id,
@@ -221,6 +259,8 @@ OFFSETS_UNREADABLE = ErrorCode.coordinator_load_in_progress
 
 async def _fetch_group(context: RequestContext, fetch_types: _FetchTypes, group_id: str,
                        topics: Any) -> tuple[ErrorCode, tuple[Any, ...]]:
+    if not _may_group(context, Operation.DESCRIBE, group_id):
+        return ErrorCode.group_authorization_failed, ()
     try:
         if topics is None:
             return ErrorCode.none, await _fetch_all(context, fetch_types, group_id)
@@ -229,12 +269,14 @@ async def _fetch_group(context: RequestContext, fetch_types: _FetchTypes, group_
         return OFFSETS_UNREADABLE, ()
 
 
-def _v1_unavailable(fetch_types: _FetchTypes, topics: Any) -> tuple[Any, ...]:
+def _v1_unavailable(fetch_types: _FetchTypes, topics: Any, code: ErrorCode) -> tuple[Any, ...]:
     # v1 has no top-level error: every partition carries it (librdkafka takes
     # partition errors without looking the coordinator up again).
+    if code == OFFSETS_UNREADABLE:
+        code = ErrorCode.coordinator_not_available
     return tuple(
         make(fetch_types.topic, name=topic.name, partitions=tuple(
-            _partition_answer(fetch_types, index, code=ErrorCode.coordinator_not_available)
+            _partition_answer(fetch_types, index, code=code)
             for index in topic.partition_indexes))
         for topic in topics or ()
     )
@@ -253,7 +295,7 @@ async def handle_offset_fetch(context: RequestContext, request: Any) -> Any:
     fetch_types = _FetchTypes(types, grouped=False)
     code, topics = await _fetch_group(context, fetch_types, request.group_id, request.topics)
     if code != ErrorCode.none and context.api_version < 2:
-        topics = _v1_unavailable(fetch_types, request.topics)
+        topics = _v1_unavailable(fetch_types, request.topics, code)
     return make(types.OffsetFetchResponse, throttle_time=NO_THROTTLE, topics=topics, error_code=code)
 
 
@@ -262,8 +304,13 @@ async def handle_offset_fetch(context: RequestContext, request: Any) -> Any:
 
 async def handle_offset_delete(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
+    if not _may_group(context, Operation.DELETE, request.group_id):
+        return make(types.OffsetDeleteResponse, error_code=ErrorCode.group_authorization_failed,
+                    throttle_time=NO_THROTTLE, topics=())
     known: list[tuple[str, int]] = []
     unknown: set[tuple[str, int]] = set()
+    unreadable = {topic.name for topic in request.topics
+                  if not context.authorize(Operation.READ, ResourceType.TOPIC, topic.name)}
     try:
         infos = {topic.name: await context.storage.topic(topic.name) for topic in request.topics}
     except StorageUnavailable:
@@ -273,6 +320,8 @@ async def handle_offset_delete(context: RequestContext, request: Any) -> Any:
         info = infos[topic.name]
         for partition in topic.partitions:
             key = (topic.name, partition.partition_index)
+            if topic.name in unreadable:
+                continue
             if info is None or not 0 <= partition.partition_index < info.partitions:
                 unknown.add(key)
             else:
@@ -281,12 +330,20 @@ async def handle_offset_delete(context: RequestContext, request: Any) -> Any:
     topics = tuple(
         make(types.OffsetDeleteResponseTopic, name=topic.name, partitions=tuple(
             make(types.OffsetDeleteResponsePartition, partition_index=p.partition_index,
-                 error_code=ErrorCode.unknown_topic_or_partition if (topic.name, p.partition_index) in unknown
-                 else refused.get((topic.name, p.partition_index), ErrorCode.none))
+                 error_code=_deleted_code(topic.name, p.partition_index, unreadable, unknown, refused))
             for p in topic.partitions))
         for topic in request.topics
     ) if code == ErrorCode.none else ()
     return make(types.OffsetDeleteResponse, error_code=code, throttle_time=NO_THROTTLE, topics=topics)
+
+
+def _deleted_code(topic: str, partition: int, unreadable: set[str], unknown: set[tuple[str, int]],
+                  refused: dict[tuple[str, int], ErrorCode]) -> ErrorCode:
+    if topic in unreadable:
+        return ErrorCode.topic_authorization_failed
+    if (topic, partition) in unknown:
+        return ErrorCode.unknown_topic_or_partition
+    return refused.get((topic, partition), ErrorCode.none)
 
 
 ROUTES = (

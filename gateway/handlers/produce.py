@@ -50,6 +50,7 @@ from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Access, CloseConnection, Route
+from ..security.acls import Operation, ResourceType
 from ..storage import AppendBatch, AppendRequest, AppendResult, StorageUnavailable, TopicInfo
 from ..storage.base import AppendRefused, NotDurable, OutcomeUnknown
 from ..topics import config_value, topic_or_autocreate
@@ -155,6 +156,24 @@ def _check_batch(header: BatchHeader, limit: int, api_version: int) -> None:
         raise RecordError(ErrorCode.invalid_timestamp, "batch timestamp out of range")
 
 
+async def _writable_topic(context: RequestContext, name: str) -> tuple[TopicInfo | None, ErrorCode]:
+    if not context.authorize(Operation.WRITE, ResourceType.TOPIC, name):
+        return None, ErrorCode.topic_authorization_failed
+    return await topic_or_autocreate(context.storage, context.config, name,
+                                     may_create=context.may_create_topic(name))
+
+
+def _refusal(context: RequestContext, request: Any) -> ErrorCode | None:
+    """What every partition gets before any is looked at: bad acks, an unauthorized transactional ID."""
+    if request.acks not in (-1, 0, 1):
+        return ErrorCode.invalid_required_acks
+    transactional_id = getattr(request, "transactional_id", None)
+    if transactional_id is not None and not context.authorize(
+            Operation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id):
+        return ErrorCode.transactional_id_authorization_failed
+    return None
+
+
 async def _prepare(context: RequestContext, request: Any,
                    outcomes: list[PartitionOutcome]) -> list[tuple[PartitionOutcome, AppendRequest]]:
     appends = []
@@ -162,7 +181,7 @@ async def _prepare(context: RequestContext, request: Any,
     for topic_data in request.topic_data:
         name = topic_data.name
         try:
-            info, code = await topic_or_autocreate(context.storage, context.config, name)
+            info, code = await _writable_topic(context, name)
         except StorageUnavailable:
             info, code = None, ErrorCode.kafka_storage_error
         for partition_data in topic_data.partition_data:
@@ -187,9 +206,10 @@ async def _prepare(context: RequestContext, request: Any,
 
 async def handle(context: RequestContext, request: Any) -> Any:
     outcomes: list[PartitionOutcome] = []
-    if request.acks not in (-1, 0, 1):
+    refusal = _refusal(context, request)
+    if refusal is not None:
         for topic_data in request.topic_data:
-            outcomes.extend(PartitionOutcome(topic_data.name, p.index, ErrorCode.invalid_required_acks)
+            outcomes.extend(PartitionOutcome(topic_data.name, p.index, refusal)
                             for p in topic_data.partition_data)
     else:
         appends = await _prepare(context, request, outcomes)

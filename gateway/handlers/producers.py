@@ -16,6 +16,9 @@ instead of retrying every 500 ms until its timeout; FindCoordinator for a
 transaction coordinator answers the same, with a message
 (handlers/groups.py). Each client ID is logged once. An empty transactional
 ID gets INVALID_REQUEST, as from Kafka.
+
+ACLs (as KafkaApis): an idempotent producer needs IDEMPOTENT_WRITE on the
+cluster or WRITE on at least one topic, else CLUSTER_AUTHORIZATION_FAILED.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Access, Route
+from ..security.acls import Operation, ResourceType
 from ..storage import StorageUnavailable
 from ._build import NO_THROTTLE, make, response_types
 
@@ -86,6 +90,9 @@ async def handle(context: RequestContext, request: Any) -> Any:
              getattr(request, "producer_epoch", NO_PRODUCER_EPOCH) == NO_PRODUCER_EPOCH)
     if named[0] != named[1]:
         return response(ErrorCode.invalid_request)
+    if not (context.authorize_cluster(Operation.IDEMPOTENT_WRITE)
+            or context.authorize_any(Operation.WRITE, ResourceType.TOPIC)):
+        return response(ErrorCode.cluster_authorization_failed)
     try:
         producer_id = await context.storage.new_producer_id()
     except StorageUnavailable:

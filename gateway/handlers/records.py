@@ -9,6 +9,8 @@ OFFSET_OUT_OF_RANGE; unknown topics or partitions
 UNKNOWN_TOPIC_OR_PARTITION; Redis unreachable REQUEST_TIMED_OUT, also when
 the topic itself cannot be looked up (a retriable error, never "unknown
 topic", which clients do not retry).
+A topic the principal may not DELETE: TOPIC_AUTHORIZATION_FAILED (ACLs,
+as Kafka).
 Gaps: none known; the request's timeout is not needed (the trim is done
 when the script returns).
 """
@@ -21,6 +23,7 @@ from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Access, Route
+from ..security.acls import Operation, ResourceType
 from ..storage import OffsetOutOfRange, StorageUnavailable
 from ._build import NO_THROTTLE, make, response_types
 
@@ -55,10 +58,12 @@ async def handle(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     topics = []
     for topic in request.topics:
-        partitions = await _partition_count(context, topic.name)
+        deletable = context.authorize(Operation.DELETE, ResourceType.TOPIC, topic.name)
+        partitions = await _partition_count(context, topic.name) if deletable else None
         results = []
         for partition in topic.partitions:
-            code, low = await _delete_one(context, topic.name, partitions, partition)
+            code, low = await _delete_one(context, topic.name, partitions, partition) if deletable \
+                else (ErrorCode.topic_authorization_failed, -1)
             results.append(make(types.DeleteRecordsPartitionResult, partition_index=partition.partition_index,
                                 low_watermark=low, error_code=code))
         topics.append(make(types.DeleteRecordsTopicResult, name=topic.name, partitions=tuple(results)))

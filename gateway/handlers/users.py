@@ -8,7 +8,9 @@ unknown mechanism UNSUPPORTED_SASL_MECHANISM, iterations outside
 4096-16384 or an empty name UNACCEPTABLE_CREDENTIAL. A user with any bad
 alteration has none of its alterations applied; the others' are applied
 each user's in one MULTI, up to 1000 users per MULTI
-(storage/credentials.py). Only salted hashes arrive (the client salts the
+(storage/credentials.py). Describing needs DESCRIBE on the cluster (else
+the response's CLUSTER_AUTHORIZATION_FAILED), altering ALTER (else each
+user's). Only salted hashes arrive (the client salts the
 password) and only StoredKey and ServerKey are kept.
 """
 
@@ -21,6 +23,7 @@ from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Access, Route
+from ..security.acls import Operation
 from ..security.scram import (
     MAX_ITERATIONS,
     MECHANISM_TYPES,
@@ -37,6 +40,9 @@ Problem = tuple[ErrorCode, str]
 
 async def handle_describe(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
+    if not context.authorize_cluster(Operation.DESCRIBE):
+        return make(types.DescribeUserScramCredentialsResponse, throttle_time=NO_THROTTLE,
+                    error_code=ErrorCode.cluster_authorization_failed, error_message=None, results=())
     names = [user.name for user in request.users or ()]
     try:
         found = await (context.credentials.mechanisms_of(list(dict.fromkeys(names))) if names
@@ -119,11 +125,16 @@ def _changes(request: Any, problems: dict[str, Problem]) -> list[CredentialChang
 async def handle_alter(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     users = list(dict.fromkeys(change.name for change in (*request.deletions, *request.upsertions)))
-    try:
-        problems = await _problems(context, request)
-        await context.credentials.apply(_changes(request, problems))
-    except StorageUnavailable as exc:
-        problems = {user: (ErrorCode.unknown_server_error, str(exc)) for user in users}
+    problems: dict[str, Problem]
+    if not context.authorize_cluster(Operation.ALTER):
+        problems = {user: (ErrorCode.cluster_authorization_failed, "Cluster authorization failed.")
+                    for user in users}
+    else:
+        try:
+            problems = await _problems(context, request)
+            await context.credentials.apply(_changes(request, problems))
+        except StorageUnavailable as exc:
+            problems = {user: (ErrorCode.unknown_server_error, str(exc)) for user in users}
     results = tuple(
         make(types.AlterUserScramCredentialsResult, user=user,
              error_code=problems.get(user, (ErrorCode.none, None))[0],

@@ -8,6 +8,8 @@ bob (granted what each test grants) log in with PLAIN.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
+    ConfigResource,
     NewTopic,
     ResourcePatternType,
     ResourceType,
@@ -224,3 +227,317 @@ def test_without_the_authorizer_the_acl_apis_say_security_disabled(tmp_path: Pat
     finally:
         plain.stop()
         redis_alone.stop()
+
+
+# -- enforcement ------------------------------------------------------------------
+
+
+def grant(gateway: AclGateway, *bindings: AclBinding) -> None:
+    create_acls(gateway.operator(), *bindings)
+
+
+def test_produce_needs_write_on_the_topic(gateway: AclGateway, topic_name: str) -> None:
+    create_topic(gateway.operator(), topic_name)
+    grant(gateway, allow("bob", ResourceType.TOPIC, topic_name, AclOperation.WRITE))
+    refused = produce_error(gateway.settings("alice"), topic_name)
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert produce_error(gateway.settings("bob"), topic_name) is None
+
+
+def test_fetch_needs_read_on_the_topic(gateway: AclGateway, topic_name: str) -> None:
+    operator = gateway.operator()
+    create_topic(operator, topic_name)
+    assert produce_error({"bootstrap.servers": f"127.0.0.1:{gateway.plain}"}, topic_name) is None
+    # alice may see the topic and use the group, not read the topic.
+    grant(gateway, allow("alice", ResourceType.TOPIC, topic_name, AclOperation.DESCRIBE),
+          allow("alice", ResourceType.GROUP, topic_name, AclOperation.READ),
+          allow("bob", ResourceType.TOPIC, topic_name, AclOperation.READ),
+          allow("bob", ResourceType.GROUP, topic_name, AclOperation.READ))
+    refused = consume_error(gateway.settings("alice"), topic_name, topic_name)
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert consume_error(gateway.settings("bob"), topic_name, topic_name) is None
+
+
+def test_joining_a_group_needs_read_on_the_group(gateway: AclGateway, topic_name: str) -> None:
+    create_topic(gateway.operator(), topic_name)
+    group = f"g-{topic_name}"
+    grant(gateway, allow("alice", ResourceType.TOPIC, topic_name, AclOperation.READ),
+          allow("alice", ResourceType.GROUP, group, AclOperation.DESCRIBE))
+    refused = consume_error(gateway.settings("alice"), topic_name, group)
+    assert refused is not None and refused.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+
+
+def test_deleting_a_topic_needs_delete(gateway: AclGateway, topic_name: str) -> None:
+    create_topic(gateway.operator(), topic_name)
+    grant(gateway, allow("bob", ResourceType.TOPIC, topic_name, AclOperation.DELETE))
+    for user, expected in (("alice", KafkaError.TOPIC_AUTHORIZATION_FAILED), ("bob", None)):
+        admin = gateway.admin(user)
+        future = admin.delete_topics([topic_name])[topic_name]
+        if expected is None:
+            future.result(timeout=30)
+        else:
+            assert kafka_code(lambda: future.result(timeout=30)) == expected  # noqa: B023
+    assert topic_name not in gateway.operator().list_topics(timeout=30).topics
+
+
+def test_changing_configs_needs_alter_configs(gateway: AclGateway, topic_name: str) -> None:
+    create_topic(gateway.operator(), topic_name)
+    grant(gateway, allow("bob", ResourceType.TOPIC, topic_name, AclOperation.ALTER_CONFIGS))
+
+    def alter(user: str) -> Any:
+        admin = gateway.admin(user)
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic_name, {"retention.ms": "3600000"})
+        return admin.alter_configs([resource])[resource].result(timeout=30)
+
+    assert kafka_code(lambda: alter("alice")) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    alter("bob")
+    # ALTER_CONFIGS implies DESCRIBE_CONFIGS; alice may not describe them.
+    for user, expected in (("bob", None), ("alice", KafkaError.TOPIC_AUTHORIZATION_FAILED)):
+        admin = gateway.admin(user)
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic_name)
+        future = admin.describe_configs([resource])[resource]
+        if expected is None:
+            assert future.result(timeout=30)["retention.ms"].value == "3600000"
+        else:
+            assert kafka_code(lambda: future.result(timeout=30)) == expected  # noqa: B023
+
+
+def test_prefixed_acls_and_deny_beating_allow(gateway: AclGateway) -> None:
+    prefix = f"pre-{uuid.uuid4().hex[:8]}-"
+    operator = gateway.operator()
+    for suffix in ("open", "closed"):
+        create_topic(operator, prefix + suffix)
+    grant(gateway, allow("bob", ResourceType.TOPIC, prefix, AclOperation.WRITE, ResourcePatternType.PREFIXED),
+          allow("bob", ResourceType.TOPIC, prefix + "closed", AclOperation.WRITE,
+                permission=AclPermissionType.DENY))
+    assert produce_error(gateway.settings("bob"), prefix + "open") is None
+    refused = produce_error(gateway.settings("bob"), prefix + "closed")
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_metadata_lists_only_topics_the_principal_may_describe(gateway: AclGateway, topic_name: str) -> None:
+    create_topic(gateway.operator(), topic_name)
+    grant(gateway, allow("bob", ResourceType.TOPIC, topic_name, AclOperation.READ))  # implies DESCRIBE
+    assert topic_name in gateway.admin("bob").list_topics(timeout=30).topics
+    assert topic_name not in gateway.admin("alice").list_topics(timeout=30).topics
+    # Named, it is refused (not unknown): whether it exists is not told.
+    named = gateway.admin("alice").list_topics(topic_name, timeout=30).topics[topic_name]
+    assert named.error is not None and named.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_auto_creation_needs_create(gateway: AclGateway, topic_name: str) -> None:
+    grant(gateway, allow("alice", ResourceType.TOPIC, topic_name, AclOperation.WRITE))
+    refused = produce_error(gateway.settings("alice"), topic_name)
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert topic_name not in gateway.operator().list_topics(timeout=30).topics
+    grant(gateway, allow("alice", ResourceType.TOPIC, topic_name, AclOperation.CREATE))
+    assert produce_error(gateway.settings("alice"), topic_name) is None
+
+
+def test_acls_created_through_one_gateway_are_enforced_by_another(tmp_path: Path) -> None:
+    redis_alone = RedisServer(tmp_path / "redis").start()
+    first = AclGateway(redis_alone.url, tmp_path / "first.log", "--acl-refresh-ms", "200")
+    second = AclGateway(redis_alone.url, tmp_path / "second.log", "--acl-refresh-ms", "200")
+    try:
+        create_users(first.operator())
+        topic = f"t-{uuid.uuid4().hex[:8]}"
+        operator = first.operator()
+        for future in operator.create_topics([NewTopic(topic, 6)]).values():
+            future.result(timeout=30)
+        deadline = time.monotonic() + 30
+        while len({p.leader for p in operator.list_topics(topic, timeout=30).topics[topic]
+                   .partitions.values()}) < 2:
+            assert time.monotonic() < deadline, "the two gateways never both led partitions"
+            time.sleep(0.2)
+
+        def produce_everywhere(gateway: AclGateway) -> set[int | None]:
+            """The error codes of one record to each partition (led by both gateways), as bob."""
+            codes: set[int | None] = set()
+            producer = Producer({**gateway.settings("bob"), "message.timeout.ms": 10000})
+            for partition in range(6):
+                producer.produce(topic, b"v", partition=partition, on_delivery=lambda error, _m: codes.add(
+                    None if error is None else error.code()))
+            producer.flush(20)
+            return codes
+
+        assert produce_everywhere(second) == {KafkaError.TOPIC_AUTHORIZATION_FAILED}
+        grant(first, allow("bob", ResourceType.TOPIC, topic, AclOperation.WRITE))
+        time.sleep(0.6)  # the refresh interval, with room
+        assert produce_everywhere(second) == {None}
+        create_acls(second.operator(), allow("bob", ResourceType.TOPIC, topic, AclOperation.WRITE,
+                                             permission=AclPermissionType.DENY))
+        time.sleep(0.6)
+        assert produce_everywhere(first) == {KafkaError.TOPIC_AUTHORIZATION_FAILED}
+    finally:
+        first.process.stop()
+        second.process.stop()
+        redis_alone.stop()
+
+
+# -- authorized operations ----------------------------------------------------------
+
+
+def test_authorized_operations_in_metadata_and_describe_groups(
+        gateway: AclGateway, topic_name: str) -> None:
+    create_topic(gateway.operator(), topic_name)
+    group = f"g-{topic_name}"
+    grant(gateway, allow("bob", ResourceType.TOPIC, topic_name, AclOperation.READ),
+          allow("bob", ResourceType.TOPIC, topic_name, AclOperation.ALTER_CONFIGS),
+          allow("bob", ResourceType.BROKER, "kafka-cluster", AclOperation.DESCRIBE),
+          allow("bob", ResourceType.GROUP, group, AclOperation.DELETE))
+    admin = gateway.admin("bob")
+    topic = admin.describe_topics(TopicCollection([topic_name]),
+                                  include_authorized_operations=True)[topic_name].result(timeout=30)
+    # READ and ALTER_CONFIGS, and what they imply (DESCRIBE, DESCRIBE_CONFIGS).
+    assert set(topic.authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE,
+                                                AclOperation.ALTER_CONFIGS, AclOperation.DESCRIBE_CONFIGS}
+    # librdkafka's describe_cluster asks Metadata for the cluster's operations.
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(timeout=30)
+    assert set(cluster.authorized_operations) == {AclOperation.DESCRIBE}
+    described = admin.describe_consumer_groups([group], include_authorized_operations=True)[group] \
+        .result(timeout=30)
+    assert set(described.authorized_operations) == {AclOperation.DELETE, AclOperation.DESCRIBE}
+    # Not asked: not computed.
+    assert admin.describe_cluster().result(timeout=30).authorized_operations is None
+
+
+# -- Kafka's own tools and broker -----------------------------------------------------
+
+ACLS_BIN = next((path for path in (Path("/opt/kafka-broker/bin"), Path("/opt/kafka-java/bin"))
+                 if (path / "kafka-acls.sh").exists()), None)
+BROKER = Path("/opt/kafka-broker/bin/run-broker.sh")
+
+
+def kafka_acls(bootstrap: str, *args: str) -> str:
+    assert ACLS_BIN is not None
+    done = subprocess.run([str(ACLS_BIN / "kafka-acls.sh"), "--bootstrap-server", bootstrap, *args],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env=dict(os.environ, KAFKA_LOG_LEVEL="warn"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.skipif(ACLS_BIN is None, reason="no kafka-acls.sh in /opt/kafka-broker or /opt/kafka-java")
+def test_kafka_acls_sh_adds_lists_and_removes(gateway: AclGateway, topic_name: str) -> None:
+    bootstrap = f"127.0.0.1:{gateway.plain}"
+    kafka_acls(bootstrap, "--add", "--allow-principal", "User:bob", "--operation", "Write",
+               "--topic", topic_name, "--resource-pattern-type", "prefixed")
+    listed = kafka_acls(bootstrap, "--list", "--topic", topic_name, "--resource-pattern-type", "prefixed")
+    assert "principal=User:bob" in listed and "operation=WRITE" in listed, listed
+    assert produce_error(gateway.settings("bob"), topic_name + "-x") is not None  # no CREATE
+    create_topic(gateway.operator(), topic_name + "-x")
+    assert produce_error(gateway.settings("bob"), topic_name + "-x") is None
+    kafka_acls(bootstrap, "--remove", "--force", "--allow-principal", "User:bob", "--operation", "Write",
+               "--topic", topic_name, "--resource-pattern-type", "prefixed")
+    assert "User:bob" not in kafka_acls(bootstrap, "--list", "--topic", topic_name,
+                                        "--resource-pattern-type", "prefixed")
+
+
+def scenario(operator: AdminClient, settings: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """One ACL scenario with confluent-kafka; what each step answered, to compare with Kafka's."""
+    prefix = f"s{uuid.uuid4().hex[:6]}-"
+    open_topic, closed_topic, hidden_topic = prefix + "open", prefix + "closed", prefix + "hidden"
+    for topic in (open_topic, closed_topic, hidden_topic):
+        create_topic(operator, topic)
+    group = prefix + "group"
+    bindings = [allow("bob", ResourceType.TOPIC, prefix, AclOperation.WRITE, ResourcePatternType.PREFIXED),
+                allow("bob", ResourceType.TOPIC, closed_topic, AclOperation.WRITE,
+                      permission=AclPermissionType.DENY),
+                allow("bob", ResourceType.TOPIC, open_topic, AclOperation.READ),
+                allow("bob", ResourceType.GROUP, group, AclOperation.READ),
+                allow("alice", ResourceType.TOPIC, open_topic, AclOperation.DESCRIBE)]
+    create_acls(operator, *bindings)
+    time.sleep(1)
+    answers: dict[str, Any] = {}
+
+    def code(error: KafkaError | None) -> str:
+        return "OK" if error is None else error.name()
+
+    for user in ("alice", "bob"):
+        for topic in (open_topic, closed_topic):
+            answers[f"produce {user} {topic[len(prefix):]}"] = code(produce_error(settings(user), topic))
+        visible = settings_admin(settings(user)).list_topics(timeout=30).topics
+        answers[f"lists {user}"] = sorted(t[len(prefix):] for t in visible if t.startswith(prefix))
+        named = settings_admin(settings(user)).list_topics(hidden_topic, timeout=30).topics[hidden_topic]
+        answers[f"names hidden {user}"] = code(named.error)
+    answers["consume bob"] = code(consume_error(settings("bob"), open_topic, group))
+    answers["consume alice"] = code(consume_error(settings("alice"), open_topic, group))
+    alice = settings_admin(settings("alice"))
+    answers["delete alice"] = code(_admin_error(lambda: alice.delete_topics([open_topic])[open_topic]))
+    resource = ConfigResource(ConfigResource.Type.TOPIC, open_topic, {"retention.ms": "3600000"})
+    answers["alter configs alice"] = code(_admin_error(lambda: alice.alter_configs([resource])[resource]))
+    acl_future = next(iter(alice.create_acls([allow("alice", ResourceType.TOPIC, "*",
+                                                    AclOperation.ALL)]).values()))
+    answers["create acls alice"] = code(_admin_error(lambda: acl_future))
+    described = operator.describe_acls(AclBindingFilter(
+        ResourceType.TOPIC, prefix + "zzz", ResourcePatternType.MATCH, None, None,
+        AclOperation.ANY, AclPermissionType.ANY)).result(timeout=30)
+    answers["match"] = sorted(str(b).replace(prefix, "P-") for b in described)
+    # Every ACL of bob's that applies to the closed topic (not those of other tests).
+    deleted = operator.delete_acls([AclBindingFilter(
+        ResourceType.TOPIC, closed_topic, ResourcePatternType.MATCH, "User:bob", None,
+        AclOperation.ANY, AclPermissionType.ANY)])
+    answers["deleted bob"] = sorted(str(b).replace(prefix, "P-")
+                                    for b in next(iter(deleted.values())).result(timeout=30))
+    answers["produce bob closed after"] = code(produce_error(settings("bob"), closed_topic))
+    return answers
+
+
+def settings_admin(settings: dict[str, Any]) -> AdminClient:
+    return AdminClient(settings)
+
+
+def _admin_error(call: Callable[[], Any]) -> KafkaError | None:
+    try:
+        call().result(timeout=30)
+    except KafkaException as exc:
+        error: KafkaError = exc.args[0]
+        return error
+    return None
+
+
+def test_the_acl_scenario_answers_as_on_the_gateway_as_on_kafka(gateway: AclGateway, tmp_path: Path) -> None:
+    expected = scenario(gateway.operator(), gateway.settings)
+    assert expected["produce bob open"] == "OK"
+    assert expected["produce bob closed"] == "TOPIC_AUTHORIZATION_FAILED"
+    assert expected["lists alice"] == ["open"]
+    assert expected["consume alice"] == "GROUP_AUTHORIZATION_FAILED"
+    if not BROKER.exists():
+        pytest.skip(f"no Kafka broker at {BROKER}: the gateway's answers are checked, not compared")
+    port, sasl = free_port(), free_port()
+    controller = free_port()
+    jaas = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
+            + " ".join(f'user_{user}="{password}"' for user, password in PASSWORDS.items()) + ";")
+    broker = subprocess.Popen(
+        [str(BROKER), str(port), str(tmp_path / "kafka"),
+         f"listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl},"
+         f"CONTROLLER://127.0.0.1:{controller}",
+         f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl}",
+         "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+         "SASL_PLAINTEXT:SASL_PLAINTEXT",
+         f"controller.quorum.voters=1@127.0.0.1:{controller}",
+         "listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN",
+         f"listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}",
+         "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+         "super.users=User:ANONYMOUS"],
+        env=dict(os.environ, CONTROLLER_PORT=str(controller), KAFKA_HEAP_OPTS="-Xmx512m -Xms512m"),
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "kafka.log", "wb"))  # noqa: SIM115
+    try:
+        operator = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                operator.list_topics(timeout=5)
+                break
+            except KafkaException:
+                assert broker.poll() is None and time.monotonic() < deadline, \
+                    (tmp_path / "kafka.log").read_text()[-3000:]
+
+        def kafka_settings(user: str) -> dict[str, Any]:
+            return {"bootstrap.servers": f"127.0.0.1:{sasl}", "security.protocol": "SASL_PLAINTEXT",
+                    "sasl.mechanism": "PLAIN", "sasl.username": user, "sasl.password": PASSWORDS[user]}
+
+        assert scenario(operator, kafka_settings) == expected
+    finally:
+        broker.terminate()
+        broker.wait(timeout=60)
