@@ -11,8 +11,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 import redis
 from kafka_redis_gateway.gateway.embedded import (
     find_server_binary,
@@ -96,6 +99,24 @@ class RedisServer:
             self.process.send_signal(sig)
             self.process.wait(timeout=15)
         self.process = None
+
+
+def module_redis(name: str = "redis_server", **options: Any) -> Any:
+    """A module-scoped fixture ``name``: a Redis of the module's own, stopped after its tests.
+
+    Gateways on one Redis are one Kafka cluster, so a module whose gateways
+    must not meet the session's (or another module's) takes one:
+    ``redis_server = module_redis()``. ``options`` go to RedisServer.
+    """
+    @pytest.fixture(scope="module", name=name)
+    def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+        server = RedisServer(tmp_path_factory.mktemp(name), **options).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+    return own_redis
 
 
 # Kafka's 3 s initial rebalance delay only slows tests that start many

@@ -32,20 +32,16 @@ from confluent_kafka.admin import (
 
 from tests.integration.test_confluent import Rec, describe_topic, error_of, produce_ok, read_to_end, wait_all
 from tests.integration.test_kcat import KCAT, kcat
-from tests.servers import GatewayProcess, RedisServer
+from tests.servers import GatewayProcess, RedisServer, module_redis
 
 # The keys this module's gateway lets CreateTopics adopt (--adopt-streams);
 # the orders fixture and the refusal cases name keys that match.
 ADOPTABLE = "orders-*,native-*"
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A Redis of this module's own: gateways on one Redis are one cluster, whose
-    controller takes CreateTopics, so the session gateway must not be in it."""
-    server = RedisServer(tmp_path_factory.mktemp("adopt-redis")).start()
-    yield server
-    server.stop()
+# A Redis of this module's own: gateways on one Redis are one cluster, whose
+# controller takes CreateTopics, so the session gateway must not be in it.
+redis_server = module_redis()
 
 
 @pytest.fixture(scope="module")

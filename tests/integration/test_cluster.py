@@ -31,17 +31,13 @@ from tests.integration.groups_support import (
 from tests.integration.operations_support import scrape, value
 from tests.integration.test_groups_protocol import FIND_COORDINATOR, heartbeat, join, stable_member
 from tests.integration.test_protocol import Wire, build, metadata, request_types
-from tests.servers import GatewayProcess, RedisServer
+from tests.servers import GatewayProcess, RedisServer, module_redis
 
 LEASE_MS = 1500
 PARTITIONS = 6
 
 
-@pytest.fixture(scope="module")
-def cluster_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("cluster-redis")).start()
-    yield server
-    server.stop()
+cluster_redis = module_redis("cluster_redis")
 
 
 @pytest.fixture

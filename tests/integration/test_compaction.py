@@ -18,17 +18,13 @@ import redis
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from kafka_redis_gateway.gateway.storage import CompactionSettings, RedisStorage, keys
 
-from tests.servers import GatewayProcess, RedisServer
+from tests.servers import GatewayProcess, RedisServer, module_redis
 
 COMPACT = {"cleanup.policy": "compact", "segment.ms": "100", "min.cleanable.dirty.ratio": "0.01"}
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A Redis of this module's own, so that its gateway is the controller that compacts."""
-    server = RedisServer(tmp_path_factory.mktemp("compaction-redis")).start()
-    yield server
-    server.stop()
+# A Redis of this module's own, so that its gateway is the controller that compacts.
+redis_server = module_redis()
 
 
 @pytest.fixture(scope="module")

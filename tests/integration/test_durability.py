@@ -11,12 +11,10 @@ import datetime
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import confluent_kafka
-import pytest
 import redis
 from kafka import KafkaProducer
 from kafka_redis_gateway.gateway.embedded import free_port
@@ -37,18 +35,14 @@ from tests.integration.test_protocol import (
     request_types,
 )
 from tests.integration.test_redis_restart import read_topic
-from tests.servers import GatewayProcess, RedisServer
+from tests.servers import GatewayProcess, RedisServer, module_redis
 
 FSYNCED = "acks=all waits until each write is fsynced to the append-only file (WAITAOF)"
 APPLIED = "acks=all is acknowledged once Redis has applied the write"
 
 
-@pytest.fixture(scope="module")
-def durable_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A Redis that fsyncs every write (the embedded server's setting)."""
-    server = RedisServer(tmp_path_factory.mktemp("durable-redis"), appendfsync="always").start()
-    yield server
-    server.stop()
+# A Redis that fsyncs every write (the embedded server's setting).
+durable_redis = module_redis("durable_redis", appendfsync="always")
 
 
 def start_gateway(redis_server: RedisServer, log: Path, *args: str) -> GatewayProcess:

@@ -36,7 +36,7 @@ from tests.integration.test_confluent import (
     sample_records,
     wait_all,
 )
-from tests.servers import GatewayProcess, RedisServer
+from tests.servers import GatewayProcess, RedisServer, module_redis
 
 
 def stream_key(topic: str, partition: int = 0) -> str:
@@ -221,13 +221,9 @@ def test_alter_configs_replaces(admin: AdminClient, topic_name: str) -> None:
 # -- retention ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def quick_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A Redis of the retention tests' own: on the session one, the session
-    gateway would be the cluster's controller, which is the gateway that trims."""
-    server = RedisServer(tmp_path_factory.mktemp("retention-redis")).start()
-    yield server
-    server.stop()
+# A Redis of the retention tests' own: on the session one, the session
+# gateway would be the cluster's controller, which is the gateway that trims.
+quick_redis = module_redis("quick_redis")
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from tests.integration.test_protocol import (
     partition_errors,
     produce,
 )
-from tests.servers import GatewayProcess, RedisServer
+from tests.servers import GatewayProcess, RedisServer, module_redis
 
 
 @dataclass
@@ -57,14 +57,10 @@ class Limited:
         return value(scrape(self.metrics_port), "krg_connections_timed_out_total", reason=reason)
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A Redis of this module's own: on the session one, each limited gateway
-    would be one of a cluster with the session gateway, which would then
-    coordinate some of the groups these tests join there."""
-    server = RedisServer(tmp_path_factory.mktemp("limits-redis")).start()
-    yield server
-    server.stop()
+# A Redis of this module's own: on the session one, each limited gateway
+# would be one of a cluster with the session gateway, which would then
+# coordinate some of the groups these tests join there.
+redis_server = module_redis()
 
 
 @contextmanager

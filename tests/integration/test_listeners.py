@@ -7,25 +7,18 @@ warning at start.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Consumer, Producer
 from kafka_redis_gateway.gateway.embedded import free_port
 
 from tests.integration.test_protocol import Wire, metadata
-from tests.servers import GatewayProcess, RedisServer
+from tests.servers import GatewayProcess, RedisServer, module_redis
 
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A Redis of this module's own: its gateways form a cluster of their own, and the
-    session's gateway (on the shared Redis) never lists them as brokers, nor they it."""
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
+# A Redis of this module's own: its gateways form a cluster of their own, and the
+# session's gateway (on the shared Redis) never lists them as brokers, nor they it.
+redis_server = module_redis()
 
 
 def brokers_seen_through(bootstrap: str) -> list[tuple[str, int]]:

@@ -7,10 +7,8 @@ drift from what is tested; Redis's ACL LOG must record no denial.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import (
     AdminClient,
@@ -23,7 +21,7 @@ from confluent_kafka.admin import (
 )
 from kafka_redis_gateway.gateway.embedded import free_port
 
-from tests.servers import GatewayProcess, RedisServer
+from tests.servers import GatewayProcess, RedisServer, module_redis
 
 SECURITY_MD = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
@@ -34,11 +32,7 @@ def documented_rules() -> list[str]:
     return line.removeprefix("ACL SETUSER krg on >PASSWORD ").split()
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
+redis_server = module_redis()
 
 
 def test_the_documented_redis_user_is_all_the_gateway_needs(redis_server: RedisServer,

@@ -33,17 +33,12 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka_redis_gateway.gateway.embedded import free_port
 
 from tests.integration.test_protocol import Wire, api_versions, build, metadata, request_types
-from tests.servers import GatewayProcess, RedisServer
+from tests.servers import GatewayProcess, RedisServer, module_redis
 from tests.tls_support import Certificates, make_certificates, tls_args
 
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A Redis of this module's own: its gateways form a cluster of their own, and the
-    session's gateway (on the shared Redis) never lists them as brokers, nor they it."""
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
+# A Redis of this module's own: its gateways form a cluster of their own, and the
+# session's gateway (on the shared Redis) never lists them as brokers, nor they it.
+redis_server = module_redis()
 
 
 PASSWORD = "alice-secret"

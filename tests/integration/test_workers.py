@@ -13,25 +13,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka_redis_gateway.gateway.embedded import free_port, wait_for_port
 
 from tests.integration.groups_support import wait_until
-from tests.servers import TEST_GATEWAY_ARGS, RedisServer
+from tests.servers import TEST_GATEWAY_ARGS, RedisServer, module_redis
 
 PARTITIONS = 4
 
 
-@pytest.fixture(scope="module")
-def workers_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("workers-redis")).start()
-    yield server
-    server.stop()
+workers_redis = module_redis("workers_redis")
 
 
 def consecutive_free_ports(count: int) -> int:
