@@ -47,6 +47,7 @@ class Cluster:
         self._live: tuple[BrokerRegistration, ...] = ()
         self._renewing: asyncio.Task[None] | None = None
         self._leaving = False
+        self._handing_over = False
         self._unavailable = False
 
     @property
@@ -94,6 +95,30 @@ class Cluster:
                           "(paused or cut off from Redis for over %d ms)", self.me.node_id,
                           self.lease_ms)
 
+    async def hand_over(self) -> bool:
+        """Leave the registry and, when other gateways are live, lead nothing from now on.
+
+        Kafka's controlled shutdown: leadership moves before the broker goes,
+        and the clients still sending to it are told NOT_LEADER_OR_FOLLOWER
+        (or NOT_COORDINATOR), which they retry after a metadata refresh,
+        rather than meet a closed socket. True when there is someone to hand
+        over to; then the caller keeps serving for ``handover_ms``.
+        """
+        await self.leave()
+        self._handing_over = self.me is not None and len(self.members()) > 1
+        return self._handing_over
+
+    @property
+    def handing_over(self) -> bool:
+        """Whether this gateway has left and its partitions and groups are the others' now."""
+        return self._handing_over
+
+    @property
+    def handover_ms(self) -> int:
+        """How long a stopping gateway keeps answering: until every other gateway has renewed
+        (and so no longer names it), and then a second for clients to refresh their metadata."""
+        return self.refresh_ms + 1000
+
     async def leave(self) -> None:
         """Stop renewing and leave the registry at once (a clean stop)."""
         # The flag as well as the cancellation: a cancellation that meets
@@ -109,13 +134,17 @@ class Cluster:
                 await self.registry.leave(self.me.node_id, self.instance)
             except StorageUnavailable as exc:
                 log.warning("could not leave the broker registry (the lease ends by itself): %s", exc)
+
+    async def close(self) -> None:
         await self.registry.close()
 
     def members(self) -> tuple[BrokerRegistration, ...]:
-        """The live gateways by node ID; this one always among them (it is serving)."""
+        """The live gateways by node ID; this one among them unless it is handing over."""
         assert self.me is not None
         me = self.me
         others = tuple(member for member in self._live if member.node_id != me.node_id)
+        if self._handing_over:
+            return tuple(sorted(others, key=lambda member: member.node_id))
         return tuple(sorted((*others, me), key=lambda member: member.node_id))
 
     def brokers(self, asked: Broker) -> tuple[Broker, ...]:

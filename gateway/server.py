@@ -269,12 +269,15 @@ class Gateway:
     async def shutdown(self) -> None:
         """Stop accepting, let in-flight requests finish, then close."""
         log.info("shutting down")
+        if hasattr(self, "cluster") and await self.cluster.hand_over():
+            # Leave first and keep serving a moment, answering Produce and
+            # Fetch NOT_LEADER_OR_FOLLOWER and group requests NOT_COORDINATOR,
+            # so clients move to the others before the sockets close (Kafka's
+            # controlled shutdown; docs/operations.md#several-gateways).
+            log.info("handing over to the other gateways for %d ms", self.cluster.handover_ms)
+            await asyncio.sleep(self.cluster.handover_ms / 1000)
         for listener in self._listeners:
             await listener.close()
-        if hasattr(self, "cluster"):
-            # Leave first, so the others take over this gateway's partitions
-            # while it finishes what it started.
-            await self.cluster.leave()
         self._heap.cancel()
         for task in (self._retention, self._compaction, self._producer_expiry, self._tls_watch):
             if task is not None:
@@ -308,6 +311,8 @@ class Gateway:
             await self.credentials.close()
         if hasattr(self, "authorizer"):
             await self.authorizer.stop()
+        if hasattr(self, "cluster"):
+            await self.cluster.close()
         if hasattr(self, "coordinator"):
             await self.coordinator.storage.close()
         if self.embedded is not None:

@@ -121,6 +121,9 @@ async def _resolve(context: RequestContext, request: Any) -> list[Slot]:
                 slot.code = missing
             elif not 0 <= partition.partition < info.partitions:
                 slot.code = ErrorCode.unknown_topic_or_partition
+            elif context.cluster.handing_over:
+                # Stopping: the others lead it now; the client fetches there.
+                slot.code = ErrorCode.not_leader_or_follower
             slots.append(slot)
     return slots
 

@@ -19,7 +19,7 @@ v0-v5 (batched members by member ID or instance ID from v3).
 DescribeGroups (key 15) v0-v6: members with metadata and assignment while
 Stable (Kafka shows them only then); an unknown group is Dead, with
 GROUP_ID_NOT_FOUND from v6; authorized operations when asked.
-ListGroups (key 16) v0-v5: groups in memory and groups registered in Redis
+ListGroups (key 16) v0-v5: the groups this gateway coordinates, in memory or registered in Redis
 (those are Empty); states filter from v4, types filter from v5 (every group
 is "classic").
 DeleteGroups (key 42) v0-v2: GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, or the
@@ -270,7 +270,13 @@ async def handle_describe_groups(context: RequestContext, request: Any) -> Any:
 
 
 async def _all_groups(context: RequestContext) -> dict[str, tuple[str, str]]:
-    """group ID -> (protocol type, state): in memory, or registered in Redis (Empty)."""
+    """group ID -> (protocol type, state) of the groups this gateway coordinates: in memory,
+    or registered in Redis (Empty).
+
+    As each Kafka broker lists only its own groups: clients send ListGroups
+    to every broker and merge the answers, so a group listed by a gateway
+    that does not run it would show twice, or as Empty while it is Stable.
+    """
     registered = await context.coordinator.storage.groups()
     found = {group_id: (protocol_type, GroupState.EMPTY.value)
              for group_id, protocol_type in registered.items()}
@@ -278,7 +284,8 @@ async def _all_groups(context: RequestContext) -> dict[str, tuple[str, str]]:
         if not group.is_(GroupState.DEAD):
             protocol_type = group.protocol_type or registered.get(group.group_id, "")
             found[group.group_id] = (protocol_type, group.state.value)
-    return found
+    return {group_id: listed for group_id, listed in found.items()
+            if context.cluster.coordinates(group_id)}
 
 
 def _wanted(request: Any, state: str) -> bool:

@@ -193,6 +193,10 @@ async def _prepare(context: RequestContext, request: Any,
             if not 0 <= partition_data.index < info.partitions:
                 outcome.code = ErrorCode.unknown_topic_or_partition
                 continue
+            if context.cluster.handing_over:
+                # Stopping: the others lead it now; the client retries there.
+                outcome.code = ErrorCode.not_leader_or_follower
+                continue
             try:
                 append = _decode(info, partition_data.index, partition_data.records, context.api_version,
                                  budget)

@@ -7,16 +7,19 @@ client. Leases are short (flags), so a killed gateway leaves within seconds.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 import redis
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 from kafka_redis_gateway.gateway.embedded import free_port
 from kio.schema.errors import ErrorCode
@@ -30,6 +33,9 @@ from tests.integration.groups_support import (
 )
 from tests.integration.operations_support import scrape, value
 from tests.integration.test_groups_protocol import FIND_COORDINATOR, heartbeat, join, stable_member
+from tests.integration.test_java_tools import BIN as JAVA_BIN
+from tests.integration.test_java_tools import ok as java_ok
+from tests.integration.test_java_tools import tool as java_tool
 from tests.integration.test_protocol import Wire, build, metadata, request_types
 from tests.servers import GatewayProcess, RedisServer, module_redis
 
@@ -306,3 +312,219 @@ def test_each_listener_lists_every_gateway_by_its_address_on_that_listener(
     finally:
         for _, _, gateway in started:
             gateway.stop()
+
+
+class PacedProducer:
+    """An idempotent acks=all producer writing "r<i>" round-robin over the partitions, at a pace,
+    in a thread; it records what was acknowledged, what failed and what its error callback saw."""
+
+    def __init__(self, bootstrap: str, topic: str, count: int, per_second: float, first: int = 0) -> None:
+        self.topic, self.count, self.pause, self.first = topic, count, 1 / per_second, first
+        self.acked: list[str] = []
+        self.failed: list[str] = []
+        self.client_errors: list[str] = []
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                                  "acks": "all", "linger.ms": 5,
+                                  "error_cb": lambda error: self.client_errors.append(str(error))})
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> PacedProducer:
+        self.thread.start()
+        return self
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        (self.failed if error is not None else self.acked).append(message.value().decode())
+
+    def _run(self) -> None:
+        for i in range(self.first, self.first + self.count):
+            self.producer.produce(self.topic, f"r{i}".encode(), partition=i % PARTITIONS,
+                                  on_delivery=self._delivered)
+            self.producer.poll(0)
+            time.sleep(self.pause)
+        self.producer.flush(120)
+
+    def join(self, timeout: float = 180) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the producer did not finish"
+
+
+def stored(client: redis.Redis, topic: str) -> dict[int, list[str]]:
+    """Each partition's values as stored in its stream, in offset order."""
+    return {p: [fields[b"value"].decode() for _, fields in client.xrange(f"kafka:{{{topic}:{p}}}")]
+            for p in range(PARTITIONS)}
+
+
+def assert_stored_once_in_order(client: redis.Redis, topic: str, acked: list[str]) -> None:
+    partitions = stored(client, topic)
+    everything = Counter(value for values in partitions.values() for value in values)
+    assert not [value for value in acked if everything[value] != 1], "acknowledged records lost or doubled"
+    assert max(everything.values()) == 1, [v for v, n in everything.items() if n > 1][:5]
+    for values in partitions.values():
+        numbers = [int(value[1:]) for value in values]
+        assert numbers == sorted(numbers), "a partition's records out of order"
+
+
+def coordinator_of(gateways: list[GatewayProcess], group_id: str) -> GatewayProcess:
+    with closing(Wire(gateways[0].bootstrap)) as wire:
+        answer = wire.call(build(request_types(FIND_COORDINATOR, 3).FindCoordinatorRequest,
+                                 key=group_id, key_type=0))
+    (coordinator,) = [g for g in gateways if g.port == answer.port]
+    return coordinator
+
+
+def test_killing_the_coordinator_under_an_idempotent_producer_and_a_group_loses_nothing(
+        gateways: list[GatewayProcess], cluster_redis: RedisServer, tmp_path: Path) -> None:
+    group_id, topic = "kill-under-load", "kill-under-load"
+    everyone = ",".join(gateway.bootstrap for gateway in gateways)
+    coordinator = coordinator_of(gateways, group_id)
+    others = [g for g in gateways if g is not coordinator]
+    create_topic(others[0].bootstrap, topic)
+    # The coordinator leads some of the topic's partitions too.
+    assert coordinator.port in {b.port for node, b in cluster_metadata(everyone).brokers.items()
+                                if node in leaders(everyone, topic).values()}
+    members = [MemberProcess("confluent", gateway.bootstrap, topic, group_id, f"m{i}",
+                             session_timeout_ms=20_000).start() for i, gateway in enumerate(others)]
+    try:
+        wait_settled(members, PARTITIONS)
+        producer = PacedProducer(everyone, topic, 600, per_second=60).start()
+        wait_until(lambda: len(producer.acked) >= 150, 60, "records acknowledged before the kill")
+        coordinator.stop(signal.SIGKILL)
+        gateways.remove(coordinator)
+        producer.join()
+        assert producer.failed == [], producer.failed[:5]
+        assert len(producer.acked) == 600
+        assert_stored_once_in_order(cluster_redis.client(), topic, producer.acked)
+        wait_until(lambda: set(consumed(members)) >= set(producer.acked), 90,
+                   "the group to process every acknowledged record")
+        # Each record was committed after it was read: none was processed twice.
+        counts = consumed(members)
+        assert max(counts.values()) == 1, [v for v, n in counts.items() if n > 1][:5]
+
+        # Restarted, the killed gateway rejoins: listed, leading partitions, serving the group.
+        restarted = GatewayProcess(cluster_redis.url, port=coordinator.port,
+                                   log_path=tmp_path / "restarted.log",
+                                   extra_args=["--broker-lease-ms", str(LEASE_MS)]).start()
+        gateways.append(restarted)
+        everyone_now = {gateway.bootstrap for gateway in gateways}
+        for gateway in gateways:
+            wait_for_brokers(gateway.bootstrap, everyone_now)
+        metadata = cluster_metadata(restarted.bootstrap)
+        (restarted_id,) = [node for node, b in metadata.brokers.items() if b.port == restarted.port]
+        assert restarted_id in leaders(restarted.bootstrap, topic).values()
+        after = PacedProducer(restarted.bootstrap, topic, 60, per_second=200, first=600).start()
+        after.join()
+        assert after.failed == [] and len(after.acked) == 60
+        wait_until(lambda: set(consumed(members)) >= set(after.acked), 90,
+                   "the group to go on after the rejoin")
+        assert max(consumed(members).values()) == 1
+    finally:
+        for member in members:
+            member.stop()
+
+
+def test_a_clean_stop_hands_leadership_over_with_no_client_error(
+        gateways: list[GatewayProcess], cluster_redis: RedisServer) -> None:
+    topic = "handover"
+    everyone = ",".join(gateway.bootstrap for gateway in gateways)
+    create_topic(gateways[0].bootstrap, topic)
+    metadata = cluster_metadata(everyone)
+    controller = metadata.controller_id
+    # A gateway that leads partitions and is not the controller.
+    leaving = next(g for g in gateways if g.port != metadata.brokers[controller].port)
+    (leaving_id,) = [node for node, b in metadata.brokers.items() if b.port == leaving.port]
+    assert leaving_id in leaders(everyone, topic).values()
+    consumer_errors: list[str] = []
+    consumer = Consumer({"bootstrap.servers": everyone, "group.id": "handover-reader",
+                         "enable.auto.commit": False,
+                         "error_cb": lambda error: consumer_errors.append(str(error))})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    read: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
+    producer = PacedProducer(everyone, topic, 400, per_second=80).start()
+    try:
+        stopped = False
+        deadline = time.monotonic() + 120
+        while sum(map(len, read.values())) < 400:
+            assert time.monotonic() < deadline, f"read {sum(map(len, read.values()))} of 400"
+            for message in consumer.consume(100, timeout=0.2):
+                if message.error() is not None:
+                    consumer_errors.append(str(message.error()))
+                else:
+                    read[message.partition()].append(message.value().decode())
+            if not stopped and len(producer.acked) >= 100:
+                assert leaving.stop(signal.SIGTERM) == 0
+                gateways.remove(leaving)
+                stopped = True
+        producer.join()
+    finally:
+        consumer.close()
+    assert stopped
+    assert producer.failed == [], producer.failed[:5]
+    assert producer.client_errors == [], producer.client_errors
+    assert consumer_errors == [], consumer_errors
+    assert read == {p: [f"r{i}" for i in range(p, 400, PARTITIONS)] for p in range(PARTITIONS)}
+    assert_stored_once_in_order(cluster_redis.client(), topic, producer.acked)
+    assert leaving_id not in leaders(gateways[0].bootstrap, topic).values()
+
+
+def test_each_group_is_listed_once_with_its_coordinators_state_through_any_gateway(
+        gateways: list[GatewayProcess]) -> None:
+    create_topic(gateways[0].bootstrap, "listed")
+    member = MemberProcess("confluent", gateways[1].bootstrap, "listed", "listed-group", "m0").start()
+    try:
+        wait_settled([member], PARTITIONS)
+        for gateway in gateways:
+            admin = AdminClient({"bootstrap.servers": gateway.bootstrap})
+            listed = [(g.group_id, g.state.name) for g in admin.list_consumer_groups().result(30).valid
+                      if g.group_id == "listed-group"]
+            assert listed == [("listed-group", "STABLE")], (gateway.bootstrap, listed)
+            (described,) = admin.describe_consumer_groups(["listed-group"])["listed-group"].result(30),
+            assert described.state.name == "STABLE"
+            assert [m.client_id for m in described.members] == ["m0"]
+    finally:
+        member.stop()
+
+
+@pytest.mark.skipif(not (JAVA_BIN / "kafka-consumer-groups.sh").exists(),
+                    reason=f"no Kafka tools in {JAVA_BIN}")
+def test_the_java_console_consumer_and_consumer_groups_show_one_group_through_any_gateway(
+        gateways: list[GatewayProcess]) -> None:
+    topic, group = "java-seen", "java-seen-group"
+    create_topic(gateways[0].bootstrap, topic)
+    produce_numbered(gateways[0].bootstrap, topic, 0, 60, PARTITIONS)
+    lines: list[str] = []
+    consumer = subprocess.Popen(
+        [str(JAVA_BIN / "kafka-console-consumer.sh"), "--bootstrap-server", gateways[2].bootstrap,
+         "--topic", topic, "--group", group, "--from-beginning", "--timeout-ms", "120000",
+         "--consumer-property", "client.id=java-console",
+         "--consumer-property", "auto.commit.interval.ms=200"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+        env=dict(os.environ, KAFKA_LOG_LEVEL="warn"))
+    assert consumer.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(consumer.stdout or ()), daemon=True)
+    reader.start()
+
+    def described(bootstrap: str) -> list[tuple[str, ...]]:
+        out = java_ok(java_tool("kafka-consumer-groups.sh", "--bootstrap-server", bootstrap,
+                                "--describe", "--group", group))
+        # GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG CONSUMER-ID HOST CLIENT-ID
+        return sorted(tuple(line.split()) for line in out.splitlines() if line.startswith(group))
+
+    try:
+        wait_until(lambda: len(lines) >= 60, 120, "the console consumer to print every record")
+        wait_until(lambda: [row[5] for row in described(gateways[0].bootstrap)] == ["0"] * PARTITIONS,
+                   60, "the console consumer's commits")
+        seen = [described(gateway.bootstrap) for gateway in gateways]
+        assert seen[0] == seen[1] == seen[2], seen
+        assert {(row[1], row[3], row[4], row[-1]) for row in seen[0]} == {
+            (topic, "10", "10", "java-console")}
+        for gateway in gateways:
+            listed = java_ok(java_tool("kafka-consumer-groups.sh", "--bootstrap-server", gateway.bootstrap,
+                                       "--list")).split()
+            assert listed.count(group) == 1, listed
+            state = java_ok(java_tool("kafka-consumer-groups.sh", "--bootstrap-server", gateway.bootstrap,
+                                      "--describe", "--group", group, "--state"))
+            assert "Stable" in state, state
+    finally:
+        consumer.terminate()
+        consumer.wait(60)
+    assert sorted(line.strip() for line in lines) == sorted(f"r{i}" for i in range(60))
