@@ -5,7 +5,8 @@ compose/hardened.yaml's command line and the gateway with its environment,
 only names, paths and ports made local (the compose network's ``redis`` is
 ``localhost`` here, the container's ``/secrets`` a temporary directory, and
 every port a free loopback one). A user made through the OPERATOR listener
-then produces and consumes over SASL_SSL with SCRAM-SHA-512.
+then produces and consumes over SASL_SSL with SCRAM-SHA-512; another user
+may not write until admin grants it (the authorizer is on).
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
     AdminClient,
+    ResourcePatternType,
+    ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialUpsertion,
@@ -140,10 +146,35 @@ def test_the_hardened_example_serves_a_scram_user_over_sasl_ssl(
         finally:
             consumer.close()
         assert values == [f"v{i}".encode() for i in range(10)]
+        user_needs_a_grant(admin, login)
         assert "NO AUTHENTICATION" not in log_path.read_text()
     finally:
         gateway.terminate()
         gateway.wait(timeout=30)
+
+
+def user_needs_a_grant(operator: AdminClient, admin_login: dict[str, str]) -> None:
+    """A user without ACLs is refused the topic; once admin grants WRITE, it may produce."""
+    operator.alter_user_scram_credentials([UserScramCredentialUpsertion(
+        "app", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), b"app-secret")]
+    )["app"].result(timeout=30)
+    app_login = {**admin_login, "sasl.username": "app", "sasl.password": "app-secret"}
+    assert produce_errors(app_login) == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    granted = AclBinding(ResourceType.TOPIC, "hardened", ResourcePatternType.LITERAL, "User:app", "*",
+                         AclOperation.WRITE, AclPermissionType.ALLOW)
+    as_admin = AdminClient(admin_login)
+    as_admin.create_acls([granted])[granted].result(timeout=30)
+    assert produce_errors(app_login) == [None]
+
+
+def produce_errors(login: dict[str, str]) -> list[int | None]:
+    """One record produced to "hardened": its delivery error code (None when written)."""
+    errors: list[int | None] = []
+    producer = Producer({**login, "message.timeout.ms": 20000})
+    producer.produce("hardened", b"from app",
+                     on_delivery=lambda error, _: errors.append(None if error is None else error.code()))
+    producer.flush(30)
+    return errors
 
 
 def test_the_hardened_example_redis_lets_in_only_its_user(secrets: Path, hardened_redis: int) -> None:

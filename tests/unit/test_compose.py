@@ -64,6 +64,8 @@ def test_the_hardened_example_publishes_only_its_sasl_ssl_listener() -> None:
     (external,) = [name for name, (_, port) in listeners.items() if port == container_port]
     assert protocols[external] == "SASL_SSL"
     assert "PLAIN" not in environment["KRG_SASL_ENABLED_MECHANISMS"].split(",")  # SCRAM only
+    assert environment["KRG_AUTHORIZER"] == "true"
+    assert "KRG_ALLOW_EVERYONE_IF_NO_ACL_FOUND" not in environment
     assert environment["KRG_SSL_CERTFILE"] and environment["KRG_SSL_KEYFILE"]
 
 
