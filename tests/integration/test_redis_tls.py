@@ -8,7 +8,9 @@ is not): the tests skip where there is none (tests/tls_support.py).
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,7 @@ from tests.integration.test_confluent import (
     consumed_records,
     create_topic,
     produce_ok,
+    read_to_end,
     sample_records,
     wait_all,
 )
@@ -118,6 +121,27 @@ def test_scram_users_are_stored_over_tls(tls_gateway: GatewayProcess,
         assert client.hexists("kafka:{scram}:SCRAM-SHA-256", "alice")
     finally:
         client.close()
+
+
+def test_adopt_and_inspect_on_rediss(tls_gateway: GatewayProcess, redis_server: RedisServer,
+                                     topic_name: str) -> None:
+    """The subcommands that work on Redis directly take the same rediss:// URL."""
+    stream = f"native-{topic_name}"
+    client = redis_server.client()
+    try:
+        client.xadd(stream, {"n": "1"})
+    finally:
+        client.close()
+    tool = [sys.executable, "-m", "kafka_redis_gateway.gateway"]
+    adopted = subprocess.run([*tool, "adopt", topic_name, stream, "--redis-url", redis_server.url],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert adopted.returncode == 0, adopted.stderr
+    shown = subprocess.run([*tool, "inspect", topic_name, "--json", "--redis-url", redis_server.url],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    (topic,) = json.loads(shown.stdout)
+    assert [(p["stream"], p["length"]) for p in topic["partitions"]] == [(stream, 1)]
+    assert [len(messages) for messages in read_to_end(tls_gateway.bootstrap, topic_name).values()] == [1]
 
 
 def start_refused(url: str, tmp_path: Path, timeout: float = 60) -> tuple[int, str]:
