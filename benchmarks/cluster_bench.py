@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import subprocess
 import sys
 import tempfile
@@ -263,14 +264,22 @@ def wait_for_gateways(bootstraps: list[str]) -> None:
             time.sleep(0.2)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def compare_gateways(options: argparse.Namespace, work: Path,
                      processes: list[subprocess.Popen[bytes]]) -> None:
     port = free_port()
     processes.append(start_redis(work / "redis", port, []))
+    redis_pid = processes[-1].pid
     url = f"redis://127.0.0.1:{port}/0"
     gateways: list[tuple[subprocess.Popen[bytes], str]] = []
     print(f"{options.records:,} records of 100 bytes, {options.partitions} partitions, "
-          f"{options.clients} client processes, acks=1; aggregate records/s")
+          f"{options.clients} client processes, acks=1; aggregate records/s; CPU seconds that "
+          f"Redis and the gateways used in the round ({os.cpu_count()} cores)")
     for round_number in range(1, options.rounds + 1):
         for count in (1, 2, 3):
             while len(gateways) > count:  # a clean stop leaves the cluster at once
@@ -282,13 +291,20 @@ def compare_gateways(options: argparse.Namespace, work: Path,
                 processes.append(gateways[-1][0])
             bootstraps = [bootstrap for _, bootstrap in gateways]
             wait_for_gateways(bootstraps)
+            pids = [process.pid for process, _ in gateways]
+            cpu_before = cpu_seconds(redis_pid), sum(map(cpu_seconds, pids))
             produced, consumed = kafka_round(bootstraps, options.records, options.partitions,
                                              options.clients)
+            redis_cpu = cpu_seconds(redis_pid) - cpu_before[0]
+            gateways_cpu = sum(map(cpu_seconds, pids)) - cpu_before[1]
             print(f"round {round_number}  {count} gateway{'s' if count > 1 else ' '}        "
-                  f"produce {produced:10,.0f}   consume {consumed:10,.0f}", flush=True)
+                  f"produce {produced:10,.0f}   consume {consumed:10,.0f}   "
+                  f"CPU s: Redis {redis_cpu:5.1f}, gateways {gateways_cpu:5.1f}", flush=True)
+        redis_before = cpu_seconds(redis_pid)
         produced, consumed = redis_round(url, options.records, options.partitions, options.clients)
         print(f"round {round_number}  redis-py (anchor) "
-              f"produce {produced:10,.0f}   consume {consumed:10,.0f}", flush=True)
+              f"produce {produced:10,.0f}   consume {consumed:10,.0f}   "
+              f"CPU s: Redis {cpu_seconds(redis_pid) - redis_before:5.1f}", flush=True)
 
 
 def compare_redis_cluster(options: argparse.Namespace, work: Path,

@@ -528,3 +528,31 @@ def test_the_java_console_consumer_and_consumer_groups_show_one_group_through_an
         consumer.terminate()
         consumer.wait(60)
     assert sorted(line.strip() for line in lines) == sorted(f"r{i}" for i in range(60))
+
+
+def test_a_paused_gateway_leaves_when_its_lease_ends_and_rejoins_when_resumed(
+        gateways: list[GatewayProcess], cluster_redis: RedisServer) -> None:
+    topic = "paused"
+    everyone = ",".join(gateway.bootstrap for gateway in gateways)
+    create_topic(gateways[0].bootstrap, topic)
+    paused = gateways[2]
+    producer = PacedProducer(everyone, topic, 300, per_second=30).start()
+    wait_until(lambda: len(producer.acked) >= 60, 60, "records acknowledged before the pause")
+    assert paused.process is not None
+    paused.process.send_signal(signal.SIGSTOP)
+    try:
+        # It stops renewing: the others drop it when its lease ends, as if it had died.
+        remaining = {gateway.bootstrap for gateway in gateways if gateway is not paused}
+        wait_for_brokers(gateways[0].bootstrap, remaining, timeout=LEASE_MS / 1000 + 10)
+        acked = len(producer.acked)
+        wait_until(lambda: len(producer.acked) >= acked + 30, 60,
+                   "records acknowledged through the others while it is paused")
+    finally:
+        paused.process.send_signal(signal.SIGCONT)
+    # Resumed, it registers again at its next renewal and is listed by every gateway.
+    for gateway in gateways:
+        wait_for_brokers(gateway.bootstrap, {gateway.bootstrap for gateway in gateways})
+    producer.join()
+    assert producer.failed == [], producer.failed[:5]
+    assert len(producer.acked) == 300
+    assert_stored_once_in_order(cluster_redis.client(), topic, producer.acked)
