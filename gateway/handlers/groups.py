@@ -54,6 +54,12 @@ GROUP_KEY, TRANSACTION_KEY = 0, 1
 CLASSIC = "classic"
 
 
+AUTHORIZATION_MESSAGES = {
+    ErrorCode.group_authorization_failed: "Group authorization failed.",
+    ErrorCode.transactional_id_authorization_failed: "Transactional Id authorization failed.",
+}
+
+
 def _may(context: RequestContext, operation: Operation, group_id: str) -> bool:
     return context.authorize(operation, ResourceType.GROUP, group_id)
 
@@ -97,7 +103,8 @@ def _coordinator(context: RequestContext, key_type: int, key: str, checked: tupl
     """The gateway coordinating a group, on the listener the request came in on."""
     refused = _key_refused(context, key_type, key)
     if refused is not None:
-        return refused, None, None
+        # With Kafka's message for the code, as Kafka answers.
+        return refused, AUTHORIZATION_MESSAGES[refused], None
     code, message = checked
     if code != ErrorCode.none:
         return code, message, None

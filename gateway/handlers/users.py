@@ -36,14 +36,22 @@ from ..storage.credentials import CredentialChange
 from ._build import NO_THROTTLE, make, response_types
 
 Problem = tuple[ErrorCode, str]
+CLUSTER_REFUSED = "Cluster authorization failed."
 
 
 async def handle_describe(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
-    if not context.authorize_cluster(Operation.DESCRIBE):
-        return make(types.DescribeUserScramCredentialsResponse, throttle_time=NO_THROTTLE,
-                    error_code=ErrorCode.cluster_authorization_failed, error_message=None, results=())
     names = [user.name for user in request.users or ()]
+    if not context.authorize_cluster(Operation.DESCRIBE):
+        # Kafka's error response (DescribeUserScramCredentialsRequest.getErrorResponse):
+        # the code and its message at the top and for each user named. (librdkafka
+        # 2.16's AdminClient aborts on this answer, from Kafka as from here.)
+        refused = ErrorCode.cluster_authorization_failed
+        return make(types.DescribeUserScramCredentialsResponse, throttle_time=NO_THROTTLE,
+                    error_code=refused, error_message=CLUSTER_REFUSED, results=tuple(
+                        make(types.DescribeUserScramCredentialsResult, user=user, error_code=refused,
+                             error_message=CLUSTER_REFUSED, credential_infos=())
+                        for user in names))
     try:
         found = await (context.credentials.mechanisms_of(list(dict.fromkeys(names))) if names
                        else context.credentials.all_users())
@@ -127,8 +135,7 @@ async def handle_alter(context: RequestContext, request: Any) -> Any:
     users = list(dict.fromkeys(change.name for change in (*request.deletions, *request.upsertions)))
     problems: dict[str, Problem]
     if not context.authorize_cluster(Operation.ALTER):
-        problems = {user: (ErrorCode.cluster_authorization_failed, "Cluster authorization failed.")
-                    for user in users}
+        problems = {user: (ErrorCode.cluster_authorization_failed, CLUSTER_REFUSED) for user in users}
     else:
         try:
             problems = await _problems(context, request)

@@ -13,11 +13,19 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -25,9 +33,13 @@ from confluent_kafka.admin import (
     AclPermissionType,
     AdminClient,
     ConfigResource,
+    NewPartitions,
     NewTopic,
     ResourcePatternType,
     ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
 )
 from kafka.admin import (
     ACLFilter,
@@ -41,9 +53,11 @@ from kafka.admin import ResourceType as PyResourceType
 from kafka.errors import ClusterAuthorizationFailedError, SecurityDisabledError
 from kafka_redis_gateway.gateway.embedded import free_port
 
+from tests.integration.test_protocol import Wire, build, request_types
 from tests.servers import GatewayProcess, RedisServer
 
-PASSWORDS = {"alice": "alice-secret", "bob": "bob-secret"}
+# dave is granted nothing in any test.
+PASSWORDS = {"alice": "alice-secret", "bob": "bob-secret", "dave": "dave-secret"}
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +91,6 @@ class AclGateway:
 
 
 def create_users(admin: AdminClient) -> None:
-    from confluent_kafka.admin import (
-        ScramCredentialInfo,
-        ScramMechanism,
-        UserScramCredentialUpsertion,
-    )
     upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
                                             password.encode())
                for user, password in PASSWORDS.items()]
@@ -372,6 +381,72 @@ def test_acls_created_through_one_gateway_are_enforced_by_another(tmp_path: Path
         first.process.stop()
         second.process.stop()
         redis_alone.stop()
+
+
+def test_records_partitions_groups_and_users_need_their_grants(gateway: AclGateway, topic_name: str) -> None:
+    operator = gateway.operator()
+    create_topic(operator, topic_name)
+    group = f"g-{topic_name}"
+    operator_settings = {"bootstrap.servers": f"127.0.0.1:{gateway.plain}"}
+    assert produce_error(operator_settings, topic_name) is None
+    assert consume_error(operator_settings, topic_name, group) is None  # its commit registers the group
+    dave = gateway.admin("dave")
+    # DESCRIBE (librdkafka finds the partition's leader first), not DELETE.
+    grant(gateway, allow("dave", ResourceType.TOPIC, topic_name, AclOperation.DESCRIBE))
+    records = dave.delete_records([TopicPartition(topic_name, 0, 0)])
+    assert kafka_code(lambda: next(iter(records.values())).result(timeout=30)) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    partitions = dave.create_partitions([NewPartitions(topic_name, 2)])[topic_name]
+    assert kafka_code(lambda: partitions.result(timeout=30)) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # (describe_user_scram_credentials refused: librdkafka 2.16 aborts the process on
+    # CLUSTER_AUTHORIZATION_FAILED, from a Kafka broker as from the gateway; not asked here.)
+    upsert = UserScramCredentialUpsertion("dave", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
+                                          b"new-secret")
+    altered = dave.alter_user_scram_credentials([upsert])["dave"]
+    assert kafka_code(lambda: altered.result(timeout=30)) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    deleted = dave.delete_consumer_groups([group])[group]
+    assert kafka_code(lambda: deleted.result(timeout=30)) == KafkaError.GROUP_AUTHORIZATION_FAILED
+    listed = dave.list_consumer_groups().result(timeout=30)
+    assert group not in {listing.group_id for listing in listed.valid}
+    grant(gateway, allow("dave", ResourceType.GROUP, group, AclOperation.DESCRIBE))
+    listed = dave.list_consumer_groups().result(timeout=30)
+    assert group in {listing.group_id for listing in listed.valid}
+
+
+def test_an_idempotent_producer_needs_idempotent_write_or_write_somewhere(
+        gateway: AclGateway, topic_name: str) -> None:
+    create_topic(gateway.operator(), topic_name)
+    # DESCRIBE, so that Metadata does not fail the record first.
+    grant(gateway, allow("dave", ResourceType.TOPIC, topic_name, AclOperation.DESCRIBE))
+    producer = Producer({**gateway.settings("dave"), "enable.idempotence": True,
+                         "message.timeout.ms": 10000})
+    producer.produce(topic_name, b"v")
+    # librdkafka raises InitProducerId's fatal error out of flush() (confluent-kafka
+    # wraps it in a SystemError whose context is the KafkaException).
+    with pytest.raises(Exception) as raised:
+        producer.flush(15)
+    chain = (raised.value, raised.value.__cause__, raised.value.__context__)
+    codes = {error.args[0].code() for error in chain if isinstance(error, KafkaException)}
+    assert KafkaError.CLUSTER_AUTHORIZATION_FAILED in codes
+
+
+def test_describe_cluster_needs_describe_on_the_cluster(gateway: AclGateway) -> None:
+    # librdkafka's describe_cluster sends Metadata; DescribeCluster itself is sent raw here.
+    def describe_cluster(user: str) -> Any:
+        with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
+            assert wire.call(build(request_types(17, 1).SaslHandshakeRequest, mechanism="PLAIN")) \
+                .error_code == 0
+            token = f"\x00{user}\x00{PASSWORDS[user]}".encode()
+            assert wire.call(build(request_types(36, 2).SaslAuthenticateRequest, auth_bytes=token)) \
+                .error_code == 0
+            return wire.call(build(request_types(60, 1).DescribeClusterRequest,
+                                   include_cluster_authorized_operations=True, endpoint_type=1))
+    refused = describe_cluster("dave")
+    assert refused.error_code == KafkaError.CLUSTER_AUTHORIZATION_FAILED and not refused.brokers
+    grant(gateway, allow("dave", ResourceType.BROKER, "kafka-cluster", AclOperation.DESCRIBE))
+    described = describe_cluster("dave")
+    assert described.error_code == 0 and described.brokers
+    assert described.cluster_authorized_operations == 1 << 8  # DESCRIBE only
 
 
 # -- authorized operations ----------------------------------------------------------
