@@ -11,9 +11,14 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
     AdminClient,
     ConfigResource,
     NewTopic,
+    ResourcePatternType,
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
@@ -45,10 +50,21 @@ def test_the_documented_redis_user_is_all_the_gateway_needs(redis_server: RedisS
     gateway = GatewayProcess(
         f"redis://krg:krg-secret@127.0.0.1:{redis_server.port}/0", port=plain,
         log_path=tmp_path / "gateway.log",
-        listeners=f"PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}").start()
+        listeners=f"PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}",
+        # Kafka ACLs too (their hash and version counter), the operator a super user.
+        extra_args=["--authorizer", "true", "--super-users", "User:ANONYMOUS"]).start()
     try:
         admin = AdminClient({"bootstrap.servers": gateway.bootstrap})
         admin.create_topics([NewTopic("acl-topic", 2)])["acl-topic"].result(timeout=30)
+        grants = [AclBinding(resource, name, ResourcePatternType.LITERAL, "User:app", "*",
+                             AclOperation.ALL, AclPermissionType.ALLOW)
+                  for resource, name in ((ResourceType.TOPIC, "acl-topic"),
+                                         (ResourceType.GROUP, "acl-group"))]
+        for future in admin.create_acls(grants).values():
+            future.result(timeout=30)
+        assert len(admin.describe_acls(AclBindingFilter(
+            ResourceType.ANY, None, ResourcePatternType.ANY, "User:app", None, AclOperation.ANY,
+            AclPermissionType.ANY)).result(timeout=30)) == 2
         admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
             "app", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"app-secret")])["app"].result(30)
         assert "app" in admin.describe_user_scram_credentials().result(timeout=30)

@@ -24,7 +24,15 @@ from confluent_kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
+from kafka_redis_gateway.gateway.security.acls import (
+    AclBinding,
+    Operation,
+    PatternType,
+    Permission,
+    ResourceType,
+)
 from kafka_redis_gateway.gateway.storage import StorageUnavailable, keys
+from kafka_redis_gateway.gateway.storage.acls import RedisAclStore
 from kafka_redis_gateway.gateway.storage.brokers import BrokerRegistration, Endpoint, RedisBrokerRegistry
 from kafka_redis_gateway.gateway.storage.credentials import RedisCredentialStore
 from kafka_redis_gateway.gateway.storage.group_base import OffsetCommit
@@ -304,6 +312,24 @@ def test_scram_users_on_a_redis_cluster(admin: AdminClient) -> None:
     assert sorted(info.mechanism for info in described.scram_credential_infos) == [
         ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512]
     assert "cluster-user" in admin.describe_user_scram_credentials().result(timeout=30)
+
+
+async def test_acls_on_a_redis_cluster(redis_cluster: RedisClusterServers) -> None:
+    # The set and its version share the {acls} tag: each change is one MULTI on one node,
+    # and a snapshot (GET and HGETALL in one MULTI) always matches its version.
+    store = RedisAclStore(redis_cluster.url, cluster=True)
+    binding = AclBinding(ResourceType.TOPIC, "orders", PatternType.PREFIXED, "User:alice", "*",
+                         Operation.READ, Permission.ALLOW)
+    try:
+        before = await store.version()
+        await store.create([binding])
+        loaded = await store.load()
+        assert loaded.version == before + 1 and binding in loaded.bindings
+        assert await store.delete([binding]) == [True]
+        loaded = await store.load()
+        assert loaded.version == before + 2 and binding not in loaded.bindings
+    finally:
+        await store.close()
 
 
 async def test_a_cluster_that_serves_no_slot_is_unavailable_to_every_store(tmp_path: Path) -> None:
