@@ -85,6 +85,11 @@ class Gateway:
             self.config.acl_refresh_ms)
         cluster_id = await self._cluster_id()
         await self.authorizer.start()
+        if self.config.authorizer:
+            log.info("ACLs enforced: %d read from Redis, super users %s, everyone allowed where no "
+                     "ACL is found: %s", len(self.authorizer.acls.bindings),
+                     ", ".join(self.config.super_users) or "none",
+                     self.config.allow_everyone_if_no_acl_found)
         self.coordinator = GroupCoordinator(
             RedisGroupStorage(redis_url, timeout=self.config.redis_timeout,
                               partition_keys=self.storage.partition_keys, cluster=cluster),
@@ -164,9 +169,16 @@ class Gateway:
             if authenticates(spec, self.config) or is_loopback(spec.bind.host):
                 continue
             log.warning(
-                "LISTENER %s ON %s HAS NO AUTHENTICATION: anyone who reaches it can read, write "
-                "and delete every topic and change configs. Use SASL_SSL or SASL_PLAINTEXT "
-                "listeners (docs/security.md), or bind it to loopback.", spec.name, spec.bind)
+                "LISTENER %s ON %s HAS NO AUTHENTICATION: anyone who reaches it can %s. Use SASL_SSL "
+                "or SASL_PLAINTEXT listeners (docs/security.md), or bind it to loopback.",
+                spec.name, spec.bind, self._anonymous_may())
+
+    def _anonymous_may(self) -> str:
+        """What an unauthenticated client (User:ANONYMOUS) may do, for the warning above."""
+        config = self.config
+        if config.authorizer and "User:ANONYMOUS" not in config.super_users:
+            return "do what the ACLs allow User:ANONYMOUS and User:*"
+        return "read, write and delete every topic and change configs"
 
     async def _is_cluster(self, redis_url: str) -> bool:
         # The first question to Redis: wait for it, as for the cluster ID below.
