@@ -519,13 +519,13 @@ class EncodedRecords:
 
 
 def encode_encoded_batch(base_offset: int, records: EncodedRecords, *,
-                         compression: Compression = Compression.NONE) -> bytes:
+                         compression: Compression = Compression.NONE, leader_epoch: int = 0) -> bytes:
     """One CreateTime batch of already encoded records: only the header and CRC are computed here."""
     if records.count <= 0:
         raise ValueError("a record batch needs at least one record")
     last_delta = records.last_offset_delta if records.last_offset_delta >= 0 else records.count - 1
     return _framed(base_offset, records.body, records.count, records.first_timestamp,
-                   records.max_timestamp, compression, TimestampType.CREATE_TIME, -1, -1, -1, 0,
+                   records.max_timestamp, compression, TimestampType.CREATE_TIME, -1, -1, -1, leader_epoch,
                    last_delta)
 
 

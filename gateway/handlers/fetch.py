@@ -24,9 +24,16 @@ topics the storage returns the records section already encoded from the
 stream entries (ReadRequest.encoded); only the batch header is built here.
 Out-of-range offsets get OFFSET_OUT_OF_RANGE, unknown topics or partitions
 UNKNOWN_TOPIC_OR_PARTITION (UNKNOWN_TOPIC_ID from v13), Redis unreachable
-KAFKA_STORAGE_ERROR. No transactions exist, so the last stable offset is the
-high watermark and there are no aborted transactions. A topic the principal
-may not READ: TOPIC_AUTHORIZATION_FAILED (ACLs, as Kafka).
+KAFKA_STORAGE_ERROR. Leader epochs (KIP-320, gateway/handlers/leader_epochs.py):
+each batch carries the epoch its last record was written in as its
+partitionLeaderEpoch (a consumer's position takes the epoch of the last
+record it consumed), and a current_leader_epoch (v9+) other than the
+partition's gets FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH and no records;
+from v12 the response then names the leader and its epoch (current_leader).
+Consumers send no last_fetched_epoch, so diverging_epoch is never set. No
+transactions exist, so the last stable offset is the high watermark and
+there are no aborted transactions. A topic the principal may not READ:
+TOPIC_AUTHORIZATION_FAILED (ACLs, as Kafka).
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from ..storage import ReadRequest, ReadResult, StorageUnavailable, TopicInfo
 from ..storage.entries import DEFAULT_NATIVE
 from ..topics import config_value, native_format
 from ._build import NO_THROTTLE, make, response_types
+from .leader_epochs import NO_EPOCH, epoch_error
 
 API_KEY = 1
 # Bounds the entries one partition read asks Redis for; the byte limit
@@ -88,6 +96,7 @@ class Slot:
     partition: int
     offset: int
     max_bytes: int
+    current_leader_epoch: int = NO_EPOCH
     info: TopicInfo | None = None
     code: ErrorCode = ErrorCode.none
     result: ReadResult | None = None
@@ -116,7 +125,8 @@ async def _resolve(context: RequestContext, request: Any) -> list[Slot]:
             info, missing = None, ErrorCode.topic_authorization_failed
         for partition in topic.partitions:
             slot = Slot(name if info is None else info.name, topic_id, partition.partition,
-                        partition.fetch_offset, partition.partition_max_bytes, info)
+                        partition.fetch_offset, partition.partition_max_bytes,
+                        getattr(partition, "current_leader_epoch", NO_EPOCH), info)
             if info is None:
                 slot.code = missing
             elif not 0 <= partition.partition < info.partitions:
@@ -190,8 +200,11 @@ def _keep(slot: Slot, result: ReadResult | Exception) -> int:
     """Record a read's result in its slot; the bytes it found."""
     if isinstance(result, ReadResult):
         slot.result = result
-        slot.code = ErrorCode.offset_out_of_range if result.out_of_range else ErrorCode.none
-        return _size_hint(result)
+        # As Kafka, the leader epoch is checked before the offset.
+        slot.code = epoch_error(slot.current_leader_epoch, result.epochs)
+        if slot.code == ErrorCode.none and result.out_of_range:
+            slot.code = ErrorCode.offset_out_of_range
+        return _size_hint(result) if slot.code == ErrorCode.none else 0
     if isinstance(result, StorageUnavailable):
         slot.code = ErrorCode.kafka_storage_error
         return 0
@@ -261,10 +274,14 @@ def _encode(slot: Slot, result: ReadResult, api_version: int) -> bytes:
     info = slot.info
     assert info is not None
     codec = _codec(info, api_version)
+    epochs = result.epochs
     if result.encoded is not None:
         # The storage encoded the records section; only the header and CRC are left.
         # (result.offset: a compacted topic's first record may be past the offset asked.)
-        return encode_encoded_batch(result.offset, result.encoded, compression=codec)
+        encoded = result.encoded
+        last_delta = encoded.last_offset_delta if encoded.last_offset_delta >= 0 else encoded.count - 1
+        return encode_encoded_batch(result.offset, encoded, compression=codec,
+                                    leader_epoch=epochs.epoch_of(result.offset + last_delta))
     # Records come unencoded only from LogAppendTime topics (_read asks so):
     # one batch per append time, since readers take a LogAppendTime batch's
     # max timestamp as every record's timestamp.
@@ -279,8 +296,18 @@ def _encode(slot: Slot, result: ReadResult, api_version: int) -> bytes:
         batch = list(group)
         parts.append(encode_batch(batch[0][2], [record for record, _, _ in batch], compression=codec,
                                   timestamp_type=TimestampType.LOG_APPEND_TIME,
-                                  log_append_time=append_time))
+                                  log_append_time=append_time,
+                                  partition_leader_epoch=epochs.epoch_of(batch[-1][2])))
     return b"".join(parts)
+
+
+def _current_leader(context: RequestContext, types: Any, slot: Slot) -> dict[str, Any]:
+    """The partition's leader and epoch, told (v12+) to a fetch fenced for an older epoch."""
+    leader_type = getattr(types, "LeaderIdAndEpoch", None)
+    if leader_type is None or slot.code != ErrorCode.fenced_leader_epoch or slot.result is None:
+        return {}
+    leader = context.cluster.leader(slot.topic or "", slot.partition)
+    return {"current_leader": make(leader_type, leader_id=leader, leader_epoch=slot.result.epochs.current)}
 
 
 def _response(context: RequestContext, types: Any, slots: Sequence[Slot], max_bytes: int) -> Any:
@@ -309,6 +336,7 @@ def _response(context: RequestContext, types: Any, slots: Sequence[Slot], max_by
             aborted_transactions=None,
             preferred_read_replica=-1,
             records=data,
+            **_current_leader(context, types, slot),
         ))
     return make(
         types.FetchResponse,

@@ -29,10 +29,11 @@ from ..security.acls import Operation, ResourceType
 from ..storage import OffsetQuery, PartitionOffsets, StorageUnavailable, TimeOffset, TopicInfo
 from ..topics import config_value
 from ._build import NO_THROTTLE, make, response_types
+from .leader_epochs import NO_EPOCH, epoch_error
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL = -1, -2, -3, -4
 SPECIAL_TIMESTAMPS = (LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL)
-Answer = tuple[ErrorCode, int, int]  # error, offset, timestamp
+Answer = tuple[ErrorCode, int, int, int]  # error, offset, timestamp, leader epoch
 
 
 async def _topic(context: RequestContext, name: str) -> TopicInfo | ErrorCode:
@@ -56,26 +57,37 @@ def _query(info: TopicInfo, partition: Any) -> OffsetQuery:
                        _by_append_time(info))
 
 
-def _answer(info: TopicInfo, timestamp: int, found: PartitionOffsets | TimeOffset | Exception) -> Answer:
+def _answer(info: TopicInfo, partition: Any,
+            found: PartitionOffsets | TimeOffset | Exception) -> Answer:
+    timestamp = partition.timestamp
     if isinstance(found, StorageUnavailable):
-        return ErrorCode.kafka_storage_error, -1, -1
+        return ErrorCode.kafka_storage_error, -1, -1, NO_EPOCH
     if isinstance(found, Exception):
         raise found
     if isinstance(found, TimeOffset):
-        return ErrorCode.none, found.offset, found.timestamp
+        return ErrorCode.none, found.offset, found.timestamp, NO_EPOCH
+    code = epoch_error(getattr(partition, "current_leader_epoch", NO_EPOCH), found.epochs)
+    if code != ErrorCode.none:
+        return code, -1, -1, NO_EPOCH
+    offset, found_timestamp = _offset_and_timestamp(info, timestamp, found)
+    epoch = found.epochs.current if timestamp == LATEST else found.epochs.epoch_of(offset)
+    return ErrorCode.none, offset, found_timestamp, epoch if offset >= 0 else NO_EPOCH
+
+
+def _offset_and_timestamp(info: TopicInfo, timestamp: int, found: PartitionOffsets) -> tuple[int, int]:
     if timestamp == LATEST:
-        return ErrorCode.none, found.end_offset, -1
+        return found.end_offset, -1
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
-        return ErrorCode.none, found.log_start_offset, -1
+        return found.log_start_offset, -1
     if _by_append_time(info) and found.end_offset > found.log_start_offset:
         # A LogAppendTime topic's records carry their append time (the entry
         # ID), which only rises: the newest record has the largest timestamp.
-        return ErrorCode.none, found.end_offset - 1, found.newest_append_time
-    return ErrorCode.none, found.max_timestamp_offset, found.max_timestamp
+        return found.end_offset - 1, found.newest_append_time
+    return found.max_timestamp_offset, found.max_timestamp
 
 
 async def _answers(context: RequestContext, request: Any) -> list[list[Answer]]:
-    """Per topic, per partition: (error, offset, timestamp)."""
+    """Per topic, per partition: (error, offset, timestamp, leader epoch)."""
     topics = await asyncio.gather(*(_topic(context, topic.name) for topic in request.topics))
     answers: list[list[Answer]] = []
     asked: list[tuple[TopicInfo, Any, int, int]] = []  # topic, partition, where its answer goes
@@ -83,14 +95,14 @@ async def _answers(context: RequestContext, request: Any) -> list[list[Answer]]:
         answers.append([])
         for partition in topic.partitions:
             if isinstance(info, ErrorCode):
-                answers[-1].append((info, -1, -1))
+                answers[-1].append((info, -1, -1, NO_EPOCH))
             elif not 0 <= partition.partition_index < info.partitions:
-                answers[-1].append((ErrorCode.unknown_topic_or_partition, -1, -1))
+                answers[-1].append((ErrorCode.unknown_topic_or_partition, -1, -1, NO_EPOCH))
             elif partition.timestamp < 0 and partition.timestamp not in SPECIAL_TIMESTAMPS:
-                answers[-1].append((ErrorCode.invalid_request, -1, -1))
+                answers[-1].append((ErrorCode.invalid_request, -1, -1, NO_EPOCH))
             else:
                 asked.append((info, partition, topic_index, len(answers[-1])))
-                answers[-1].append((ErrorCode.none, -1, -1))
+                answers[-1].append((ErrorCode.none, -1, -1, NO_EPOCH))
     if asked:
         queries = [_query(info, partition) for info, partition, _, _ in asked]
         found: list[PartitionOffsets | TimeOffset | Exception]
@@ -99,7 +111,7 @@ async def _answers(context: RequestContext, request: Any) -> list[list[Answer]]:
         except StorageUnavailable as exc:
             found = [exc] * len(queries)
         for (info, partition, t, p), result in zip(asked, found, strict=True):
-            answers[t][p] = _answer(info, partition.timestamp, result)
+            answers[t][p] = _answer(info, partition, result)
     return answers
 
 
@@ -109,8 +121,9 @@ async def handle(context: RequestContext, request: Any) -> Any:
     topics = tuple(
         make(types.ListOffsetsTopicResponse, name=topic.name, partitions=tuple(
             make(types.ListOffsetsPartitionResponse, partition_index=partition.partition_index,
-                 error_code=code, timestamp=timestamp, offset=offset, leader_epoch=-1)
-            for partition, (code, offset, timestamp) in zip(topic.partitions, topic_answers, strict=True)))
+                 error_code=code, timestamp=timestamp, offset=offset, leader_epoch=epoch)
+            for partition, (code, offset, timestamp, epoch)
+            in zip(topic.partitions, topic_answers, strict=True)))
         for topic, topic_answers in zip(request.topics, answers, strict=True))
     return make(types.ListOffsetsResponse, throttle_time=NO_THROTTLE, topics=topics)
 

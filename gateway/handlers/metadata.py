@@ -5,8 +5,10 @@ The brokers are the live gateways of the cluster on this Redis
 controller is the one with the lowest node ID; each partition's leader is
 computed from the live set the same way on every gateway, and is its only
 replica and in-sync replica (Redis replication, not Kafka's, makes data
-redundant). Leader epochs are not tracked (-1). Unknown topics are auto-created when the
-gateway allows it and the request does (v4+), otherwise they get
+redundant). Each partition's leader epoch is the one its Redis meta hash
+keeps (gateway/handlers/leader_epochs.py), read for all partitions of the
+response in pipelines of EPOCH_STEP, -1 when Redis cannot say. Unknown
+topics are auto-created when the gateway allows it and the request does (v4+), otherwise they get
 UNKNOWN_TOPIC_OR_PARTITION; invalid names get INVALID_TOPIC_EXCEPTION;
 unknown topic IDs (v10+) get UNKNOWN_TOPIC_ID. While Redis is unreachable,
 named topics get LEADER_NOT_AVAILABLE (retriable) and the broker list is
@@ -23,6 +25,8 @@ the request asks for them.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -35,6 +39,12 @@ from ..topics import topic_or_autocreate
 from ._build import NO_THROTTLE, make, response_types
 
 OPERATIONS_NOT_REQUESTED = NOT_REQUESTED
+NO_EPOCH = -1
+# Metadata responses carry partitions' leader epochs from v7.
+LEADER_EPOCH_VERSION = 7
+# Partitions whose epochs one pipeline asks for: a metadata request for
+# every topic of a large cluster goes to Redis in bounded steps.
+EPOCH_STEP = 1000
 
 
 def _partitions(types: Any, context: RequestContext, info: TopicInfo) -> tuple[Any, ...]:
@@ -59,6 +69,39 @@ def _topic(types: Any, context: RequestContext, name: str | None, info: TopicInf
         partitions=_partitions(types, context, info) if info else (),
         topic_authorized_operations=operations,
     )
+
+
+async def _leader_epochs(context: RequestContext,
+                         partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The current leader epoch of each partition Redis could say it for."""
+    epochs: dict[tuple[str, int], int] = {}
+    for first in range(0, len(partitions), EPOCH_STEP):
+        step = partitions[first:first + EPOCH_STEP]
+        try:
+            replies = await context.storage.leader_epochs(step)
+        except StorageUnavailable:
+            return epochs
+        for partition, reply in zip(step, replies, strict=True):
+            if not isinstance(reply, Exception):
+                epochs[partition] = reply[1].current
+    return epochs
+
+
+async def _with_leader_epochs(context: RequestContext, topics: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The topics' answers with their partitions' leader epochs (Metadata v7+) filled in."""
+    partitions = [(topic.name, partition.partition_index)
+                  for topic in topics for partition in topic.partitions]
+    if context.api_version < LEADER_EPOCH_VERSION or not partitions:
+        return topics
+    epochs = await _leader_epochs(context, partitions)
+
+    def with_epoch(name: str, partition: Any) -> Any:
+        epoch = epochs.get((name, partition.partition_index), NO_EPOCH)
+        return dataclasses.replace(partition, leader_epoch=epoch)
+
+    return tuple(dataclasses.replace(topic, partitions=tuple(with_epoch(topic.name, partition)
+                                                             for partition in topic.partitions))
+                 for topic in topics)
 
 
 def _may_describe(context: RequestContext, name: str) -> bool:
@@ -103,7 +146,7 @@ async def _requested_topics(context: RequestContext, request: Any, types: Any) -
 async def handle_metadata(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     try:
-        topics = await _requested_topics(context, request, types)
+        topics = await _with_leader_epochs(context, await _requested_topics(context, request, types))
     except StorageUnavailable:
         # Topic IDs exist in requests from v10 only.
         topics = tuple(

@@ -23,6 +23,7 @@ from .base import (
     TopicInfo,
     TopicNotFound,
 )
+from .epochs import LeaderEpochs
 from .redis_storage import RedisStorage
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "CompactionSettings",
     "CompactionStats",
     "InvalidStream",
+    "LeaderEpochs",
     "OffsetOutOfRange",
     "OffsetQuery",
     "PartitionOffsets",

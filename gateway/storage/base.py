@@ -11,6 +11,7 @@ from typing import Protocol
 from kafka_redis_gateway.protocol.records import EncodedRecords, Record, encode_records
 
 from .entries import DEFAULT_NATIVE, NativeFormat
+from .epochs import LeaderEpochs
 
 # Set by the client connection around each request it handles. An append
 # calls it once its commands are written, in order, to the one Redis
@@ -115,6 +116,8 @@ class ReadResult:
     # (``offset`` is then the first record's, which may be past the offset
     # asked for). None: the records are at offset, offset + 1, ...
     offsets: Sequence[int] | None = None
+    # The partition's leader epochs as of the read (the current one last).
+    epochs: LeaderEpochs = field(default_factory=LeaderEpochs)
 
     @property
     def record_count(self) -> int:
@@ -156,6 +159,7 @@ class PartitionOffsets:
     max_timestamp: int
     # The newest entry's append time (its ID's ms); -1 when the log is empty.
     newest_append_time: int = -1
+    epochs: LeaderEpochs = field(default_factory=LeaderEpochs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +273,10 @@ class Storage(Protocol):
     async def list_offsets(
         self, queries: Sequence[OffsetQuery]
     ) -> list[PartitionOffsets | TimeOffset | Exception]: ...
+
+    async def leader_epochs(
+        self, partitions: Sequence[tuple[str, int]]
+    ) -> list[tuple[int, LeaderEpochs] | Exception]: ...
 
     async def delete_records(self, topic: str, partition: int, offset: int) -> int: ...
 

@@ -40,6 +40,7 @@ from .base import (
 )
 from .cursors import Cursor, Cursors, entries_wanted, read_result
 from .entries import id_millis
+from .epochs import LeaderEpochs
 from .errors import UNAVAILABLE, classify, is_missing_function
 from .multiplex import RECONNECT_PAUSE, BlockingPool, MultiplexedConnection
 from .redis_cluster import ClusterConnection, drop_idle_connections, redis_client
@@ -70,6 +71,7 @@ APPEND = function("append.lua")
 READ = function("read.lua")
 CURSOR = function("cursor.lua")
 OFFSETS = function("offsets.lua")
+EPOCHS = function("epochs.lua")
 OFFSET_FOR_TIME = function("offset_for_time.lua")
 DELETE_RECORDS = function("delete_records.lua")
 RETENTION = function("retention.lua")
@@ -624,17 +626,18 @@ class RedisStorage:
                 await load_library(fast)
             if isinstance(check, Exception) or isinstance(entries, Exception) or int(check[0]) == 3:
                 continue  # read.lua answers this one
-            status, start, end, last_id, sparse = check
-            results[index] = self._remember(stream, requests[index], *read_result(
-                requests[index], int(status), int(start), int(end), last_id, entries, bool(int(sparse))))
+            status, start, end, last_id, sparse, epochs = check
+            results[index] = self._remember(stream, requests[index], *_with_epochs(read_result(
+                requests[index], int(status), int(start), int(end), last_id, entries, bool(int(sparse))),
+                epochs))
 
     def _read_result(self, request: ReadRequest, reply: Any) -> ReadResult | Exception:
         if isinstance(reply, Exception):
             return classify(reply)
-        status, start, end, last_id, entries, sparse = reply
+        status, start, end, last_id, entries, sparse, epochs = reply
         stream = self.streams.stream(request.topic, request.partition)
-        return self._remember(stream, request, *read_result(
-            request, int(status), int(start), int(end), last_id, entries, bool(int(sparse))))
+        return self._remember(stream, request, *_with_epochs(read_result(
+            request, int(status), int(start), int(end), last_id, entries, bool(int(sparse))), epochs))
 
     def _remember(self, stream: str, request: ReadRequest, result: ReadResult,
                   cursor: Cursor | None) -> ReadResult:
@@ -717,6 +720,18 @@ class RedisStorage:
         return ScriptCall(
             OFFSET_FOR_TIME, [partition_keys.stream, partition_keys.index, partition_keys.meta],
             [query.timestamp, TIMESTAMP_SCAN, int(query.by_append_time), after or "", *(resume or ())])
+
+    async def leader_epochs(
+        self, partitions: Sequence[tuple[str, int]]
+    ) -> list[tuple[int, LeaderEpochs] | Exception]:
+        """Each partition's end offset and leader epochs; all in one round trip."""
+        calls = []
+        for topic, partition in partitions:
+            partition_keys = self.streams.partition(topic, partition)
+            calls.append(ScriptCall(EPOCHS, [partition_keys.stream, partition_keys.meta], []))
+        replies = await self._round(calls)
+        return [classify(reply) if isinstance(reply, Exception)
+                else (int(reply[0]), LeaderEpochs.parse(reply[1])) for reply in replies]
 
     async def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """Trim a partition so that ``offset`` (-1: the end) is its log start; the new log start.
@@ -838,9 +853,15 @@ def _append_result(reply: Any) -> AppendResult | Exception:
 
 
 def _partition_offsets(reply: Any) -> PartitionOffsets:
-    start, end, max_offset, max_ts, last_id = reply
+    start, end, max_offset, max_ts, last_id, epochs = reply
     return PartitionOffsets(int(start), int(end), int(max_offset), int(max_ts),
-                            id_millis(last_id) if last_id else -1)
+                            id_millis(last_id) if last_id else -1, LeaderEpochs.parse(epochs))
+
+
+def _with_epochs(found: tuple[ReadResult, Cursor | None], epochs: Any) -> tuple[ReadResult, Cursor | None]:
+    """A read's result with the leader epochs its script reported."""
+    result, cursor = found
+    return replace(result, epochs=LeaderEpochs.parse(epochs)), cursor
 
 
 def _durable(trailer: Sequence[Any], reply: Any) -> bool:

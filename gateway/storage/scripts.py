@@ -46,7 +46,8 @@ Client = aioredis.Redis | MultiplexedConnection | ClusterConnection
 PRELUDE = "stream_info.lua"
 # Functions that only read, flagged no-writes: Redis lets them run on
 # replicas and while it is out of memory.
-READ_ONLY = frozenset({"cursor.lua", "offsets.lua", "offset_for_time.lua", "committed_offset.lua"})
+READ_ONLY = frozenset({"cursor.lua", "epochs.lua", "offsets.lua", "offset_for_time.lua",
+                       "committed_offset.lua"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,7 +117,7 @@ def assert_bounded(copies: list[int], total: int) -> None:
 def test_a_read_far_into_a_native_region_copies_a_bounded_amount_per_call(
         redis_client: redis.Redis, topic: str) -> None:
     keys = [stream_key(topic), index_key(topic), partition(topic).meta]
-    (status, _, end, _, entries, _), copies = until_answered(
+    (status, _, end, _, entries, _, _), copies = until_answered(
         redis_client, "read.lua", keys, [290, 1, ENTRY, 1], lambda reply: reply[0] == 2)
     assert (status, end) == (0, COUNT)
     assert [entry[1][1][:6] for entry in entries] == [b"000290"]

@@ -652,6 +652,8 @@ if refused ~= nil then
   end
   return refused
 end
+-- A new leader's epoch begins before its first entry (stream_info.lua).
+leader_epochs(meta, base, true)
 local last_point = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
 local last_indexed = -interval
 if #last_point == 2 then

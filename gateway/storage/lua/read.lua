@@ -9,7 +9,7 @@
 -- ARGV[4]  1: the first entry comes whatever its size (KIP-74); 0: only
 --          entries within maximum bytes
 --
--- Returns {status, log_start_offset, end_offset, last_id, entries, sparse}
+-- Returns {status, log_start_offset, end_offset, last_id, entries, sparse, epochs}
 --   status 0: entries start at the offset asked for (possibly none)
 --   status 1: the offset is outside [log_start_offset, end_offset]
 --   status 2: the seek copied SEEK_BYTES of entries without getting there
@@ -25,6 +25,8 @@
 -- their IDs' sequence numbers, with holes (stream_info.lua); the entries
 -- are those from the offset on, the first of which may be at a later
 -- offset. 0 otherwise: the entries are at offset, offset + 1, ...
+-- epochs: the partition's leader epochs, 'epoch:start_offset,...'
+-- (stream_info.lua), a new one stored first if the leader changed.
 
 local stream, index, meta = KEYS[1], KEYS[2], KEYS[3]
 local offset = tonumber(ARGV[1])
@@ -34,11 +36,12 @@ local min_one = ARGV[4] == '1'
 
 local start, end_offset, first_id, last_id, sparse = stream_info(stream, meta, true)
 local sparse_flag = sparse and 1 or 0
+local epochs = leader_epochs(meta, end_offset, end_offset > 0)
 if offset < start or offset > end_offset then
-  return {1, start, end_offset, last_id, {}, sparse_flag}
+  return {1, start, end_offset, last_id, {}, sparse_flag, epochs}
 end
 if offset == end_offset or max_entries <= 0 then
-  return {0, start, end_offset, last_id, {}, sparse_flag}
+  return {0, start, end_offset, last_id, {}, sparse_flag, epochs}
 end
 
 local entries = {}
@@ -84,10 +87,10 @@ if sparse then
   -- A compacted topic: the entries after the position below the offset.
   local position = sparse_position(stream, index, offset, start)
   if position == nil then
-    return {2, start, end_offset, last_id, {}, 1}
+    return {2, start, end_offset, last_id, {}, 1, epochs}
   end
   read_from('(' .. position, 0)
-  return {0, start, end_offset, last_id, entries, 1}
+  return {0, start, end_offset, last_id, entries, 1, epochs}
 end
 
 local seek_offset, seek_id = seek_point(stream, index, offset, start, first_id)
@@ -100,19 +103,19 @@ if tail <= offset - seek_offset and tail <= max_entries then
   local newest = newest_entries(stream, tail, SEEK_BACK_BYTES + math.max(max_bytes, 0))
   if newest ~= nil and #newest == tail then
     take(newest)
-    return {0, start, end_offset, last_id, entries, 0}
+    return {0, start, end_offset, last_id, entries, 0, epochs}
   end
 end
 
 -- Forward from the index point to the entry before the offset.
 local walk = new_walk(index, seek_offset, seek_id)
 if offset > seek_offset and not walk_forward(stream, walk, offset - 1) then
-  return {2, start, end_offset, last_id, {}, 0}
+  return {2, start, end_offset, last_id, {}, 0, epochs}
 end
 local from = '(' .. walk.id
 if walk.pos == offset then
   from = walk.id -- the index point is at the offset itself
 end
 read_from(from, walk.biggest)
-return {0, start, end_offset, last_id, entries, 0}
+return {0, start, end_offset, last_id, entries, 0, epochs}
 

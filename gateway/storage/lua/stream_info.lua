@@ -345,3 +345,79 @@ local function sparse_offset_after_id(id, start, end_offset)
   end
   return math.min(id_offset(id) + 1, end_offset)
 end
+
+-- Leader epochs (KIP-320). A Redis failover or restart may lose the tail
+-- that had not reached the replica or the disk, and entries-added then hands
+-- the same offsets to different records. Kafka clients detect that through
+-- the partition's leader epoch: it changes whenever the log may have been
+-- cut, and OffsetForLeaderEpoch tells where each epoch ended.
+--
+-- A Redis server's replication ID (master_replid) is new after every
+-- restart and every promotion of a replica, and a replica carries its
+-- primary's. The meta hash records which ID started the current epoch
+-- (leader_replid) and the epochs as 'epoch:start_offset,...' (leader_epochs,
+-- oldest first, at most MAX_EPOCHS). A server whose ID differs is a new
+-- leader: a new epoch starts at its end offset, which is where the surviving
+-- log ends. The meta hash sits in the partition's slot and is replicated
+-- with the entries it describes, so the promoted replica has exactly the
+-- epochs of the entries it has.
+local MAX_EPOCHS = 16
+
+local function replication_id()
+  local info = redis.call('INFO', 'replication')
+  return string.match(info, 'master_replid:(%x+)') or ''
+end
+
+local function parse_epochs(text)
+  local epochs = {}
+  for epoch, start in string.gmatch(text, '(%d+):(%d+)') do
+    epochs[#epochs + 1] = {tonumber(epoch), tonumber(start)}
+  end
+  return epochs
+end
+
+local function format_epochs(epochs)
+  local parts = {}
+  for i = 1, #epochs do
+    parts[i] = string.format('%d:%d', epochs[i][1], epochs[i][2])
+  end
+  return table.concat(parts, ',')
+end
+
+-- The epochs after a change of leader at end_offset: epochs that started
+-- beyond it are gone with their entries; one that started exactly there
+-- holds no entry and only takes the new number.
+local function next_epoch(epochs, end_offset)
+  local epoch = epochs[#epochs][1] + 1
+  while #epochs > 0 and epochs[#epochs][2] >= end_offset do
+    table.remove(epochs)
+  end
+  epochs[#epochs + 1] = {epoch, end_offset}
+  while #epochs > MAX_EPOCHS do
+    table.remove(epochs, 1)
+  end
+  return epochs
+end
+
+-- The partition's epochs as 'epoch:start,...', the current one last. A
+-- partition without any starts at epoch 0 from offset 0. When the server is
+-- not the one that began the current epoch, a new one begins at end_offset;
+-- callers that may write (`writes`) store it, the others (functions flagged
+-- no-writes) report what the next writer will store: nothing is appended
+-- before an append stores it, so its start is the same end offset.
+local function leader_epochs(meta, end_offset, writes)
+  local known = redis.call('HMGET', meta, 'leader_epochs', 'leader_replid')
+  local current = replication_id()
+  local epochs = parse_epochs(known[1] or '')
+  local changed = false
+  if #epochs == 0 then
+    epochs, changed = {{0, 0}}, true
+  elseif known[2] ~= current then
+    epochs, changed = next_epoch(epochs, end_offset), true
+  end
+  local text = format_epochs(epochs)
+  if changed and writes then
+    redis.call('HSET', meta, 'leader_epochs', text, 'leader_replid', current)
+  end
+  return text
+end
