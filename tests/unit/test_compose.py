@@ -1,5 +1,6 @@
 """compose/compose.yaml publishes ports on the host's loopback unless KRG_PUBLISH_HOST says
-otherwise; compose/hardened.yaml publishes only a SASL_SSL listener, on a TLS-only Redis.
+otherwise and has a Redis Cluster profile; compose/hardened.yaml publishes only a SASL_SSL
+listener, on a TLS-only Redis.
 
 The demo's gateway serves PLAINTEXT without authentication, so publishing on
 every interface (Docker's default for "HOST_PORT:CONTAINER_PORT") would hand
@@ -32,9 +33,38 @@ def published_ports() -> list[str]:
 
 def test_every_published_port_is_on_loopback_by_default() -> None:
     ports = published_ports()
-    assert len(ports) == 4  # the three gateways' and Kafka's
+    assert len(ports) == 5  # the four gateways' and Kafka's
     for entry in ports:
         assert re.fullmatch(r"\$\{KRG_PUBLISH_HOST:-127\.0\.0\.1\}:\d+:\d+", entry), entry
+
+
+# -- compose/compose.yaml's Redis Cluster (docs/operations.md#redis-cluster) --------
+
+CLUSTER_NODES = [f"redis-node-{n}" for n in range(1, 7)]
+
+
+def test_the_redis_cluster_profile_is_three_primaries_with_a_replica_each() -> None:
+    text = COMPOSE.read_text()
+    shared = text.split("x-redis-cluster-node: &redis-cluster-node\n", 1)[1].split("services:", 1)[0]
+    assert '"--cluster-enabled", "yes"' in shared and '"--appendonly", "yes"' in shared
+    assert 'profiles: ["redis-cluster"]' in shared
+    volumes = text.split("\nvolumes:\n", 1)[1]
+    for name in CLUSTER_NODES:
+        node = service_lines(COMPOSE, name)
+        assert "<<: *redis-cluster-node" in [line.strip() for line in node]
+        # Its own data and nodes.conf, on a volume of its own.
+        assert list_under(node, "volumes") == [f"{name}:/data"]
+        assert re.search(rf"^  {name}:$", volumes, re.MULTILINE)
+    init = service_lines(COMPOSE, "redis-cluster-init")
+    assert "--cluster-replicas 1" in "\n".join(init) and "for n in 1 2 3 4 5 6" in "\n".join(init)
+    assert list_under(init, "depends_on") == CLUSTER_NODES
+    gateway = service_lines(COMPOSE, "gateway-redis-cluster")
+    environment = mapping_under(gateway, "environment")
+    assert environment["KRG_REDIS_URL"] == "redis://redis-node-1:6379/0"
+    assert environment["KRG_ACKS_ALL_REPLICAS"] == "1"
+    assert "condition: service_completed_successfully" in "\n".join(gateway)
+    for name in ["redis-cluster-init", "gateway-redis-cluster"]:
+        assert 'profiles: ["redis-cluster"]' in "\n".join(service_lines(COMPOSE, name))
 
 
 # -- compose/hardened.yaml: the hardened example of docs/security.md -----------------
