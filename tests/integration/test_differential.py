@@ -44,6 +44,7 @@ from tests.integration.test_groups_protocol import (
 )
 from tests.integration.test_idempotence import Producer as IdempotentProducer
 from tests.integration.test_idempotence import idempotent_batch, init_producer_id, send_one
+from tests.integration.test_leader_epochs import epoch_end, fetched_epochs, latest, metadata_epoch
 from tests.integration.test_protocol import (
     Wire,
     batch,
@@ -301,6 +302,34 @@ def test_offset_out_of_range(targets: dict[str, str]) -> None:
 
     seen = compare(targets, scenario)
     assert seen["fetch"] == (ErrorCode.offset_out_of_range, -1, -1, -1)
+
+
+def test_leader_epochs_of_a_fresh_partition(targets: dict[str, str]) -> None:
+    def scenario(bootstrap: str) -> Outcome:
+        topic = new_topic(bootstrap, 1)
+        delivered(bootstrap, topic, [{"value": b"a"}, {"value": b"b"}, {"value": b"c"}])
+        wire = Wire(bootstrap)
+        try:
+            return {
+                "metadata": metadata_epoch(wire, topic),
+                "latest": latest(wire, topic),
+                "latest, epoch given": latest(wire, topic, current=0),
+                "latest, epoch ahead": latest(wire, topic, current=1),
+                "fetch": fetched_epochs(wire, topic, 0),
+                "fetch, epoch given": fetched_epochs(wire, topic, 0, current=0),
+                "fetch, epoch ahead": fetched_epochs(wire, topic, 0, current=1),
+                "end of epoch 0": epoch_end(wire, topic, 0),
+                "end of epoch 0, v2": epoch_end(wire, topic, 0, version=2),
+                "end of epoch 0, epoch ahead": epoch_end(wire, topic, 0, current=1),
+                "end of epoch 1": epoch_end(wire, topic, 1),
+                "end of epoch -1": epoch_end(wire, topic, -1),
+            }
+        finally:
+            wire.close()
+
+    seen = compare(targets, scenario)
+    assert seen["end of epoch 0"] == (ErrorCode.none, 0, 3)
+    assert seen["fetch, epoch ahead"] == (ErrorCode.unknown_leader_epoch, [])
 
 
 def first_producer_id(wire: Wire) -> IdempotentProducer:

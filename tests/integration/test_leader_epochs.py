@@ -162,7 +162,10 @@ def latest(wire: Wire, topic: str, current: int = -1) -> tuple[int, int, int]:
 
 
 def fetched_epochs(wire: Wire, topic: str, offset: int, current: int = -1) -> tuple[int, list[int]]:
-    """A Fetch v12's error and the partitionLeaderEpoch of each batch it returned."""
+    """A Fetch v12's error and the partitionLeaderEpochs of the batches it returned (each once).
+
+    Each once: Kafka returns the batches as producers wrote them, the gateway one per read.
+    """
     types = request_types(FETCH, 12)
     partition = build(types.FetchPartition, partition=0, fetch_offset=offset, partition_max_bytes=1 << 20,
                       current_leader_epoch=current, last_fetched_epoch=-1, log_start_offset=-1)
@@ -171,7 +174,8 @@ def fetched_epochs(wire: Wire, topic: str, offset: int, current: int = -1) -> tu
                     topics=(build(types.FetchTopic, topic=topic, partitions=(partition,)),),
                     forgotten_topics_data=(), rack_id="")
     ((answer,),) = [t.partitions for t in wire.call(request).responses]
-    return answer.error_code, [header.partition_leader_epoch for header, _ in decode_batches(answer.records)]
+    epochs = {header.partition_leader_epoch for header, _ in decode_batches(answer.records)}
+    return answer.error_code, sorted(epochs)
 
 
 def test_a_restarted_redis_is_a_new_leader_epoch(own_redis: RedisServer, own_gateway: GatewayProcess,
