@@ -197,9 +197,11 @@ class KafkaBroker:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def version(self) -> str:
-        """Apache Kafka's version, from the name of its kafka-clients jar."""
-        jars = sorted((self.home / "libs").glob("kafka-clients-*.jar"))
-        return f"Apache Kafka {jars[0].name[len('kafka-clients-'):-len('.jar')]}" if jars else "Apache Kafka"
+        """Apache Kafka's version, from the name of its broker (or clients) jar."""
+        for prefix in ("kafka-broker-", "kafka-clients-"):
+            for jar in sorted((self.home / "libs").glob(f"{prefix}[0-9]*.jar")):
+                return f"Apache Kafka {jar.name[len(prefix):-len('.jar')]}"
+        return "Apache Kafka"
 
     def log_bytes(self, topic: str, partitions: int) -> int:
         """Bytes of the topic's log segments (``*.log``: the record batches as stored).
