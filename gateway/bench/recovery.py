@@ -7,7 +7,9 @@ first acknowledged write from a client that starts retrying right away:
 a librdkafka producer (reconnect backoff capped at 100 ms) for the gateway
 and Kafka, a redis-py ``XADD`` loop for Redis. ``records_before`` and
 ``records_after`` count what the produce steps had stored (high watermarks
-for Kafka targets, ``XLEN`` for redis-py), so a loss would show.
+for Kafka targets, ``XLEN`` for redis-py), so a loss would show;
+``all_records_s`` is SIGKILL until they are all back (a restarted Kafka
+answers for one partition while it still loads the others).
 
 A process kill is not a machine crash: Kafka's page cache and Redis's
 written-but-unsynced AOF survive it, so nothing acknowledged is lost here
@@ -111,7 +113,11 @@ def _redis_ready(url: str, timeout: float) -> Callable[[], None]:
 
 def _timed(kill: Callable[[], None], restart: Callable[[], None],
            ready: dict[str, Callable[[], None]]) -> dict[str, Result]:
-    """Kill, restart, then each ``ready`` in a thread of its own: seconds from the kill, per name."""
+    """Kill, restart, then each ``ready`` in a thread of its own: seconds from the kill, per name.
+
+    Each row's ``killed_at`` (perf_counter) lets ``_all_back`` time the
+    return of the data from the same instant.
+    """
     start = time.perf_counter()
     kill()
     restart()
@@ -125,7 +131,30 @@ def _timed(kill: Callable[[], None], restart: Callable[[], None],
         return run
 
     _in_threads([wait(name, probe) for name, probe in ready.items()])
-    return {name: {"restart_s": restarted, "recovery_s": seconds} for name, seconds in done.items()}
+    return {name: {"restart_s": restarted, "recovery_s": seconds, "killed_at": start}
+            for name, seconds in done.items()}
+
+
+def _all_back(row: Result, before: int, count: Callable[[], int], timeout: float) -> None:
+    """Until ``count()`` is back to ``before`` (or the timeout): ``records_after`` and ``all_records_s``.
+
+    A restarted Kafka acknowledges a write to one partition while it still
+    loads others, so the first acknowledged write is not the whole log back.
+    """
+    killed_at = row.pop("killed_at")
+    deadline = time.monotonic() + timeout
+    after = -1
+    while True:
+        try:
+            after = count()
+        except Exception:  # the server still loading; asked again below
+            after = -1
+        if after >= before or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    row["records_before"], row["records_after"] = before, after
+    if after >= before:
+        row["all_records_s"] = time.perf_counter() - killed_at
 
 
 def kafka_broker(broker: KafkaBroker, timeout: float) -> Result:
@@ -137,7 +166,8 @@ def kafka_broker(broker: KafkaBroker, timeout: float) -> Result:
 
     row = _timed(broker.kill, restart,
                  {"kafka": _kafka_ready(broker.bootstrap, topic, timeout)})["kafka"]
-    row.update(killed="broker", records_before=before, records_after=_kafka_records(broker.bootstrap))
+    row["killed"] = "broker"
+    _all_back(row, before, lambda: _kafka_records(broker.bootstrap), timeout)
     return row
 
 
@@ -147,7 +177,8 @@ def gateway_process(servers: LocalServers, timeout: float) -> Result:
     before = _kafka_records(servers.bootstrap)
     row = _timed(servers.kill_gateway, servers.start_gateway,
                  {"gateway": _kafka_ready(servers.bootstrap, topic, timeout)})["gateway"]
-    row.update(killed="gateway", records_before=before, records_after=_kafka_records(servers.bootstrap))
+    row["killed"] = "gateway"
+    _all_back(row, before, lambda: _kafka_records(servers.bootstrap), timeout)
     return row
 
 
@@ -163,7 +194,9 @@ def redis_server(servers: LocalServers, timeout: float) -> dict[str, Result]:
         "gateway": _kafka_ready(servers.bootstrap, topic, timeout),
         "redis-py": _redis_ready(servers.redis_url, timeout),
     })
-    after = {"gateway": _kafka_records(servers.bootstrap), "redis-py": _redis_records(servers.redis_url)}
+    count = {"gateway": lambda: _kafka_records(servers.bootstrap),
+             "redis-py": lambda: _redis_records(servers.redis_url)}
     for name, row in rows.items():
-        row.update(killed="redis", records_before=before[name], records_after=after[name])
+        row["killed"] = "redis"
+        _all_back(row, before[name], count[name], timeout)
     return rows

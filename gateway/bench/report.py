@@ -36,7 +36,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
                   ("rebalance_s", "second member s")],
     "recovery": [("killed", "killed"), ("records_before", "records before"),
                  ("records_after", "records after"), ("restart_s", "restarted s"),
-                 ("recovery_s", "first acked write s")],
+                 ("recovery_s", "first acked write s"), ("all_records_s", "all records back s")],
     "latency": [("offered_per_s", "offered/s"), ("achieved_send_per_s", "sent/s"), ("received", "received"),
                 ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("p999_ms", "p99.9 ms"), ("max_ms", "max ms"),
                 ("max_at_s", "max at s")],

@@ -102,6 +102,7 @@ def test_recovery_after_kill_9_of_the_gateway_and_of_redis(tmp_path: Path) -> No
         assert "error" not in row, row
         assert row["records_before"] == row["records_after"] == 500
         assert _number(row["recovery_s"]) and row["recovery_s"] >= row["restart_s"] > 0
+        assert _number(row["all_records_s"])
     assert (out / "storage_recovery.png").stat().st_size > 0
 
 
@@ -124,6 +125,7 @@ def test_start_kafka_beside_the_gateway(tmp_path: Path, monkeypatch: pytest.Monk
     assert 100 <= kafka["produce"]["disk_bytes_per_record"] < 1000
     assert _number(kafka["rebalance"]["rebalance_s"])
     assert kafka["recovery"]["records_before"] == kafka["recovery"]["records_after"] == 500
+    assert _number(kafka["recovery"]["all_records_s"])
     assert "Apache Kafka" in run["environment"]["kafka broker"]
     # The broker is stopped and its data directory removed.
     assert not _listening(run["environment"]["kafka bootstrap"])
