@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent producers of the produce workload, one thread and connection each, "
              "comma-separated; paired with --partitions (one list may be a single value)")
     add("--warmup", type=int, default=20_000,
-        help="100-byte records each Kafka target gets, untimed, before the first produce step")
+        help="100-byte records each Kafka target gets and gives back, untimed, before the first step")
     add("--acks", default="1", choices=["0", "1", "all", "-1"])
     add("--compression", default="none", choices=["none", "gzip", "snappy", "lz4", "zstd"])
     add("--batch-size", type=int, default=1_000_000, help="librdkafka batch.size (bytes)")
@@ -222,7 +222,7 @@ def execute(args: argparse.Namespace, workloads: list[str], kafka: dict[str, str
     steps: list[Step] = []
     needs_data = any(w in workloads for w in ("produce", "consume", "group"))
     first = (first_partitions, first_producers)
-    if needs_data and args.warmup > 0:
+    if args.warmup > 0 and set(workloads) - {"recovery"}:
         steps += [("warmup", target, 100, first) for target in targets if target.kind == "kafka"]
     for layout in layouts(args) if needs_data else []:
         for size in args.record_sizes:
@@ -254,7 +254,10 @@ def execute(args: argparse.Namespace, workloads: list[str], kafka: dict[str, str
             if workload == "warmup":
                 from .workloads import unique_name
 
-                target.produce(unique_name("warmup"), _with(base, record_size=100, count=args.warmup))
+                warm = _with(base, record_size=100, count=args.warmup)
+                topic = unique_name("warmup")
+                target.produce(topic, warm)
+                target.consume(topic, warm, args.warmup)
                 continue
             if workload == "recovery":
                 results += recover(target.name, servers, broker, args.recovery_timeout)
