@@ -2,15 +2,21 @@
 
 The bookkeeping in the partition's meta hash (storage), the epochs in
 Metadata, Fetch, ListOffsets and OffsetForLeaderEpoch across a restart of
-the gateway's own Redis (raw requests), and a confluent-kafka consumer that
-had read past the end of a Redis Cluster primary's replica when that
-replica took over: it is told of the truncation and resumes at the new end.
+the gateway's own Redis (raw requests), and confluent-kafka consumers and
+Kafka's Java console consumer that had read past the end of a Redis Cluster
+primary's replica when that replica took over: they are told of the
+truncation and resume at the new end.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
+import queue
+import re
 import signal
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -284,42 +290,78 @@ def truncation_error(consumer: Consumer, timeout: float = 60) -> KafkaError | No
     return None
 
 
-def test_a_consumer_past_the_promoted_replicas_end_detects_the_truncation(
-        replicated_cluster: RedisClusterServers, cluster_bootstrap: str, topic_name: str) -> None:
-    create_topic(AdminClient({"bootstrap.servers": cluster_bootstrap}), topic_name, 1)
-    stream = keys.stream(topic_name, 0)
-    primary = replicated_cluster.node_of(stream)
-    replica = replicated_cluster.replicas[replicated_cluster.nodes.index(primary)]
-    produce_ok(cluster_bootstrap, topic_name, [Rec(0, None, b"kept %d" % i) for i in range(10)])
-    wait_until(lambda: replica_entries(replica, stream) == 10, "the replica never got the first records")
-    assert replica.process is not None
-    # The replica gets nothing more: stopped, and its link closed by the
-    # primary (a stopped process's socket would still take in what the
-    # primary sends, and hand it over when the process goes on).
-    replica.process.send_signal(signal.SIGSTOP)
-    # librdkafka with auto.offset.reset earliest/latest seeks to where the
-    # epoch it read ended; with auto.offset.reset=error it reports the
-    # truncation to the application.
-    resetting = positioned_consumer(cluster_bootstrap, topic_name, "earliest")
-    reporting = positioned_consumer(cluster_bootstrap, topic_name, "error")
-    try:
-        client = primary.client()
+def replica_of(cluster: RedisClusterServers, primary: RedisServer) -> RedisServer:
+    """The running server that replicates ``primary`` (the topology changes as tests fail over)."""
+    for server in [*cluster.nodes, *cluster.replicas]:
+        if server.process is None or server is primary:
+            continue
+        client = server.client()
         try:
-            client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+            info = client.info("replication")
         finally:
             client.close()
-        produce_ok(cluster_bootstrap, topic_name, [Rec(0, None, b"lost %d" % i) for i in range(10)])
-        for consumer in (resetting, reporting):
-            assert [m.value() for m in consume(consumer, 20)][-1] == b"lost 9"
+        if info.get("role") == "slave" and int(info.get("master_port", 0)) == primary.port:
+            return server
+    raise LookupError(f"no replica of {primary.port}")
+
+
+def cut_off(primary: RedisServer, replica: RedisServer) -> None:
+    """The replica gets nothing more: stopped, and its link closed by the primary.
+
+    (A stopped process's socket would still take in what the primary sends,
+    and hand it over when the process goes on.)
+    """
+    assert replica.process is not None
+    replica.process.send_signal(signal.SIGSTOP)
+    client = primary.client()
+    try:
+        client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+    finally:
+        client.close()
+
+
+def fail_over(cluster: RedisClusterServers, stream: str, primary: RedisServer, replica: RedisServer) -> None:
+    """Kill the primary; the replica, cut off, goes on and takes over (what it lacks is lost)."""
+    try:
         primary.stop(signal.SIGKILL)
     finally:
+        assert replica.process is not None
         replica.process.send_signal(signal.SIGCONT)
     client = replica.client()
     try:
         client.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
     finally:
         client.close()
-    wait_until(lambda: replicated_cluster.node_of(stream) is replica, "the replica never took over")
+    wait_until(lambda: cluster.node_of(stream) is replica, "the replica never took over")
+
+
+def write_kept_then_lost(cluster: RedisClusterServers, bootstrap: str,
+                         topic: str) -> tuple[str, RedisServer, RedisServer]:
+    """Ten records the replica gets, then it is cut off; the stream, its primary and replica."""
+    create_topic(AdminClient({"bootstrap.servers": bootstrap}), topic, 1)
+    stream = keys.stream(topic, 0)
+    primary = cluster.node_of(stream)
+    replica = replica_of(cluster, primary)
+    produce_ok(bootstrap, topic, [Rec(0, None, b"kept %d" % i) for i in range(10)])
+    wait_until(lambda: replica_entries(replica, stream) == 10, "the replica never got the first records")
+    cut_off(primary, replica)
+    return stream, primary, replica
+
+
+def test_a_consumer_past_the_promoted_replicas_end_detects_the_truncation(
+        replicated_cluster: RedisClusterServers, cluster_bootstrap: str, topic_name: str) -> None:
+    stream, primary, replica = write_kept_then_lost(replicated_cluster, cluster_bootstrap, topic_name)
+    # librdkafka with auto.offset.reset earliest/latest seeks to where the
+    # epoch it read ended; with auto.offset.reset=error it reports the
+    # truncation to the application.
+    resetting = positioned_consumer(cluster_bootstrap, topic_name, "earliest")
+    reporting = positioned_consumer(cluster_bootstrap, topic_name, "error")
+    try:
+        produce_ok(cluster_bootstrap, topic_name, [Rec(0, None, b"lost %d" % i) for i in range(10)])
+        for consumer in (resetting, reporting):
+            assert [m.value() for m in consume(consumer, 20)][-1] == b"lost 9"
+    finally:
+        fail_over(replicated_cluster, stream, primary, replica)
     try:
         # Offsets 10.. now name other records: the first written after the failover.
         produce_ok(cluster_bootstrap, topic_name, [Rec(0, None, b"after")])
@@ -339,3 +381,68 @@ def test_a_consumer_past_the_promoted_replicas_end_detects_the_truncation(
         assert metadata_epoch(wire, topic_name) == 1
         assert epoch_end(wire, topic_name, 0) == (ErrorCode.none, 0, 10)
         assert epoch_end(wire, topic_name, 1) == (ErrorCode.none, 1, 11)
+
+
+JAVA_BIN = Path("/opt/kafka-java/bin")
+
+
+class JavaConsoleConsumer:
+    """kafka-console-consumer.sh in a group, from the beginning, printing offsets; its lines as they come."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        env = dict(os.environ, KAFKA_LOG_LEVEL="warn")
+        self.process = subprocess.Popen(
+            [str(JAVA_BIN / "kafka-console-consumer.sh"), "--bootstrap-server", bootstrap, "--topic", topic,
+             "--group", f"java-{topic}", "--from-beginning", "--property", "print.offset=true"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def records(self, count: int, timeout: float = 60) -> list[tuple[int, str]]:
+        """The next ``count`` records printed, as (offset, value)."""
+        found: list[tuple[int, str]] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < count and time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if printed := re.fullmatch(r"Offset:(\d+)\s+(.*)", line):
+                found.append((int(printed[1]), printed[2]))
+        return found
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.mark.skipif(not (JAVA_BIN / "kafka-console-consumer.sh").exists(),
+                    reason=f"no Kafka tools in {JAVA_BIN}")
+def test_the_java_console_consumer_resumes_at_the_truncated_end(
+        replicated_cluster: RedisClusterServers, cluster_bootstrap: str, topic_name: str) -> None:
+    stream, primary, replica = write_kept_then_lost(replicated_cluster, cluster_bootstrap, topic_name)
+    consumer = JavaConsoleConsumer(cluster_bootstrap, topic_name)
+    try:
+        try:
+            produce_ok(cluster_bootstrap, topic_name, [Rec(0, None, b"lost %d" % i) for i in range(10)])
+            assert consumer.records(20)[-1] == (19, "lost 9")
+        finally:
+            fail_over(replicated_cluster, stream, primary, replica)
+        produce_ok(cluster_bootstrap, topic_name, [Rec(0, None, b"after")])
+        # KIP-320: the Java consumer validates its position against the new
+        # epoch and goes on from the end of the one it read, offset 10 (without
+        # epochs it met OFFSET_OUT_OF_RANGE and read the kept records again).
+        assert consumer.records(1) == [(10, "after")]
+        assert consumer.records(1, timeout=3) == []
+    finally:
+        consumer.stop()
+        primary.start()
