@@ -9,16 +9,29 @@ let any client fence any idempotent producer for good: IDs are sequential.)
 A producer ID without an epoch or an epoch without an ID: INVALID_REQUEST,
 as Kafka's KafkaApis answers.
 
-Transactions are not served. A request with a transactional ID gets
+With a transactional ID (KIP-98, KIP-360) the ID's state in Redis decides
+(storage/transactions.py, lua/txn_init.lua), as Kafka's
+TransactionCoordinator does: a new ID gets a new producer ID with epoch 0,
+a known one the next epoch of its producer ID (a new producer ID once its
+epochs are used up), which fences every producer of an older epoch; a
+request naming a producer that is not the ID's current one gets
+PRODUCER_FENCED (INVALID_PRODUCER_EPOCH before v4, which does not know it),
+a retried one the same answer again. Only the ID's coordinator answers
+(else NOT_COORDINATOR); a timeout outside 1 ms to 15 minutes
+(transaction.max.timeout.ms) gets INVALID_TRANSACTION_TIMEOUT.
+
+Transactions are not served yet all the same (docs/compatibility.md):
+FindCoordinator for a transaction coordinator answers
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which librdkafka and the Java client
-treat as fatal for InitProducerId, so ``init_transactions()`` fails at once
-instead of retrying every 500 ms until its timeout; FindCoordinator for a
-transaction coordinator answers the same, with a message
-(handlers/groups.py). Each client ID is logged once. An empty transactional
+treat as fatal, so ``init_transactions()`` fails at once instead of
+retrying every 500 ms until its timeout, with a message
+(handlers/groups.py); each client ID is logged once. An empty transactional
 ID gets INVALID_REQUEST, as from Kafka.
 
 ACLs (as KafkaApis): an idempotent producer needs IDEMPOTENT_WRITE on the
-cluster or WRITE on at least one topic, else CLUSTER_AUTHORIZATION_FAILED.
+cluster or WRITE on at least one topic, else CLUSTER_AUTHORIZATION_FAILED;
+a transactional one WRITE on its transactional ID, else
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 """
 
 from __future__ import annotations
@@ -32,10 +45,15 @@ from ..context import RequestContext
 from ..dispatch import Access, Route
 from ..security.acls import Operation, ResourceType
 from ..storage import StorageUnavailable
+from ..storage.transactions import InitTransaction
 from ._build import NO_THROTTLE, make, response_types
 
 API_KEY = 22
 NO_PRODUCER_ID, NO_PRODUCER_EPOCH = -1, -1
+# Kafka's transaction.max.timeout.ms default: longer timeouts are refused.
+MAX_TRANSACTION_TIMEOUT_MS = 900_000
+# The first InitProducerId version whose clients know PRODUCER_FENCED.
+PRODUCER_FENCED_SINCE = 4
 
 # What the log and FindCoordinator tell a client that wants transactions.
 TRANSACTIONS_NOT_SERVED = "transactions are not served by kafka-redis-gateway"
@@ -84,12 +102,13 @@ async def handle(context: RequestContext, request: Any) -> Any:
 
     if request.transactional_id == "":
         return response(ErrorCode.invalid_request)
-    if request.transactional_id is not None:
-        return response(refuse_transactions(context, "a transactional producer ID"))
     named = (getattr(request, "producer_id", NO_PRODUCER_ID) == NO_PRODUCER_ID,
              getattr(request, "producer_epoch", NO_PRODUCER_EPOCH) == NO_PRODUCER_EPOCH)
     if named[0] != named[1]:
         return response(ErrorCode.invalid_request)
+    if request.transactional_id is not None:
+        code, producer_id, epoch = await _init_transactional(context, request)
+        return response(code, producer_id, epoch)
     if not (context.authorize_cluster(Operation.IDEMPOTENT_WRITE)
             or context.authorize_any(Operation.WRITE, ResourceType.TOPIC)):
         return response(ErrorCode.cluster_authorization_failed)
@@ -98,6 +117,31 @@ async def handle(context: RequestContext, request: Any) -> Any:
     except StorageUnavailable:
         return response(ErrorCode.coordinator_not_available)
     return response(ErrorCode.none, producer_id, 0)
+
+
+async def _init_transactional(context: RequestContext, request: Any) -> tuple[ErrorCode, int, int]:
+    """(error code, producer ID, epoch) for a transactional producer, as Kafka's coordinator answers."""
+    transactional_id: str = request.transactional_id
+    none = (NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
+    if not context.authorize(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id):
+        return (ErrorCode.transactional_id_authorization_failed, *none)
+    timeout_ms = int(request.transaction_timeout.total_seconds() * 1000)
+    if not 0 < timeout_ms <= MAX_TRANSACTION_TIMEOUT_MS:
+        return (ErrorCode.invalid_transaction_timeout, *none)
+    if not context.cluster.coordinates(transactional_id):
+        return (ErrorCode.not_coordinator, *none)
+    init = InitTransaction(transactional_id, timeout_ms,
+                           getattr(request, "producer_id", NO_PRODUCER_ID),
+                           getattr(request, "producer_epoch", NO_PRODUCER_EPOCH))
+    try:
+        result = await context.storage.init_transaction(init)
+    except StorageUnavailable:
+        return (ErrorCode.coordinator_not_available, *none)
+    code = ErrorCode(result.error_code)
+    if code == ErrorCode.producer_fenced and context.api_version < PRODUCER_FENCED_SINCE:
+        # Older clients do not know PRODUCER_FENCED (KafkaApis answers the same).
+        code = ErrorCode.invalid_producer_epoch
+    return code, result.producer_id, result.producer_epoch
 
 
 ROUTES = (Route(API_KEY, 0, 5, handle, Access.AUTHORIZED),)

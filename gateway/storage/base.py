@@ -6,12 +6,15 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kafka_redis_gateway.protocol.records import EncodedRecords, Record, encode_records
 
 from .entries import DEFAULT_NATIVE, NativeFormat
 from .epochs import LeaderEpochs
+
+if TYPE_CHECKING:
+    from .transactions import InitResult, InitTransaction
 
 # Set by the client connection around each request it handles. An append
 # calls it once its commands are written, in order, to the one Redis
@@ -263,6 +266,8 @@ class Storage(Protocol):
     ) -> list[AppendResult | Exception]: ...
 
     async def new_producer_id(self) -> int: ...
+
+    async def init_transaction(self, request: InitTransaction) -> InitResult: ...
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[ReadResult | Exception]: ...
 

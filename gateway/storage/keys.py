@@ -84,6 +84,17 @@ def group_membership(group: str) -> str:
     return f"kafka:group:{group}"
 
 
+# -- transactions ----------------------------------------------------------------
+
+
+def transaction(transactional_id: str) -> str:
+    """A transactional ID's state (a hash; storage/transactions.py), its coordinator's lease beside it.
+
+    "kafka:txn:" prefixes no other key of the gateway's, whatever the ID.
+    """
+    return f"kafka:txn:{transactional_id}"
+
+
 # -- the broker registry ---------------------------------------------------------
 
 # One hash tag for the registry's keys, so its scripts stay in one Cluster

@@ -46,6 +46,7 @@ from .multiplex import RECONNECT_PAUSE, BlockingPool, MultiplexedConnection
 from .redis_cluster import ClusterConnection, drop_idle_connections, redis_client
 from .scripts import ScriptCall, function, library, load_library, run_calls
 from .steps import PartitionTurns, append_pieces, fits_one_call, limits, may_fit_one_call, pieces_of
+from .transactions import NEEDS_PRODUCER_ID, InitResult, InitTransaction
 
 T = TypeVar("T")
 
@@ -565,6 +566,25 @@ class RedisStorage:
         # restarts and gateways. Not repeated on failure (it may have run;
         # a skipped ID costs nothing).
         return int(await self._call(lambda: self._redis.incr(keys.PRODUCER_IDS)))
+
+    async def init_transaction(self, request: InitTransaction) -> InitResult:
+        """InitProducerId for a transactional ID (txn_init.lua).
+
+        A fresh producer ID is taken only when the script asks for one (a new
+        transactional ID, or its ID's epochs used up), so at most two calls.
+        Not repeated on failure: the first may have bumped the epoch.
+        """
+        fresh: int | None = None
+        for _ in range(2):
+            reply = await self._one(request.call(fresh), idempotent=False)
+            if int(reply[0]) != NEEDS_PRODUCER_ID:
+                break
+            fresh = await self.new_producer_id()
+        else:
+            raise RuntimeError("txn_init.lua asked twice for a fresh producer ID")
+        if int(reply[0]) != 0:
+            return InitResult(int(reply[0]))
+        return InitResult(0, int(reply[1]), int(reply[2]))
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[ReadResult | Exception]:
         """Read each partition from its offset; all partitions in one round trip.

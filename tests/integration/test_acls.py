@@ -8,6 +8,7 @@ bob (granted what each test grants) log in with PLAIN.
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import time
@@ -430,23 +431,46 @@ def test_an_idempotent_producer_needs_idempotent_write_or_write_somewhere(
     assert KafkaError.CLUSTER_AUTHORIZATION_FAILED in codes
 
 
+def call_as(gateway: AclGateway, user: str, request: Any) -> Any:
+    """One raw request on a connection authenticated as ``user`` (SASL PLAIN)."""
+    with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
+        assert wire.call(build(request_types(17, 1).SaslHandshakeRequest, mechanism="PLAIN")) \
+            .error_code == 0
+        token = f"\x00{user}\x00{PASSWORDS[user]}".encode()
+        assert wire.call(build(request_types(36, 2).SaslAuthenticateRequest, auth_bytes=token)) \
+            .error_code == 0
+        return wire.call(request)
+
+
 def test_describe_cluster_needs_describe_on_the_cluster(gateway: AclGateway) -> None:
     # librdkafka's describe_cluster sends Metadata; DescribeCluster itself is sent raw here.
     def describe_cluster(user: str) -> Any:
-        with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
-            assert wire.call(build(request_types(17, 1).SaslHandshakeRequest, mechanism="PLAIN")) \
-                .error_code == 0
-            token = f"\x00{user}\x00{PASSWORDS[user]}".encode()
-            assert wire.call(build(request_types(36, 2).SaslAuthenticateRequest, auth_bytes=token)) \
-                .error_code == 0
-            return wire.call(build(request_types(60, 1).DescribeClusterRequest,
-                                   include_cluster_authorized_operations=True, endpoint_type=1))
+        return call_as(gateway, user, build(request_types(60, 1).DescribeClusterRequest,
+                                            include_cluster_authorized_operations=True, endpoint_type=1))
     refused = describe_cluster("dave")
     assert refused.error_code == KafkaError.CLUSTER_AUTHORIZATION_FAILED and not refused.brokers
     grant(gateway, allow("dave", ResourceType.BROKER, "kafka-cluster", AclOperation.DESCRIBE))
     described = describe_cluster("dave")
     assert described.error_code == 0 and described.brokers
     assert described.cluster_authorized_operations == 1 << 8  # DESCRIBE only
+
+
+def test_a_transactional_producer_id_needs_write_on_the_transactional_id(gateway: AclGateway) -> None:
+    transactional_id = f"tx-{uuid.uuid4().hex[:12]}"
+
+    def init_producer_id() -> Any:
+        return call_as(gateway, "dave", build(
+            request_types(22, 5).InitProducerIdRequest, transactional_id=transactional_id,
+            transaction_timeout=datetime.timedelta(seconds=60), producer_id=-1, producer_epoch=-1))
+
+    # IDEMPOTENT_WRITE on the cluster, as an idempotent producer needs, is not enough.
+    grant(gateway, allow("dave", ResourceType.BROKER, "kafka-cluster", AclOperation.IDEMPOTENT_WRITE),
+          allow("dave", ResourceType.TRANSACTIONAL_ID, transactional_id, AclOperation.DESCRIBE))
+    refused = init_producer_id()
+    assert (refused.error_code, refused.producer_id) == (KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1)
+    grant(gateway, allow("dave", ResourceType.TRANSACTIONAL_ID, transactional_id, AclOperation.WRITE))
+    initialized = init_producer_id()
+    assert (initialized.error_code, initialized.producer_epoch) == (0, 0)
 
 
 # -- authorized operations ----------------------------------------------------------

@@ -14,6 +14,7 @@ data in a temporary directory removed afterwards.
 
 from __future__ import annotations
 
+import datetime
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,8 +43,8 @@ from tests.integration.test_groups_protocol import (
     offset_commit,
     sync,
 )
+from tests.integration.test_idempotence import INIT_PRODUCER_ID, idempotent_batch, init_producer_id, send_one
 from tests.integration.test_idempotence import Producer as IdempotentProducer
-from tests.integration.test_idempotence import idempotent_batch, init_producer_id, send_one
 from tests.integration.test_leader_epochs import epoch_end, fetched_epochs, latest, metadata_epoch
 from tests.integration.test_protocol import (
     Wire,
@@ -446,26 +447,49 @@ def test_admin_mistakes(targets: dict[str, str]) -> None:
     assert seen["exists"] == KafkaError.TOPIC_ALREADY_EXISTS
 
 
-def test_transactions_are_a_deliberate_difference(targets: dict[str, str]) -> None:
-    """Kafka gives a transactional producer an ID; the gateway refuses it (docs/compatibility.md)."""
+def transactional_init(wire: Wire, transactional_id: str, version: int = 4, *,
+                       producer: tuple[int, int] = (-1, -1), timeout_ms: int = 60_000) -> Any:
+    """InitProducerId with a transactional ID, retried while Kafka still loads its transaction state."""
+    deadline = time.monotonic() + 30
+    # Kafka answers NOT_COORDINATOR until its transaction state topic exists.
+    retried = {ErrorCode.coordinator_load_in_progress, ErrorCode.not_coordinator,
+               ErrorCode.coordinator_not_available}
+    while True:
+        # Asking for the coordinator is what makes Kafka create the topic.
+        wire.call(build(request_types(FIND_COORDINATOR, 3).FindCoordinatorRequest,
+                        key=transactional_id, key_type=1))
+        answer = wire.call(build(request_types(INIT_PRODUCER_ID, version).InitProducerIdRequest,
+                                 transactional_id=transactional_id,
+                                 transaction_timeout=datetime.timedelta(milliseconds=timeout_ms),
+                                 producer_id=producer[0], producer_epoch=producer[1]))
+        if answer.error_code not in retried or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
+
+
+def test_transactional_producer_ids_epochs_and_fencing(targets: dict[str, str]) -> None:
+    """InitProducerId with a transactional ID: the same epochs and the same errors as Kafka's."""
     def scenario(bootstrap: str) -> Any:
         wire = Wire(bootstrap)
         try:
-            deadline = time.monotonic() + 30
-            # Kafka answers NOT_COORDINATOR until its transaction state topic exists.
-            retried = {ErrorCode.coordinator_load_in_progress, ErrorCode.not_coordinator,
-                       ErrorCode.coordinator_not_available}
             transactional_id = f"tx-{uuid.uuid4().hex[:8]}"
-            while True:
-                # Asking for the coordinator is what makes Kafka create the topic.
-                wire.call(build(request_types(FIND_COORDINATOR, 3).FindCoordinatorRequest,
-                                key=transactional_id, key_type=1))
-                answer = wire.call(init_producer_id(transactional_id=transactional_id))
-                if answer.error_code not in retried or time.monotonic() > deadline:
-                    return answer.error_code
-                time.sleep(0.2)
+            first = transactional_init(wire, transactional_id)
+            second = transactional_init(wire, transactional_id)
+            by_itself = transactional_init(wire, transactional_id, producer=(second.producer_id, 1))
+            retried = transactional_init(wire, transactional_id, producer=(second.producer_id, 1))
+            zombie = transactional_init(wire, transactional_id, producer=(first.producer_id, 0))
+            old_zombie = transactional_init(wire, transactional_id, 3, producer=(first.producer_id, 0))
+            too_long = transactional_init(wire, transactional_id, timeout_ms=900_001)
+            return {
+                "epochs": [answer.producer_epoch for answer in (first, second, by_itself, retried)],
+                "one producer ID": len({answer.producer_id for answer in (first, second, by_itself,
+                                                                          retried)}) == 1,
+                "errors": [answer.error_code for answer in (first, zombie, old_zombie, too_long)],
+            }
         finally:
             wire.close()
 
-    assert {name: scenario(bootstrap) for name, bootstrap in targets.items()} == {
-        "kafka": ErrorCode.none, "gateway": ErrorCode.transactional_id_authorization_failed}
+    seen = compare(targets, scenario)
+    assert seen == {"epochs": [0, 1, 2, 2], "one producer ID": True,
+                    "errors": [ErrorCode.none, ErrorCode.producer_fenced, ErrorCode.invalid_producer_epoch,
+                               ErrorCode.invalid_transaction_timeout]}
