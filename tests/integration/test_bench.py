@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -130,3 +133,16 @@ def test_start_kafka_beside_the_gateway(tmp_path: Path, monkeypatch: pytest.Monk
     # The broker is stopped and its data directory removed.
     assert not _listening(run["environment"]["kafka bootstrap"])
     assert list(scratch.iterdir()) == []
+
+
+def test_cluster_bench_runs_one_two_and_three_gateways_and_the_anchor() -> None:
+    """benchmarks/cluster_bench.py gateways, tiny: a row per gateway count and the redis-py anchor."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "cluster_bench.py"), "gateways",
+                           "--records", "3000", "--rounds", "1"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("round 1")]
+    assert [row.split("produce")[0].split(maxsplit=2)[2].strip() for row in rows] == [
+        "1 gateway", "2 gateways", "3 gateways", "redis-py (anchor)"]
+    assert all(re.search(r"produce +[\d,]+ +consume +[\d,]+", row) for row in rows), rows
