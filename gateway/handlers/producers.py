@@ -16,7 +16,10 @@ a known one the next epoch of its producer ID (a new producer ID once its
 epochs are used up), which fences every producer of an older epoch; a
 request naming a producer that is not the ID's current one gets
 PRODUCER_FENCED (INVALID_PRODUCER_EPOCH before v4, which does not know it),
-a retried one the same answer again. Only the ID's coordinator answers
+a retried one the same answer again. While the previous producer's
+transaction is Ongoing, that producer is fenced and its transaction
+aborted, and the request answered CONCURRENT_TRANSACTIONS (the client
+retries). Only the ID's coordinator answers
 (else NOT_COORDINATOR); a timeout outside 1 ms to 15 minutes
 (transaction.max.timeout.ms) gets INVALID_TRANSACTION_TIMEOUT.
 
@@ -42,10 +45,11 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
+from ..coordinator.transactions import abort_for_new_producer
 from ..dispatch import Access, Route
 from ..security.acls import Operation, ResourceType
 from ..storage import StorageUnavailable
-from ..storage.transactions import InitTransaction
+from ..storage.transactions import ONGOING, InitTransaction
 from ._build import NO_THROTTLE, make, response_types
 
 API_KEY = 22
@@ -135,6 +139,9 @@ async def _init_transactional(context: RequestContext, request: Any) -> tuple[Er
                            getattr(request, "producer_epoch", NO_PRODUCER_EPOCH))
     try:
         result = await context.storage.init_transaction(init)
+        if result.error_code == ONGOING:
+            aborted = await abort_for_new_producer(context.storage, transactional_id, init.fencing_token)
+            return (aborted, *none)
     except StorageUnavailable:
         return (ErrorCode.coordinator_not_available, *none)
     code = ErrorCode(result.error_code)

@@ -14,7 +14,7 @@ from .entries import DEFAULT_NATIVE, NativeFormat
 from .epochs import LeaderEpochs
 
 if TYPE_CHECKING:
-    from .transactions import InitResult, InitTransaction
+    from .transactions import Ending, InitResult, InitTransaction, Producer
 
 # Set by the client connection around each request it handles. An append
 # calls it once its commands are written, in order, to the one Redis
@@ -268,6 +268,15 @@ class Storage(Protocol):
     async def new_producer_id(self) -> int: ...
 
     async def init_transaction(self, request: InitTransaction) -> InitResult: ...
+
+    async def add_to_transaction(self, producer: Producer, members: Sequence[str]) -> int: ...
+
+    async def end_transaction(self, producer: Producer, commit: bool) -> Ending | int: ...
+
+    async def fence_transaction(self, transactional_id: str, fencing_token: int | None,
+                                reason: str) -> Ending | int | None: ...
+
+    async def complete_transaction(self, ending: Ending) -> int: ...
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[ReadResult | Exception]: ...
 

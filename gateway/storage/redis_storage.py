@@ -46,7 +46,19 @@ from .multiplex import RECONNECT_PAUSE, BlockingPool, MultiplexedConnection
 from .redis_cluster import ClusterConnection, drop_idle_connections, redis_client
 from .scripts import ScriptCall, function, library, load_library, run_calls
 from .steps import PartitionTurns, append_pieces, fits_one_call, limits, may_fit_one_call, pieces_of
-from .transactions import NEEDS_PRODUCER_ID, InitResult, InitTransaction
+from .transactions import (
+    NEEDS_PRODUCER_ID,
+    NOTHING_TO_ABORT,
+    Ending,
+    InitResult,
+    InitTransaction,
+    Members,
+    Producer,
+    add_call,
+    complete_call,
+    end_call,
+    fence_call,
+)
 
 T = TypeVar("T")
 
@@ -583,8 +595,40 @@ class RedisStorage:
         else:
             raise RuntimeError("txn_init.lua asked twice for a fresh producer ID")
         if int(reply[0]) != 0:
+            # ONGOING (the caller aborts that transaction first) or a Kafka error code.
             return InitResult(int(reply[0]))
         return InitResult(0, int(reply[1]), int(reply[2]))
+
+    async def add_to_transaction(self, producer: Producer, members: Sequence[str]) -> int:
+        """txn_add.lua: the members join the producer's transaction; a Kafka error code, 0 when added.
+
+        Repeated when the reply is lost: adding twice adds once.
+        """
+        return int(await self._one(add_call(producer, list(members))))
+
+    async def end_transaction(self, producer: Producer, commit: bool) -> Ending | int:
+        """txn_end.lua: the transaction prepared to end (its members to write the outcome to),
+        or a Kafka error code (0: it ended so already)."""
+        reply = await self._one(end_call(producer, commit))
+        if int(reply[0]) != 0 or len(reply) == 1:
+            return int(reply[0])
+        return Ending(producer, commit, Members.parse(reply[1:]))
+
+    async def fence_transaction(self, transactional_id: str, fencing_token: int | None,
+                                reason: str) -> Ending | int | None:
+        """txn_fence.lua: the Ongoing transaction to abort, with the producer's new epoch; None
+        when there is none (or it has not timed out), or NOT_COORDINATOR."""
+        reply = await self._one(fence_call(transactional_id, fencing_token, reason), idempotent=False)
+        if int(reply[0]) == NOTHING_TO_ABORT:
+            return None
+        if int(reply[0]) != 0:
+            return int(reply[0])
+        producer = Producer(transactional_id, int(reply[1]), int(reply[2]), fencing_token)
+        return Ending(producer, False, Members.parse(reply[3:]))
+
+    async def complete_transaction(self, ending: Ending) -> int:
+        """txn_complete.lua, once the outcome is written everywhere: a Kafka error code, 0 when done."""
+        return int(await self._one(complete_call(ending)))
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[ReadResult | Exception]:
         """Read each partition from its offset; all partitions in one round trip.

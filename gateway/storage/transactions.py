@@ -1,5 +1,16 @@
 """Transaction coordinator state in Redis, one hash per transactional ID.
 
+The states and their steps are Kafka's (TransactionCoordinator, for
+transaction versions 0 and 1): InitProducerId (``txn_init.lua``) leaves the
+ID Empty with its producer's epoch; AddPartitionsToTxn and AddOffsetsToTxn
+(``txn_add.lua``) make it Ongoing and list its partitions (fields
+``p:<topic>:<partition>``) and groups (``g:<group>``); EndTxn prepares the
+outcome (``txn_end.lua``: PrepareCommit, PrepareAbort), the outcome is
+written to each partition and group, and the transaction completes
+(``txn_complete.lua``: CompleteCommit, CompleteAbort, its list cleared). A
+new producer instance or the transaction timeout fences the producer and
+aborts an Ongoing transaction (``txn_fence.lua``).
+
 ``keys.transaction(id)`` holds the producer ID and epoch the ID's producer
 has, the previous ones (so a retried InitProducerId is recognized), the
 transaction's state and timeout; the coordinator's lease sits beside them in
@@ -48,3 +59,98 @@ class InitResult:
     error_code: int
     producer_id: int = -1
     producer_epoch: int = -1
+
+
+ADD = function("txn_add.lua")
+END = function("txn_end.lua")
+FENCE = function("txn_fence.lua")
+COMPLETE = function("txn_complete.lua")
+
+# txn_init.lua's reply when the previous producer's transaction is Ongoing.
+ONGOING = -3
+# txn_fence.lua's reply when there is nothing to abort.
+NOTHING_TO_ABORT = -1
+# How many partitions and groups one transaction may hold: ending it reads
+# and clears them in one script call (Kafka has no limit).
+MAX_TRANSACTION_MEMBERS = 10_000
+PARTITION_PREFIX, GROUP_PREFIX = "p:", "g:"
+
+
+def partition_member(topic: str, partition: int) -> str:
+    # Topic names never contain ':' (Kafka allows [a-zA-Z0-9._-]).
+    return f"{PARTITION_PREFIX}{topic}:{partition}"
+
+
+def group_member(group: str) -> str:
+    return f"{GROUP_PREFIX}{group}"
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    """The partitions and groups a transaction wrote to, as its state hash lists them."""
+
+    partitions: tuple[tuple[str, int], ...] = ()
+    groups: tuple[str, ...] = ()
+
+    @staticmethod
+    def parse(fields: list[bytes | str]) -> Members:
+        partitions, groups = [], []
+        for raw in fields:
+            name = raw.decode() if isinstance(raw, bytes) else raw
+            if name.startswith(PARTITION_PREFIX):
+                topic, _, partition = name[len(PARTITION_PREFIX):].rpartition(":")
+                partitions.append((topic, int(partition)))
+            elif name.startswith(GROUP_PREFIX):
+                groups.append(name[len(GROUP_PREFIX):])
+        return Members(tuple(partitions), tuple(groups))
+
+
+@dataclass(frozen=True, slots=True)
+class Producer:
+    """Who acts on a transaction: its transactional ID's producer ID and epoch, and the
+    writer's fencing token (None: not checked)."""
+
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    fencing_token: int | None = None
+
+    @property
+    def key(self) -> str:
+        return keys.transaction(self.transactional_id)
+
+    @property
+    def args(self) -> list[int | str]:
+        """The first arguments of every script that checks the producer: token, ID, epoch."""
+        token = UNCHECKED if self.fencing_token is None else self.fencing_token
+        return [token, self.producer_id, self.producer_epoch]
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """A transaction prepared to commit or abort: what to write its outcome to, then complete."""
+
+    producer: Producer
+    commit: bool
+    members: Members
+
+    @property
+    def outcome(self) -> str:
+        return "commit" if self.commit else "abort"
+
+
+def add_call(producer: Producer, members: list[str]) -> ScriptCall:
+    return ScriptCall(ADD, [producer.key], [*producer.args, MAX_TRANSACTION_MEMBERS, *members])
+
+
+def end_call(producer: Producer, commit: bool) -> ScriptCall:
+    return ScriptCall(END, [producer.key], [*producer.args, "commit" if commit else "abort"])
+
+
+def fence_call(transactional_id: str, fencing_token: int | None, reason: str) -> ScriptCall:
+    token = UNCHECKED if fencing_token is None else fencing_token
+    return ScriptCall(FENCE, [keys.transaction(transactional_id)], [token, reason])
+
+
+def complete_call(ending: Ending) -> ScriptCall:
+    return ScriptCall(COMPLETE, [ending.producer.key], [*ending.producer.args, ending.outcome])

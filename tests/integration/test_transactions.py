@@ -2,7 +2,8 @@
 
 So far InitProducerId with a transactional ID (KIP-98, KIP-360), spoken in
 raw Kafka frames (clients cannot get there yet: FindCoordinator for a
-transaction coordinator still refuses, test_idempotence), with the state
+transaction coordinator still refuses, test_idempotence), and the
+transaction's states driven through the storage layer, with the state
 looked at in Redis.
 """
 
@@ -15,7 +16,14 @@ from collections.abc import Iterator
 import pytest
 import redis
 from kafka_redis_gateway.gateway.storage import RedisStorage, keys
-from kafka_redis_gateway.gateway.storage.transactions import InitTransaction
+from kafka_redis_gateway.gateway.storage.transactions import (
+    MAX_TRANSACTION_MEMBERS,
+    Ending,
+    InitTransaction,
+    Producer,
+    group_member,
+    partition_member,
+)
 from kio.schema.errors import ErrorCode
 
 from tests.integration.test_idempotence import INIT_PRODUCER_ID
@@ -119,3 +127,109 @@ async def test_a_writer_with_a_superseded_fencing_token_writes_nothing(
     current = await storage.init_transaction(InitTransaction(transactional_id, 60_000, fencing_token=3))
     assert (current.error_code, current.producer_epoch) == (0, 0)
     assert stored(redis_client, transactional_id)["epoch"] == "0"
+
+
+# -- the transaction's states (storage/transactions.py) ---------------------------------
+# Adding partitions and ending transactions is not served on the wire yet;
+# the scripts are driven here through the storage layer.
+
+
+async def started(storage: RedisStorage, wire: Wire, transactional_id: str,
+                  *members: str) -> Producer:
+    _, producer_id, epoch = init(wire, transactional_id)
+    producer = Producer(transactional_id, producer_id, epoch)
+    assert await storage.add_to_transaction(producer, list(members)) == 0
+    return producer
+
+
+async def test_a_transaction_starts_with_its_first_partition_and_lists_its_members(
+        storage: RedisStorage, wire: Wire, redis_client: redis.Redis, transactional_id: str) -> None:
+    producer = await started(storage, wire, transactional_id, partition_member("a", 0))
+    state = stored(redis_client, transactional_id)
+    assert (state["state"], state["members"], state["p:a:0"]) == ("Ongoing", "1", "1")
+    began = state["started_ms"]
+    # More partitions, one already there, and a group: the transaction goes on.
+    assert await storage.add_to_transaction(
+        producer, [partition_member("a", 0), partition_member("b", 3), group_member("g1")]) == 0
+    state = stored(redis_client, transactional_id)
+    assert (state["members"], state["started_ms"]) == ("3", began)
+
+
+async def test_adding_checks_the_producer_and_the_limit(
+        storage: RedisStorage, wire: Wire, transactional_id: str) -> None:
+    producer = await started(storage, wire, transactional_id)
+    other_id = Producer(transactional_id, producer.producer_id + 1, producer.producer_epoch)
+    old_epoch = Producer(transactional_id, producer.producer_id, producer.producer_epoch - 1)
+    unknown = Producer(transactional_id + "-unknown", producer.producer_id, producer.producer_epoch)
+    one = [partition_member("a", 0)]
+    assert await storage.add_to_transaction(other_id, one) == ErrorCode.invalid_producer_id_mapping.value
+    assert await storage.add_to_transaction(old_epoch, one) == ErrorCode.producer_fenced.value
+    assert await storage.add_to_transaction(unknown, one) == ErrorCode.invalid_producer_id_mapping.value
+    too_many = [partition_member("t", p) for p in range(MAX_TRANSACTION_MEMBERS + 1)]
+    assert await storage.add_to_transaction(producer, too_many) == ErrorCode.invalid_request.value
+
+
+@pytest.mark.parametrize("commit", [True, False])
+async def test_ending_prepares_then_completes_and_a_retry_is_answered(
+        storage: RedisStorage, wire: Wire, redis_client: redis.Redis, transactional_id: str,
+        commit: bool) -> None:
+    producer = await started(storage, wire, transactional_id, partition_member("a", 0),
+                             partition_member("a", 1), group_member("g1"))
+    ending = await storage.end_transaction(producer, commit)
+    assert isinstance(ending, Ending)
+    assert sorted(ending.members.partitions) == [("a", 0), ("a", 1)]
+    assert ending.members.groups == ("g1",)
+    assert stored(redis_client, transactional_id)["state"] == ("PrepareCommit" if commit else "PrepareAbort")
+    # Ending meanwhile: retry; the other outcome: refused; adding: retry.
+    assert await storage.end_transaction(producer, commit) == ErrorCode.concurrent_transactions.value
+    assert await storage.end_transaction(producer, not commit) == ErrorCode.invalid_txn_state.value
+    assert await storage.add_to_transaction(producer, [partition_member("c", 0)]) == \
+        ErrorCode.concurrent_transactions.value
+    assert await storage.complete_transaction(ending) == 0
+    state = stored(redis_client, transactional_id)
+    assert state["state"] == ("CompleteCommit" if commit else "CompleteAbort")
+    assert not [name for name in state if name.startswith(("p:", "g:"))]
+    assert "started_ms" not in state
+    # A retried EndTxn: done already; the other outcome: refused.
+    assert await storage.end_transaction(producer, commit) == 0
+    assert await storage.end_transaction(producer, not commit) == ErrorCode.invalid_txn_state.value
+    # The next transaction starts afresh.
+    assert await storage.add_to_transaction(producer, [partition_member("c", 0)]) == 0
+    assert stored(redis_client, transactional_id)["state"] == "Ongoing"
+
+
+async def test_ending_without_a_transaction_is_an_invalid_state(
+        storage: RedisStorage, wire: Wire, transactional_id: str) -> None:
+    _, producer_id, epoch = init(wire, transactional_id)
+    producer = Producer(transactional_id, producer_id, epoch)
+    assert await storage.end_transaction(producer, True) == ErrorCode.invalid_txn_state.value
+    fenced = Producer(transactional_id, producer_id, epoch + 1)
+    assert await storage.end_transaction(fenced, True) == ErrorCode.producer_fenced.value
+
+
+def test_a_new_producer_fences_the_old_ones_transaction_and_retries(
+        wire: Wire, redis_client: redis.Redis, transactional_id: str) -> None:
+    _, producer_id, epoch = init(wire, transactional_id)
+    # The old producer's transaction is under way (as AddPartitionsToTxn leaves it).
+    redis_client.hset(keys.transaction(transactional_id),
+                      mapping={"state": "Ongoing", "started_ms": 1, "members": 1, "p:a:0": 1})
+    # As Kafka: the old epoch is fenced and its transaction aborted; retry.
+    assert init(wire, transactional_id) == (ErrorCode.concurrent_transactions, -1, -1)
+    state = stored(redis_client, transactional_id)
+    assert (state["state"], state["epoch"], state["members"]) == ("CompleteAbort", str(epoch + 1), "0")
+    assert "p:a:0" not in state
+    assert init(wire, transactional_id) == (ErrorCode.none, producer_id, epoch + 2)
+
+
+async def test_a_transaction_past_its_timeout_is_fenced_and_aborted(
+        storage: RedisStorage, wire: Wire, redis_client: redis.Redis, transactional_id: str) -> None:
+    producer = await started(storage, wire, transactional_id, partition_member("a", 0))
+    assert await storage.fence_transaction(transactional_id, None, "timeout") is None
+    redis_client.hset(keys.transaction(transactional_id), "started_ms", 1)
+    ending = await storage.fence_transaction(transactional_id, None, "timeout")
+    assert isinstance(ending, Ending) and not ending.commit
+    assert ending.producer.producer_epoch == producer.producer_epoch + 1
+    assert ending.members.partitions == (("a", 0),)
+    assert await storage.complete_transaction(ending) == 0
+    # The producer, still at its old epoch, learns it was fenced.
+    assert await storage.end_transaction(producer, True) == ErrorCode.producer_fenced.value

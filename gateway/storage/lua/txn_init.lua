@@ -13,9 +13,11 @@
 --
 -- Returns {0, producer ID, epoch}; {-2} when a fresh producer ID is needed
 -- (a new transactional ID, or the epochs of its ID are used up): call again
--- with one; or {Kafka error code}: NOT_COORDINATOR (a later fencing token
--- wrote), CONCURRENT_TRANSACTIONS (a transaction is ending: retry),
--- PRODUCER_FENCED (the named producer is not the current one).
+-- with one; {-3} when the previous producer's transaction is Ongoing: abort
+-- it (txn_fence.lua), then the client retries; or {Kafka error code}:
+-- NOT_COORDINATOR (a later fencing token wrote), CONCURRENT_TRANSACTIONS (a
+-- transaction is ending: retry), PRODUCER_FENCED (the named producer is not
+-- the current one).
 
 local NOT_COORDINATOR, CONCURRENT_TRANSACTIONS, PRODUCER_FENCED = 16, 51, 90
 -- Kafka's TransactionMetadata.isEpochExhausted: Short.MaxValue - 1.
@@ -42,6 +44,9 @@ local named = named_pid >= 0
 if named and not (epoch == -1 or named_pid == pid
                   or (named_pid == prev_pid and named_epoch >= LAST_EPOCH)) then
   return {PRODUCER_FENCED}
+end
+if state == 'Ongoing' then
+  return {-3}
 end
 if state ~= 'Empty' and state ~= 'CompleteCommit' and state ~= 'CompleteAbort' then
   -- Ending (PrepareCommit, PrepareAbort): the client retries after it ended.
