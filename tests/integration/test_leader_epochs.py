@@ -2,7 +2,8 @@
 
 The bookkeeping in the partition's meta hash (storage), the epochs in
 Metadata, Fetch, ListOffsets and OffsetForLeaderEpoch across a restart of
-the gateway's own Redis (raw requests), and confluent-kafka consumers and
+the gateway's own Redis (raw requests), a consumer across a Redis restarted
+from an older snapshot, and confluent-kafka consumers and
 Kafka's Java console consumer that had read past the end of a Redis Cluster
 primary's replica when that replica took over: they are told of the
 truncation and resume at the new end.
@@ -224,6 +225,34 @@ def test_a_restarted_redis_is_a_new_leader_epoch(own_redis: RedisServer, own_gat
         assert epoch_end(wire, topic_name, 0, current=0)[0] == ErrorCode.fenced_leader_epoch
         assert epoch_end(wire, topic_name, 0, current=2)[0] == ErrorCode.unknown_leader_epoch
         assert epoch_end(wire, topic_name, 0, current=1) == (ErrorCode.none, 0, 3)
+
+
+def test_a_consumer_detects_a_redis_restarted_from_an_older_snapshot(tmp_path: Path, topic_name: str) -> None:
+    """One Redis, no replica: a restart from a snapshot older than the records read is a truncation too."""
+    server = RedisServer(tmp_path / "redis", extra_args=["--appendonly", "no", "--save", ""]).start()
+    gateway = GatewayProcess(server.url, log_path=tmp_path / "gateway.log").start()
+    consumer = None
+    try:
+        create_topic(AdminClient({"bootstrap.servers": gateway.bootstrap}), topic_name, 1)
+        produce_ok(gateway.bootstrap, topic_name, [Rec(0, None, b"kept %d" % i) for i in range(10)])
+        client = server.client()
+        try:
+            client.save()  # the snapshot has the first ten
+        finally:
+            client.close()
+        produce_ok(gateway.bootstrap, topic_name, [Rec(0, None, b"lost %d" % i) for i in range(10)])
+        consumer = positioned_consumer(gateway.bootstrap, topic_name, "earliest")
+        assert [m.value() for m in consume(consumer, 20)][-1] == b"lost 9"
+        server.stop(signal.SIGKILL)
+        server.start()  # from the snapshot: ten records, and a new replication ID
+        produce_ok(gateway.bootstrap, topic_name, [Rec(0, None, b"after")])
+        (after,) = consume(consumer, 1)
+        assert (after.offset(), after.value()) == (10, b"after")
+    finally:
+        if consumer is not None:
+            consumer.close()
+        gateway.stop()
+        server.stop()
 
 
 # -- a real consumer across a Redis Cluster failover that lost a tail -----------------------
