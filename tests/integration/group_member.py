@@ -64,6 +64,8 @@ def run_confluent(args: argparse.Namespace, out: Reporter) -> None:
         "auto.offset.reset": "earliest", "enable.auto.commit": False,
         "session.timeout.ms": args.session_timeout, "heartbeat.interval.ms": 1000,
         "partition.assignment.strategy": args.strategy,
+        # What librdkafka reports to the application besides records (connection failures).
+        "error_cb": lambda error: out.emit(event="client-error", error=str(error)),
     }
     if args.instance_id:
         conf["group.instance.id"] = args.instance_id

@@ -556,3 +556,39 @@ def test_a_paused_gateway_leaves_when_its_lease_ends_and_rejoins_when_resumed(
     assert producer.failed == [], producer.failed[:5]
     assert len(producer.acked) == 300
     assert_stored_once_in_order(cluster_redis.client(), topic, producer.acked)
+
+
+def test_a_clean_stop_of_a_groups_coordinator_is_not_seen_by_its_members(
+        gateways: list[GatewayProcess]) -> None:
+    topic = "handover-group"
+    metadata = cluster_metadata(gateways[0].bootstrap)
+    controller_port = metadata.brokers[metadata.controller_id].port
+    # A group coordinated by a gateway that is not the controller (any would do; this keeps
+    # the controller's background work out of the picture).
+    group_id = next(g for g in (f"handover-{i}" for i in range(100))
+                    if coordinator_of(gateways, g).port != controller_port)
+    leaving = coordinator_of(gateways, group_id)
+    staying = [g for g in gateways if g is not leaving]
+    create_topic(staying[0].bootstrap, topic)
+    members = [MemberProcess("confluent", ",".join(g.bootstrap for g in gateways), topic, group_id,
+                             f"m{i}", session_timeout_ms=20_000).start() for i in range(2)]
+    try:
+        wait_settled(members, PARTITIONS)
+        producer = PacedProducer(staying[0].bootstrap, topic, 300, per_second=60).start()
+        wait_until(lambda: len(consumed(members)) >= 60, 60, "records processed before the stop")
+        assert leaving.stop(signal.SIGTERM) == 0
+        gateways.remove(leaving)
+        producer.join()
+        assert producer.failed == [] and len(producer.acked) == 300
+        wait_until(lambda: set(consumed(members)) >= set(producer.acked), 90,
+                   "the group to process every record")
+        assert max(consumed(members).values()) == 1
+        # The group went on in its generation: no rebalance, no failed commit.
+        assert [m.assignment_changes() for m in members] == [1, 1]
+        assert [m.revocations() for m in members] == [[], []]
+        problems = [e for m in members for e in m.events if e["event"] in ("commit-failed", "client-error")]
+        assert problems == []
+        assert coordinator_of(gateways, group_id) in staying
+    finally:
+        for member in members:
+            member.stop()
