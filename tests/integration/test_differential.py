@@ -51,6 +51,7 @@ from tests.integration.test_protocol import (
     batch,
     build,
     create_topic,
+    delete_records,
     fetch,
     fetched,
     list_offsets,
@@ -493,3 +494,66 @@ def test_transactional_producer_ids_epochs_and_fencing(targets: dict[str, str]) 
     assert seen == {"epochs": [0, 1, 2, 2], "one producer ID": True,
                     "errors": [ErrorCode.none, ErrorCode.producer_fenced, ErrorCode.invalid_producer_epoch,
                                ErrorCode.invalid_transaction_timeout]}
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_batches_read_back_alike(targets: dict[str, str], codec: str) -> None:
+    records = [{"value": f"value-{i}".encode() * 20, "key": f"k{i}".encode(),
+                "timestamp": 1_700_000_000_000 + i} for i in range(50)]
+
+    def scenario(bootstrap: str) -> Outcome:
+        topic = new_topic(bootstrap, 1)
+        producer = Producer({"bootstrap.servers": bootstrap, "compression.type": codec, "linger.ms": 50,
+                             "enable.idempotence": False})
+        reports: list[tuple[Any, int]] = []
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            reports.append((err, msg.offset()))
+
+        for record in records:  # produced together: a few compressed batches
+            producer.produce(topic, on_delivery=on_delivery, **record)
+        assert producer.flush(30) == 0
+        return {"delivered": sorted(reports, key=lambda r: r[1]), "read": read_all(bootstrap, topic, 1),
+                "watermarks": watermarks(bootstrap, topic, 0)}
+
+    seen = compare(targets, scenario)
+    assert seen["watermarks"] == (0, 50)
+
+
+def test_delete_records(targets: dict[str, str]) -> None:
+    def scenario(bootstrap: str) -> Outcome:
+        topic = new_topic(bootstrap, 1)
+        delivered(bootstrap, topic, [{"value": f"{i}".encode()} for i in range(5)])
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        outcome: dict[str, Any] = {}
+        for what, offset, partition in (("below 2", 2, 0), ("past the end", 10, 0), ("bad partition", 1, 4),
+                                        ("to the end (-1)", -1, 0)):
+            target = TopicPartition(topic, partition, offset)
+            future = admin.delete_records([target])[target]
+            try:
+                outcome[what] = future.result(timeout=30).low_watermark
+            except KafkaException as exc:
+                outcome[what] = exc.args[0].code()
+            if what == "below 2":
+                outcome["watermarks after"] = watermarks(bootstrap, topic, 0)
+                wire = Wire(bootstrap)
+                try:
+                    below = fetched(wire.call(fetch(12, 0, topic=topic)))
+                    outcome["fetch below"] = (below.error_code, below.high_watermark, below.log_start_offset)
+                finally:
+                    wire.close()
+        outcome["watermarks at the end"] = watermarks(bootstrap, topic, 0)
+        wire = Wire(bootstrap)
+        try:  # what the broker answers for the bad partition librdkafka does not send
+            (answer,) = wire.call(delete_records(topic, 4, 1)).topics
+            outcome["raw, bad partition"] = [(p.error_code, p.low_watermark) for p in answer.partitions]
+        finally:
+            wire.close()
+        return outcome
+
+    seen = compare(targets, scenario)
+    assert seen["below 2"] == 2
+    assert seen["past the end"] == KafkaError.OFFSET_OUT_OF_RANGE
+    assert seen["bad partition"] == KafkaError._NOENT  # librdkafka's own check, from Metadata
+    assert seen["raw, bad partition"] == [(ErrorCode.unknown_topic_or_partition, -1)]
+    assert seen["fetch below"] == (ErrorCode.offset_out_of_range, -1, -1)
