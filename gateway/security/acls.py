@@ -15,7 +15,7 @@ for others only is denied.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -198,42 +198,65 @@ def _entry_result(acl: AclBinding, principal: str, host: str, operation: Operati
     return acl.permission
 
 
+# Per pattern: principal -> its ACLs of that pattern (never empty when present).
+Entries = dict[str, list[AclBinding]]
+
+
 @dataclass(frozen=True, slots=True)
 class AclSet:
-    """An immutable snapshot of every ACL, indexed for the authorizer's lookups."""
+    """An immutable snapshot of every ACL, indexed for the authorizer's lookups.
+
+    A decision looks up each pattern that can cover the name (the literal
+    name, "*", each prefix length in use) and, in it, only the principal's
+    and User:*'s ACLs: its cost does not grow with the ACLs of other
+    principals on the same pattern.
+    """
 
     version: int
     bindings: frozenset[AclBinding]
-    # (type, name) -> LITERAL bindings of that exact name ("*" included).
-    _literal: dict[tuple[ResourceType, str], list[AclBinding]] = field(default_factory=dict)
-    # (type, prefix) -> PREFIXED bindings; and the prefix lengths in use per type.
-    _prefixed: dict[tuple[ResourceType, str], list[AclBinding]] = field(default_factory=dict)
+    # (type, name) -> the LITERAL pattern's entries ("*" included).
+    _literal: dict[tuple[ResourceType, str], Entries] = field(default_factory=dict)
+    # (type, prefix) -> the PREFIXED pattern's entries; and the prefix lengths in use per type.
+    _prefixed: dict[tuple[ResourceType, str], Entries] = field(default_factory=dict)
     _prefix_lengths: dict[ResourceType, frozenset[int]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, version: int, bindings: Iterable[AclBinding]) -> AclSet:
         every = frozenset(bindings)
-        literal: dict[tuple[ResourceType, str], list[AclBinding]] = {}
-        prefixed: dict[tuple[ResourceType, str], list[AclBinding]] = {}
+        literal: dict[tuple[ResourceType, str], Entries] = {}
+        prefixed: dict[tuple[ResourceType, str], Entries] = {}
         lengths: dict[ResourceType, set[int]] = {}
         for acl in every:
-            if acl.pattern_type == PatternType.LITERAL:
-                literal.setdefault((acl.resource_type, acl.name), []).append(acl)
-            else:
-                prefixed.setdefault((acl.resource_type, acl.name), []).append(acl)
+            index = literal if acl.pattern_type == PatternType.LITERAL else prefixed
+            index.setdefault((acl.resource_type, acl.name), {}).setdefault(acl.principal, []).append(acl)
+            if acl.pattern_type == PatternType.PREFIXED:
                 lengths.setdefault(acl.resource_type, set()).add(len(acl.name))
         return cls(version, every, literal, prefixed,
                    {rtype: frozenset(found) for rtype, found in lengths.items()})
 
-    def applying_to(self, resource_type: ResourceType, name: str) -> list[AclBinding]:
-        """The ACLs whose pattern covers this resource, whoever they are for."""
-        found = list(self._literal.get((resource_type, name), ()))
-        if name != WILDCARD:
-            found.extend(self._literal.get((resource_type, WILDCARD), ()))
+    def _patterns(self, resource_type: ResourceType, name: str) -> Iterator[Entries]:
+        """The entries of every pattern that covers the resource."""
+        for literal_name in (name,) if name == WILDCARD else (name, WILDCARD):
+            entries = self._literal.get((resource_type, literal_name))
+            if entries:
+                yield entries
         for length in self._prefix_lengths.get(resource_type, ()):
             if length <= len(name):
-                found.extend(self._prefixed.get((resource_type, name[:length]), ()))
-        return found
+                entries = self._prefixed.get((resource_type, name[:length]))
+                if entries:
+                    yield entries
+
+    def applying_to(self, resource_type: ResourceType, name: str,
+                    principal: str) -> tuple[bool, list[AclBinding]]:
+        """Whether any ACL covers the resource, and those of them for the principal or User:*."""
+        covered = False
+        found: list[AclBinding] = []
+        for entries in self._patterns(resource_type, name):
+            covered = True
+            found.extend(entries.get(principal, ()))
+            if principal != WILDCARD_PRINCIPAL:
+                found.extend(entries.get(WILDCARD_PRINCIPAL, ()))
+        return covered, found
 
     def matching(self, acl_filter: AclFilter) -> list[AclBinding]:
         return sorted(acl for acl in self.bindings if acl_filter.matches(acl))
@@ -257,7 +280,7 @@ def decide(policy: Policy, acls: AclSet, principal: str, host: str, operation: O
     if not policy.enabled or principal in policy.super_users:
         return True
     allowed = False
-    applying = acls.applying_to(resource_type, name)
+    covered, applying = acls.applying_to(resource_type, name, principal)
     for acl in applying:
         result = _entry_result(acl, principal, host, operation)
         if result == Permission.DENY:
@@ -266,7 +289,7 @@ def decide(policy: Policy, acls: AclSet, principal: str, host: str, operation: O
             allowed = True
     if allowed:
         return True
-    return not applying and policy.allow_if_no_acl
+    return not covered and policy.allow_if_no_acl
 
 
 def decide_any(policy: Policy, acls: AclSet, principal: str, host: str, operation: Operation,
