@@ -640,3 +640,43 @@ def test_the_acl_scenario_answers_as_on_the_gateway_as_on_kafka(gateway: AclGate
     finally:
         broker.terminate()
         broker.wait(timeout=60)
+
+
+def test_committed_offsets_need_the_group_and_the_topic(gateway: AclGateway, topic_name: str) -> None:
+    """OffsetCommit, OffsetFetch and OffsetDelete through kafka-python's admin client."""
+    from kafka import TopicPartition as PyTopicPartition
+    from kafka.errors import GroupAuthorizationFailedError, NoError, TopicAuthorizationFailedError
+    from kafka.structs import OffsetAndMetadata
+
+    create_topic(gateway.operator(), topic_name)
+    assert produce_error({"bootstrap.servers": f"127.0.0.1:{gateway.plain}"}, topic_name) is None
+    group = f"g-{topic_name}"
+    partition = PyTopicPartition(topic_name, 0)
+
+    def admin(user: str) -> KafkaAdminClient:
+        return KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{gateway.sasl}",
+                                security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                                sasl_plain_username=user, sasl_plain_password=PASSWORDS[user])
+
+    # alice may find and describe the group, not READ it: committing is refused.
+    grant(gateway, allow("alice", ResourceType.GROUP, group, AclOperation.DESCRIBE),
+          allow("bob", ResourceType.GROUP, group, AclOperation.READ),
+          allow("bob", ResourceType.TOPIC, topic_name, AclOperation.READ))
+    alice, bob = admin("alice"), admin("bob")
+    try:
+        committed = alice.alter_group_offsets(group, {partition: OffsetAndMetadata(1, "", -1)})
+        assert committed == {partition: GroupAuthorizationFailedError}
+        committed = bob.alter_group_offsets(group, {partition: OffsetAndMetadata(1, "", -1)})
+        assert committed == {partition: NoError}
+        # All the group's offsets: bob sees the topic's, alice (no DESCRIBE on it) none.
+        assert bob.list_group_offsets({group: None})[group][partition].offset == 1
+        assert partition not in alice.list_group_offsets({group: None})[group]
+        # Named, the topic is refused to alice.
+        with pytest.raises(TopicAuthorizationFailedError):
+            alice.list_group_offsets({group: [partition]})
+        # Deleting offsets needs DELETE on the group.
+        with pytest.raises(GroupAuthorizationFailedError):
+            bob.delete_group_offsets(group, [partition])
+    finally:
+        alice.close()
+        bob.close()
