@@ -180,6 +180,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--producer-id-expiration-check-interval-ms", "MS", "PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS",
          parse_int(1), str(_DEFAULTS.producer_id_expiration_check_interval_ms),
          "how often idle producers' state is swept (Kafka's producer.id.expiration.check.interval.ms)"),
+    Flag("--transaction-abort-timed-out-interval-ms", "MS", "TRANSACTION_ABORT_TIMED_OUT_INTERVAL_MS",
+         parse_int(1), str(_DEFAULTS.transaction_abort_timed_out_interval_ms),
+         "how often transactions past their transaction.timeout.ms are aborted (Kafka's "
+         "transaction.abort.timed.out.transaction.cleanup.interval.ms)"),
     Flag("--adopt-streams", "PATTERN[,PATTERN...]", "ADOPT_STREAMS", parse_patterns, "",
          "glob patterns of existing Redis stream keys that CreateTopics may "
          "adopt with redis.stream.keys (default: none; the adopt subcommand always can)"),

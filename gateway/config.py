@@ -116,6 +116,9 @@ class Config:
     # producer.id.expiration.check.interval.ms: how often partitions are swept.
     producer_id_expiration_ms: int = 86_400_000
     producer_id_expiration_check_interval_ms: int = 600_000
+    # Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms:
+    # how often transactions past their timeout are looked for and aborted.
+    transaction_abort_timed_out_interval_ms: int = 10_000
     # Glob patterns of Redis keys that CreateTopics may adopt as partitions
     # (redis.stream.keys). Empty: adoption through the Kafka API is off,
     # since it hands any client every matching stream in the database.

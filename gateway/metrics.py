@@ -71,7 +71,7 @@ REDIS_LATENCY = Histogram(
 BACKGROUND_SWEEPS = Counter(
     "krg_background_sweeps",
     "Sweeps of every partition run by this gateway (only the cluster's controller runs them): "
-    "retention, compaction, producer_expiry",
+    "retention, compaction, producer_expiry, transaction_timeouts",
     ["task"],
 )
 REDIS_RECONNECTS = Counter(

@@ -17,6 +17,7 @@ from .config import Config
 from .connection import Connection
 from .context import Broker
 from .coordinator import CoordinatorConfig, GroupCoordinator
+from .coordinator.transactions import run_timeouts as run_transaction_timeouts
 from .dispatch import Router
 from .embedded import EmbeddedRedis
 from .handlers import ROUTES
@@ -62,6 +63,7 @@ class Gateway:
         self._retention: asyncio.Task[None] | None = None
         self._compaction: asyncio.Task[None] | None = None
         self._producer_expiry: asyncio.Task[None] | None = None
+        self._transaction_timeouts: asyncio.Task[None] | None = None
         self._metrics_server: metrics.MetricsServer | None = None
         # What clients cause, logged without letting them flood the log.
         self.client_log = RateLimitedLog(log, config.warning_interval_ms / 1000)
@@ -122,6 +124,8 @@ class Gateway:
         self._producer_expiry = asyncio.create_task(run_producer_expiry(
             self.storage, self.config.producer_id_expiration_check_interval_ms,
             self.config.producer_id_expiration_ms, self.cluster.is_controller))
+        self._transaction_timeouts = asyncio.create_task(run_transaction_timeouts(
+            self.storage, self.config.transaction_abort_timed_out_interval_ms, self.cluster.is_controller))
         # Everything alive now (modules, the protocol schemas, the routes)
         # lives as long as the process: freezing it keeps the cyclic GC's
         # full collections, which stop the event loop, from walking it again
@@ -291,7 +295,8 @@ class Gateway:
         for listener in self._listeners:
             await listener.close()
         self._heap.cancel()
-        for task in (self._retention, self._compaction, self._producer_expiry, self._tls_watch):
+        for task in (self._retention, self._compaction, self._producer_expiry, self._transaction_timeouts,
+                     self._tls_watch):
             if task is not None:
                 task.cancel()
                 # Bounded: a cancellation that meets redis-py's own timeout

@@ -6,16 +6,26 @@ outcome to every partition and group of the transaction, complete. Every
 step is in Redis, so a gateway that dies between them leaves a prepared
 transaction that the next coordinator of the ID completes, and whose
 producer meanwhile gets CONCURRENT_TRANSACTIONS (retriable), as from Kafka.
+
+Transactions past their timeout are aborted by the cluster's controller
+every ``--transaction-abort-timed-out-interval-ms`` (run_timeouts), a
+bounded step at a time. Until coordinators hold leases on transactional
+IDs, the sweep writes without a fencing token; each abort is one atomic
+step on the ID's state all the same, so a sweep racing with the ID's
+coordinator leaves one of the two outcomes, never a mix.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 
 from kio.schema.errors import ErrorCode
 
+from .. import metrics
 from ..logs import printable
-from ..storage import Storage
+from ..storage import Storage, StorageUnavailable
 from ..storage.transactions import Ending
 
 log = logging.getLogger(__name__)
@@ -51,3 +61,38 @@ async def abort_for_new_producer(storage: Storage, transactional_id: str,
     elif fenced is not None:
         return ErrorCode(fenced)
     return ErrorCode.concurrent_transactions
+
+
+async def abort_timed_out_once(storage: Storage) -> int:
+    """Abort every Ongoing transaction past its timeout, as Kafka's abortTimedOutTransactions:
+    its producer is fenced (the epoch goes up) and its transaction aborted. The aborts.
+
+    Step by step through the registry of transactional IDs (HSCAN), one
+    script call per ID, so neither Redis nor the event loop is held long.
+    """
+    cursor, aborted = 0, 0
+    while True:
+        cursor, transactional_ids = await storage.transactional_ids(cursor)
+        for transactional_id in transactional_ids:
+            fenced = await storage.fence_transaction(transactional_id, None, "timeout")
+            if isinstance(fenced, Ending) and await finish(storage, fenced) == ErrorCode.none:
+                log.info("aborted %s's transaction: past its transaction.timeout.ms",
+                         printable(transactional_id))
+                aborted += 1
+        if cursor == 0:
+            return aborted
+
+
+async def run_timeouts(storage: Storage, interval_ms: int, is_controller: Callable[[], bool]) -> None:
+    """Abort timed-out transactions every interval, when this gateway is the controller, until cancelled."""
+    while True:
+        await asyncio.sleep(interval_ms / 1000)
+        if not is_controller():
+            continue
+        metrics.BACKGROUND_SWEEPS.labels("transaction_timeouts").inc()
+        try:
+            await abort_timed_out_once(storage)
+        except StorageUnavailable as exc:
+            log.warning("transaction timeout sweep skipped, Redis unavailable: %s", exc)
+        except Exception:  # keep the task alive; the next interval tries again
+            log.exception("transaction timeout sweep failed")

@@ -87,10 +87,15 @@ def group_membership(group: str) -> str:
 # -- transactions ----------------------------------------------------------------
 
 
+# Every transactional ID with state (a hash: ID -> 1), for the timeout sweep
+# and ListTransactions; written beside the ID's own scripts (another slot).
+TRANSACTIONS = "kafka:txns"
+
+
 def transaction(transactional_id: str) -> str:
     """A transactional ID's state (a hash; storage/transactions.py), its coordinator's lease beside it.
 
-    "kafka:txn:" prefixes no other key of the gateway's, whatever the ID.
+    "kafka:txn:" prefixes no other key of the gateway's (not "kafka:txns"), whatever the ID.
     """
     return f"kafka:txn:{transactional_id}"
 

@@ -49,6 +49,7 @@ from .steps import PartitionTurns, append_pieces, fits_one_call, limits, may_fit
 from .transactions import (
     NEEDS_PRODUCER_ID,
     NOTHING_TO_ABORT,
+    TRANSACTION_SCAN_STEP,
     Ending,
     InitResult,
     InitTransaction,
@@ -597,7 +598,16 @@ class RedisStorage:
         if int(reply[0]) != 0:
             # ONGOING (the caller aborts that transaction first) or a Kafka error code.
             return InitResult(int(reply[0]))
+        await self._call(lambda: self._redis.hset(keys.TRANSACTIONS, request.transactional_id, 1),  # type: ignore[misc]
+                         idempotent=True)
         return InitResult(0, int(reply[1]), int(reply[2]))
+
+    async def transactional_ids(self, cursor: int) -> tuple[int, list[str]]:
+        """A step through every transactional ID with state (HSCAN): the next cursor (0: done), IDs."""
+        next_cursor, found = await self._call(
+            lambda: self._redis.hscan(keys.TRANSACTIONS, cursor, count=TRANSACTION_SCAN_STEP),  # type: ignore[misc]
+            idempotent=True)
+        return int(next_cursor), [name.decode() if isinstance(name, bytes) else name for name in found]
 
     async def add_to_transaction(self, producer: Producer, members: Sequence[str]) -> int:
         """txn_add.lua: the members join the producer's transaction; a Kafka error code, 0 when added.

@@ -74,6 +74,8 @@ NOTHING_TO_ABORT = -1
 # and clears them in one script call (Kafka has no limit).
 MAX_TRANSACTION_MEMBERS = 10_000
 PARTITION_PREFIX, GROUP_PREFIX = "p:", "g:"
+# Transactional IDs one step of a sweep looks at (HSCAN COUNT).
+TRANSACTION_SCAN_STEP = 100
 
 
 def partition_member(topic: str, partition: int) -> str:

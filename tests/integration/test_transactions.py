@@ -9,9 +9,12 @@ looked at in Redis.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -28,6 +31,7 @@ from kio.schema.errors import ErrorCode
 
 from tests.integration.test_idempotence import INIT_PRODUCER_ID
 from tests.integration.test_protocol import Wire, build, request_types
+from tests.servers import GatewayProcess, RedisServer
 
 # Kafka's last epoch of a producer ID (TransactionMetadata.isEpochExhausted).
 LAST_EPOCH = 32766
@@ -233,3 +237,37 @@ async def test_a_transaction_past_its_timeout_is_fenced_and_aborted(
     assert await storage.complete_transaction(ending) == 0
     # The producer, still at its old epoch, learns it was fenced.
     assert await storage.end_transaction(producer, True) == ErrorCode.producer_fenced.value
+
+
+async def test_the_controller_aborts_a_transaction_past_its_timeout(tmp_path: Path) -> None:
+    # A Redis of its own: on the session one, the session gateway would be
+    # the cluster's controller, which is the gateway that sweeps.
+    redis_server = RedisServer(tmp_path / "redis").start()
+    gateway = GatewayProcess(redis_server.url, log_path=tmp_path / "gateway.log", extra_args=[
+        "--transaction-abort-timed-out-interval-ms", "100"]).start()
+    client = redis_server.client()
+    store = RedisStorage(redis_server.url)
+    wire = Wire(gateway.bootstrap)
+    try:
+        transactional_id = "tx-slow"
+        code, producer_id, epoch = init(wire, transactional_id, timeout_ms=1000)
+        assert code == ErrorCode.none
+        producer = Producer(transactional_id, producer_id, epoch)
+        assert await store.add_to_transaction(producer, [partition_member("a", 0)]) == 0
+        quiet = Producer("tx-quiet", *init(wire, "tx-quiet")[1:])
+        assert await store.add_to_transaction(quiet, [partition_member("a", 1)]) == 0
+        deadline = time.monotonic() + 10
+        while stored(client, transactional_id)["state"] == "Ongoing" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        state = stored(client, transactional_id)
+        assert (state["state"], state["epoch"]) == ("CompleteAbort", str(epoch + 1))
+        assert await store.end_transaction(producer, True) == ErrorCode.producer_fenced.value
+        # Another, with the default 60 s timeout, goes on.
+        assert stored(client, "tx-quiet")["state"] == "Ongoing"
+        assert gateway.log_path is not None
+        assert "aborted tx-slow's transaction" in gateway.log_path.read_text()
+    finally:
+        wire.close()
+        await store.close()
+        gateway.stop()
+        redis_server.stop()
