@@ -102,24 +102,26 @@ async def handle_describe(context: RequestContext, request: Any) -> Any:
 async def handle_create(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     bindings = [_binding(creation) for creation in request.creations]
-    outcomes: list[Outcome] = []
     problem = _access_problem(context, Operation.ALTER)
-    if problem is not None:
-        outcomes = [problem] * len(bindings)
-    else:
-        invalid = [_creation_problem(binding) for binding in bindings]
-        outcomes = [OK if why is None else (ErrorCode.invalid_request, why) for why in invalid]
-        valid = list(dict.fromkeys(binding for binding, why in zip(bindings, invalid, strict=True)
-                                   if why is None))
-        try:
-            await context.authorizer.create(valid)
-        except (StorageUnavailable, TooManyAcls) as exc:
-            code = ErrorCode.unknown_server_error if isinstance(exc, StorageUnavailable) \
-                else ErrorCode.invalid_request
-            outcomes = [(code, str(exc)) if outcome == OK else outcome for outcome in outcomes]
+    outcomes = [problem] * len(bindings) if problem is not None else await _create(context, bindings)
     return make(types.CreateAclsResponse, throttle_time=NO_THROTTLE, results=tuple(
         make(types.AclCreationResult, error_code=code, error_message=message)
         for code, message in outcomes))
+
+
+async def _create(context: RequestContext, bindings: list[AclBinding]) -> list[Outcome]:
+    """Create the valid bindings (all in one MULTI); each binding's outcome."""
+    invalid = [_creation_problem(binding) for binding in bindings]
+    outcomes = [OK if why is None else (ErrorCode.invalid_request, why) for why in invalid]
+    valid = list(dict.fromkeys(binding for binding, why in zip(bindings, invalid, strict=True)
+                               if why is None))
+    try:
+        await context.authorizer.create(valid)
+    except (StorageUnavailable, TooManyAcls) as exc:
+        code = ErrorCode.unknown_server_error if isinstance(exc, StorageUnavailable) \
+            else ErrorCode.invalid_request
+        outcomes = [(code, str(exc)) if outcome == OK else outcome for outcome in outcomes]
+    return outcomes
 
 
 async def handle_delete(context: RequestContext, request: Any) -> Any:

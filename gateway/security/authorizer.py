@@ -78,12 +78,19 @@ class Authorizer:
 
     async def create(self, bindings: Sequence[AclBinding]) -> None:
         await self.store.create(bindings)
-        self.acls = await self.store.load()
+        await self._read_back()
 
     async def delete(self, bindings: Sequence[AclBinding]) -> list[bool]:
         removed = await self.store.delete(bindings)
-        self.acls = await self.store.load()
+        await self._read_back()
         return removed
+
+    async def _read_back(self) -> None:
+        """Enforce a change made here at once; if Redis cannot say now, the next refresh will."""
+        try:
+            self.acls = await self.store.load()
+        except StorageUnavailable as exc:
+            log.warning("ACLs changed but not read back (the next refresh will): %s", exc)
 
     def allows(self, principal: str, host: str, operation: Operation, resource_type: ResourceType,
                name: str) -> bool:
