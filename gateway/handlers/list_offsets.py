@@ -14,6 +14,12 @@ answers for a partition whose log directory is offline), also when the
 topic itself could not be looked up: an outage never reads as an unknown
 topic. Other negative timestamps get INVALID_REQUEST. A topic the
 principal may not DESCRIBE: TOPIC_AUTHORIZATION_FAILED (ACLs, as Kafka).
+
+Leader epochs (gateway/handlers/leader_epochs.py): the answer carries the
+epoch of the offset it names (latest: the current epoch; -1 with offset -1),
+and a current_leader_epoch (v4+) other than the partition's gets
+FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH, as Kafka checks it. Lookups by
+time ask for the partitions' epochs in one more round trip.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from kio.schema.errors import ErrorCode
 from ..context import RequestContext
 from ..dispatch import Access, Route
 from ..security.acls import Operation, ResourceType
-from ..storage import OffsetQuery, PartitionOffsets, StorageUnavailable, TimeOffset, TopicInfo
+from ..storage import LeaderEpochs, OffsetQuery, PartitionOffsets, StorageUnavailable, TimeOffset, TopicInfo
 from ..topics import config_value
 from ._build import NO_THROTTLE, make, response_types
 from .leader_epochs import NO_EPOCH, epoch_error
@@ -34,6 +40,8 @@ from .leader_epochs import NO_EPOCH, epoch_error
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL = -1, -2, -3, -4
 SPECIAL_TIMESTAMPS = (LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL)
 Answer = tuple[ErrorCode, int, int, int]  # error, offset, timestamp, leader epoch
+# A partition's end offset and leader epochs, as storage.leader_epochs answers.
+Epochs = tuple[int, LeaderEpochs]
 
 
 async def _topic(context: RequestContext, name: str) -> TopicInfo | ErrorCode:
@@ -57,21 +65,53 @@ def _query(info: TopicInfo, partition: Any) -> OffsetQuery:
                        _by_append_time(info))
 
 
-def _answer(info: TopicInfo, partition: Any,
-            found: PartitionOffsets | TimeOffset | Exception) -> Answer:
+def _answer(info: TopicInfo, partition: Any, found: PartitionOffsets | TimeOffset | Exception,
+            time_epochs: Epochs | Exception | None = None) -> Answer:
     timestamp = partition.timestamp
     if isinstance(found, StorageUnavailable):
         return ErrorCode.kafka_storage_error, -1, -1, NO_EPOCH
     if isinstance(found, Exception):
         raise found
     if isinstance(found, TimeOffset):
-        return ErrorCode.none, found.offset, found.timestamp, NO_EPOCH
+        return _time_answer(partition, found, time_epochs)
     code = epoch_error(getattr(partition, "current_leader_epoch", NO_EPOCH), found.epochs)
     if code != ErrorCode.none:
         return code, -1, -1, NO_EPOCH
     offset, found_timestamp = _offset_and_timestamp(info, timestamp, found)
     epoch = found.epochs.current if timestamp == LATEST else found.epochs.epoch_of(offset)
     return ErrorCode.none, offset, found_timestamp, epoch if offset >= 0 else NO_EPOCH
+
+
+def _time_answer(partition: Any, found: TimeOffset, epochs: Epochs | Exception | None) -> Answer:
+    """A lookup by time's answer, with the epoch of the record found (-1 for none)."""
+    if epochs is None or isinstance(epochs, StorageUnavailable):
+        return ErrorCode.kafka_storage_error, -1, -1, NO_EPOCH
+    if isinstance(epochs, Exception):
+        raise epochs
+    code = epoch_error(getattr(partition, "current_leader_epoch", NO_EPOCH), epochs[1])
+    if code != ErrorCode.none:
+        return code, -1, -1, NO_EPOCH
+    epoch = epochs[1].epoch_of(found.offset) if found.offset >= 0 else NO_EPOCH
+    return ErrorCode.none, found.offset, found.timestamp, epoch
+
+
+async def _epochs_of_time_lookups(context: RequestContext, asked: list[tuple[TopicInfo, Any, int, int]],
+                                  found: list[PartitionOffsets | TimeOffset | Exception],
+                                  ) -> list[Epochs | Exception | None]:
+    """The leader epochs of the partitions looked up by time (their scripts do not report them)."""
+    by_time = [i for i, result in enumerate(found) if isinstance(result, TimeOffset)]
+    epochs: list[Epochs | Exception | None] = [None] * len(found)
+    if not by_time:
+        return epochs
+    partitions = [(asked[i][0].name, asked[i][1].partition_index) for i in by_time]
+    replies: list[Epochs | Exception]
+    try:
+        replies = await context.storage.leader_epochs(partitions)
+    except StorageUnavailable as exc:
+        replies = [exc] * len(partitions)
+    for i, reply in zip(by_time, replies, strict=True):
+        epochs[i] = reply
+    return epochs
 
 
 def _offset_and_timestamp(info: TopicInfo, timestamp: int, found: PartitionOffsets) -> tuple[int, int]:
@@ -110,8 +150,9 @@ async def _answers(context: RequestContext, request: Any) -> list[list[Answer]]:
             found = await context.storage.list_offsets(queries)
         except StorageUnavailable as exc:
             found = [exc] * len(queries)
-        for (info, partition, t, p), result in zip(asked, found, strict=True):
-            answers[t][p] = _answer(info, partition, result)
+        time_epochs = await _epochs_of_time_lookups(context, asked, found)
+        for (info, partition, t, p), result, epochs in zip(asked, found, time_epochs, strict=True):
+            answers[t][p] = _answer(info, partition, result, epochs)
     return answers
 
 

@@ -158,10 +158,11 @@ def metadata_epoch(wire: Wire, topic: str) -> int:
     return int(partition.leader_epoch)
 
 
-def latest(wire: Wire, topic: str, current: int = -1) -> tuple[int, int, int]:
+def latest(wire: Wire, topic: str, current: int = -1, timestamp: int = -1) -> tuple[int, int, int]:
+    """ListOffsets v8 (latest unless a timestamp is given): error, offset, leader epoch."""
     types = request_types(LIST_OFFSETS, 8)
     partition = build(types.ListOffsetsPartition, partition_index=0, current_leader_epoch=current,
-                      timestamp=-1)
+                      timestamp=timestamp)
     request = build(types.ListOffsetsRequest, replica_id=-1, isolation_level=0,
                     topics=(build(types.ListOffsetsTopic, name=topic, partitions=(partition,)),))
     ((answer,),) = [topic.partitions for topic in wire.call(request).topics]
@@ -222,6 +223,12 @@ def test_a_restarted_redis_is_a_new_leader_epoch(own_redis: RedisServer, own_gat
         assert fetched_epochs(wire, topic_name, 3, current=0) == (ErrorCode.fenced_leader_epoch, [])
         assert fetched_epochs(wire, topic_name, 3, current=2) == (ErrorCode.unknown_leader_epoch, [])
         assert latest(wire, topic_name, current=0) == (ErrorCode.fenced_leader_epoch, -1, -1)
+        # By time: the epoch of the record found; none found, none.
+        assert latest(wire, topic_name, timestamp=0) == (ErrorCode.none, 0, 0)
+        assert latest(wire, topic_name, timestamp=0, current=1) == (ErrorCode.none, 0, 0)
+        assert latest(wire, topic_name, timestamp=0, current=0) == (ErrorCode.fenced_leader_epoch, -1, -1)
+        assert latest(wire, topic_name, timestamp=10**14) == (ErrorCode.none, -1, -1)
+        assert latest(wire, topic_name, timestamp=-2) == (ErrorCode.none, 0, 0)
         assert epoch_end(wire, topic_name, 0, current=0)[0] == ErrorCode.fenced_leader_epoch
         assert epoch_end(wire, topic_name, 0, current=2)[0] == ErrorCode.unknown_leader_epoch
         assert epoch_end(wire, topic_name, 0, current=1) == (ErrorCode.none, 0, 3)
