@@ -92,8 +92,8 @@ RETENTION = function("retention.lua")
 EXPIRE_PRODUCERS = function("expire_producers.lua")
 COMPACT = function("compact.lua")
 # The bounds of one compact.lua call: entries examined and bytes copied.
-COMPACTION_STEP_ENTRIES = 1000
-COMPACTION_STEP_BYTES = 1024 * 1024
+COMPACTION_STEP_ENTRIES = 250
+COMPACTION_STEP_BYTES = 256 * 1024
 # Producer states one expire_producers.lua call looks at (HSCAN COUNT): each
 # is a few hundred bytes, so a call touches at most some tens of KiB.
 PRODUCER_EXPIRY_STEP = 100

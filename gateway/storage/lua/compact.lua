@@ -7,6 +7,9 @@
 --          has been through compaction), clean_len (entries left up to it),
 --          clean_until (the exclusive end of the pass under way), length
 -- KEYS[3]  key -> ID of the latest entry compaction has seen for that key
+--          ('t' and the ID when that entry is a tombstone: only those need
+--          a ZREM from KEYS[4] when superseded, and a ZREM costs about as
+--          much as the rest of an entry's work)
 -- KEYS[4]  tombstones compaction has seen: ID scored by when (ms)
 -- ARGV[1]  min.compaction.lag.ms   ARGV[2] max.compaction.lag.ms
 -- ARGV[3]  segment.ms: the active part, never compacted, is the entries
@@ -65,7 +68,7 @@ for _, id in ipairs(due) do
   if #entry == 1 then
     local key = field(entry[1][2], 'key')
     remove(id)
-    if key and redis.call('HGET', latest, key) == id then
+    if key and redis.call('HGET', latest, key) == 't' .. id then
       redis.call('HDEL', latest, key)
     end
   end
@@ -115,13 +118,18 @@ while examined < max_records and copied < max_bytes do
     local key = field(fields, 'key')
     if key then
       local previous = redis.call('HGET', latest, key)
-      if previous then
-        remove(previous)
+      if previous and string.sub(previous, 1, 1) == 't' then
+        previous = string.sub(previous, 2)
         redis.call('ZREM', tombstones, previous)
       end
-      redis.call('HSET', latest, key, id)
+      if previous then
+        remove(previous)
+      end
       if field(fields, 'value') == nil then
+        redis.call('HSET', latest, key, 't' .. id)
         redis.call('ZADD', tombstones, now_ms, id)
+      else
+        redis.call('HSET', latest, key, id)
       end
     end
     clean_len, clean_id = clean_len + 1, id
