@@ -14,6 +14,7 @@ from . import (
     producers,
     records,
     sasl,
+    transactions,
     users,
 )
 
@@ -32,4 +33,5 @@ ROUTES = (
     *sasl.ROUTES,
     *users.ROUTES,
     *acls.ROUTES,
+    *transactions.ROUTES,
 )

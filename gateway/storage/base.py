@@ -14,7 +14,7 @@ from .entries import DEFAULT_NATIVE, NativeFormat
 from .epochs import LeaderEpochs
 
 if TYPE_CHECKING:
-    from .transactions import Ending, InitResult, InitTransaction, Producer
+    from .transactions import Ending, InitResult, InitTransaction, Producer, TransactionSummary
 
 # Set by the client connection around each request it handles. An append
 # calls it once its commands are written, in order, to the one Redis
@@ -279,6 +279,11 @@ class Storage(Protocol):
     async def complete_transaction(self, ending: Ending) -> int: ...
 
     async def transactional_ids(self, cursor: int) -> tuple[int, list[str]]: ...
+
+    async def transaction_summaries(
+        self, transactional_ids: Sequence[str]) -> list[TransactionSummary | None]: ...
+
+    async def now_ms(self) -> int: ...
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[ReadResult | Exception]: ...
 

@@ -49,16 +49,19 @@ from .steps import PartitionTurns, append_pieces, fits_one_call, limits, may_fit
 from .transactions import (
     NEEDS_PRODUCER_ID,
     NOTHING_TO_ABORT,
+    SUMMARY_FIELDS,
     TRANSACTION_SCAN_STEP,
     Ending,
     InitResult,
     InitTransaction,
     Members,
     Producer,
+    TransactionSummary,
     add_call,
     complete_call,
     end_call,
     fence_call,
+    summary,
 )
 
 T = TypeVar("T")
@@ -601,6 +604,24 @@ class RedisStorage:
         await self._call(lambda: self._redis.hset(keys.TRANSACTIONS, request.transactional_id, 1),  # type: ignore[misc]
                          idempotent=True)
         return InitResult(0, int(reply[1]), int(reply[2]))
+
+    async def transaction_summaries(
+            self, transactional_ids: Sequence[str]) -> list[TransactionSummary | None]:
+        """Each ID's producer ID, state and start, in one pipelined round."""
+        async def read() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for transactional_id in transactional_ids:
+                pipe.hmget(keys.transaction(transactional_id), SUMMARY_FIELDS)
+            return list(await pipe.execute())
+
+        replies = await self._call(read, idempotent=True)
+        return [summary(transactional_id, fields)
+                for transactional_id, fields in zip(transactional_ids, replies, strict=True)]
+
+    async def now_ms(self) -> int:
+        """Redis's clock, which stamps transactions' start (ms)."""
+        seconds, micros = await self._call(self._redis.time, idempotent=True)
+        return int(seconds) * 1000 + int(micros) // 1000
 
     async def transactional_ids(self, cursor: int) -> tuple[int, list[str]]:
         """A step through every transactional ID with state (HSCAN): the next cursor (0: done), IDs."""

@@ -88,6 +88,29 @@ def group_member(group: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class TransactionSummary:
+    """What ListTransactions shows of a transactional ID."""
+
+    transactional_id: str
+    producer_id: int
+    state: str
+    # When its transaction started (Redis time, ms); -1 while Empty.
+    started_ms: int
+
+
+SUMMARY_FIELDS = ("pid", "state", "started_ms")
+
+
+def summary(transactional_id: str, fields: list[bytes | None]) -> TransactionSummary | None:
+    """From SUMMARY_FIELDS' values; None when the ID has no state (deleted meanwhile)."""
+    producer_id, state, started = fields
+    if producer_id is None or state is None:
+        return None
+    return TransactionSummary(transactional_id, int(producer_id), state.decode(),
+                              -1 if started is None else int(started))
+
+
+@dataclass(frozen=True, slots=True)
 class Members:
     """The partitions and groups a transaction wrote to, as its state hash lists them."""
 

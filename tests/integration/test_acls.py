@@ -472,6 +472,14 @@ def test_a_transactional_producer_id_needs_write_on_the_transactional_id(gateway
     initialized = init_producer_id()
     assert (initialized.error_code, initialized.producer_epoch) == (0, 0)
 
+    # ListTransactions lists only the IDs the principal may DESCRIBE.
+    def listed(user: str) -> set[str]:
+        response = call_as(gateway, user, build(request_types(66, 1).ListTransactionsRequest))
+        assert response.error_code == 0
+        return {state.transactional_id for state in response.transaction_states}
+    assert transactional_id in listed("dave")
+    assert transactional_id not in listed("bob")
+
 
 # -- authorized operations ----------------------------------------------------------
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -193,7 +196,6 @@ async def test_ending_prepares_then_completes_and_a_retry_is_answered(
     state = stored(redis_client, transactional_id)
     assert state["state"] == ("CompleteCommit" if commit else "CompleteAbort")
     assert not [name for name in state if name.startswith(("p:", "g:"))]
-    assert "started_ms" not in state
     # A retried EndTxn: done already; the other outcome: refused.
     assert await storage.end_transaction(producer, commit) == 0
     assert await storage.end_transaction(producer, not commit) == ErrorCode.invalid_txn_state.value
@@ -271,3 +273,52 @@ async def test_the_controller_aborts_a_transaction_past_its_timeout(tmp_path: Pa
         await store.close()
         gateway.stop()
         redis_server.stop()
+
+
+# -- ListTransactions ------------------------------------------------------------------
+
+LIST_TRANSACTIONS = 66
+KAFKA_TRANSACTIONS = Path("/opt/kafka-broker/bin/kafka-transactions.sh")
+
+
+def listed(wire: Wire, version: int = 1, **filters: Any) -> tuple[Any, dict[str, tuple[int, str]]]:
+    response = wire.call(build(request_types(LIST_TRANSACTIONS, version).ListTransactionsRequest, **filters))
+    return response, {state.transactional_id: (state.producer_id, state.transaction_state)
+                      for state in response.transaction_states}
+
+
+async def test_list_transactions_with_filters(storage: RedisStorage, wire: Wire, redis_client: redis.Redis,
+                                              transactional_id: str) -> None:
+    empty_id, ongoing_id = transactional_id + "-empty", transactional_id + "-ongoing"
+    _, empty_pid, _ = init(wire, empty_id)
+    ongoing = await started(storage, wire, ongoing_id, partition_member("a", 0))
+    response, states = listed(wire, 0)
+    assert response.error_code == ErrorCode.none
+    assert states[empty_id] == (empty_pid, "Empty")
+    assert states[ongoing_id] == (ongoing.producer_id, "Ongoing")
+    _, states = listed(wire, state_filters=("Ongoing",))
+    assert ongoing_id in states and empty_id not in states
+    _, states = listed(wire, producer_id_filters=(empty_pid,))
+    assert set(states) == {empty_id}
+    response, states = listed(wire, state_filters=("Ongoing", "Nonsense"))
+    assert response.unknown_state_filters == ("Nonsense",)
+    assert ongoing_id in states
+    # Duration (v1): the Ongoing one started a moment ago; made to have started an hour ago.
+    _, states = listed(wire, producer_id_filters=(ongoing.producer_id,), duration_filter=60_000)
+    assert states == {}
+    redis_client.hset(keys.transaction(ongoing_id), "started_ms", int(time.time() * 1000) - 3_600_000)
+    _, states = listed(wire, producer_id_filters=(ongoing.producer_id,), duration_filter=60_000)
+    assert set(states) == {ongoing_id}
+
+
+@pytest.mark.skipif(not KAFKA_TRANSACTIONS.exists(), reason=f"no {KAFKA_TRANSACTIONS}")
+async def test_kafka_transactions_tool_lists_them(storage: RedisStorage, wire: Wire, bootstrap: str,
+                                                  transactional_id: str) -> None:
+    ongoing = await started(storage, wire, transactional_id, partition_member("a", 0))
+    done = subprocess.run([str(KAFKA_TRANSACTIONS), "--bootstrap-server", bootstrap, "list"],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env=dict(os.environ, KAFKA_LOG_LEVEL="warn"))
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert rows[0][:4] == ["TransactionalId", "Coordinator", "ProducerId", "TransactionState"]
+    assert [transactional_id, "0", str(ongoing.producer_id), "Ongoing"] in rows

@@ -38,5 +38,4 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', txn, 'state', commit and 'CompleteCommit' or 'CompleteAbort', 'members', 0,
            'updated_ms', now)
-redis.call('HDEL', txn, 'started_ms')
 return 0

@@ -73,4 +73,6 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', txn, 'pid', pid, 'epoch', epoch, 'prev_pid', prev_pid, 'last_epoch', last_epoch,
            'state', 'Empty', 'timeout_ms', timeout_ms, 'updated_ms', now)
+-- Empty has no start (Kafka's txnStartTimestamp -1); a completed one keeps its.
+redis.call('HDEL', txn, 'started_ms')
 return {0, pid, epoch}
