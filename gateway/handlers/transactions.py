@@ -1,4 +1,4 @@
-"""Transactions' admin APIs (issue #16).
+"""Transactions' admin APIs (issue #16), and the producers on partitions.
 
 ListTransactions (key 66) v0-v1: the transactional IDs this gateway
 coordinates, with producer ID and state, as Kafka's
@@ -10,7 +10,16 @@ has no start and always passes, as in Kafka). The IDs come from the registry
 in Redis (``kafka:txns``), read in bounded steps. v2's regular-expression
 filter is not served (Java's and Python's regular expressions differ).
 
-ACLs (as KafkaApis): only IDs the principal may DESCRIBE are listed.
+DescribeProducers (key 61) v0: the producers with state on each partition
+(idempotent producers' last batches, kept by the append script and forgotten
+after --producer-id-expiration-ms), each with its epoch, the last sequence
+number and append time of its newest batch there; coordinator epoch and
+transaction start offset are -1 (no transactional batches yet). Read in
+bounded HSCAN steps. Any gateway answers for any partition.
+
+ACLs (as KafkaApis): ListTransactions lists only IDs the principal may
+DESCRIBE; DescribeProducers needs READ on the topic, else
+TOPIC_AUTHORIZATION_FAILED.
 """
 
 from __future__ import annotations
@@ -22,11 +31,12 @@ from kio.schema.errors import ErrorCode
 from ..context import RequestContext
 from ..dispatch import Access, Route
 from ..security.acls import Operation, ResourceType
-from ..storage import StorageUnavailable
+from ..storage import StorageUnavailable, TopicInfo
+from ..storage.producer_state import ActiveProducer
 from ..storage.transactions import TransactionSummary
 from ._build import NO_THROTTLE, make, response_types
 
-LIST_TRANSACTIONS = 66
+DESCRIBE_PRODUCERS, LIST_TRANSACTIONS = 61, 66
 # Kafka's TransactionState names.
 STATES = frozenset({"Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort",
                     "PrepareEpochFence", "Dead"})
@@ -75,4 +85,70 @@ async def handle_list_transactions(context: RequestContext, request: Any) -> Any
         for summary in summaries if included(summary)))
 
 
-ROUTES = (Route(LIST_TRANSACTIONS, 0, 1, handle_list_transactions, Access.AUTHORIZED),)
+# -- DescribeProducers --------------------------------------------------------------------
+
+
+async def _readable_topic(context: RequestContext, name: str) -> TopicInfo | ErrorCode:
+    if not context.authorize(Operation.READ, ResourceType.TOPIC, name):
+        return ErrorCode.topic_authorization_failed
+    info = await context.storage.topic(name)
+    return ErrorCode.unknown_topic_or_partition if info is None else info
+
+
+async def _active_producers(context: RequestContext, topic: str, partition: int) -> list[ActiveProducer]:
+    found: list[ActiveProducer] = []
+    cursor = 0
+    while True:
+        cursor, producers = await context.storage.active_producers(topic, partition, cursor)
+        found.extend(producers)
+        if cursor == 0:
+            return sorted(found, key=lambda producer: producer.producer_id)
+
+
+async def _partition(context: RequestContext, topic: TopicInfo | ErrorCode, index: int,
+                     answered: dict[tuple[str, int], Any]) -> Any:
+    """One partition's answer; a partition named again in the request is read once
+    (``answered``), so Redis is asked at most once per existing partition."""
+    types = response_types(context)
+
+    def answer(code: ErrorCode, producers: tuple[Any, ...] = ()) -> Any:
+        return make(types.PartitionResponse, partition_index=index, error_code=code, error_message=None,
+                    active_producers=producers)
+
+    if isinstance(topic, ErrorCode):
+        return answer(topic)
+    if not 0 <= index < topic.partitions:
+        return answer(ErrorCode.unknown_topic_or_partition)
+    if (topic.name, index) in answered:
+        return answered[topic.name, index]
+    try:
+        producers = await _active_producers(context, topic.name, index)
+    except StorageUnavailable:
+        return answer(ErrorCode.kafka_storage_error)
+    answered[topic.name, index] = answer(ErrorCode.none, tuple(
+        make(types.ProducerState, producer_id=producer.producer_id, producer_epoch=producer.producer_epoch,
+             last_sequence=producer.last_sequence, last_timestamp=producer.last_append_ms,
+             coordinator_epoch=-1, current_txn_start_offset=-1)
+        for producer in producers))
+    return answered[topic.name, index]
+
+
+async def handle_describe_producers(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    topics = []
+    answered: dict[tuple[str, int], Any] = {}
+    for topic_request in request.topics:
+        try:
+            topic = await _readable_topic(context, topic_request.name)
+        except StorageUnavailable:
+            topic = ErrorCode.kafka_storage_error
+        partitions = [await _partition(context, topic, index, answered)
+                      for index in topic_request.partition_indexes]
+        topics.append(make(types.TopicResponse, name=topic_request.name, partitions=tuple(partitions)))
+    return make(types.DescribeProducersResponse, throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+
+ROUTES = (
+    Route(DESCRIBE_PRODUCERS, 0, 0, handle_describe_producers, Access.AUTHORIZED),
+    Route(LIST_TRANSACTIONS, 0, 1, handle_list_transactions, Access.AUTHORIZED),
+)

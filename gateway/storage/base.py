@@ -14,6 +14,7 @@ from .entries import DEFAULT_NATIVE, NativeFormat
 from .epochs import LeaderEpochs
 
 if TYPE_CHECKING:
+    from .producer_state import ActiveProducer
     from .transactions import Ending, InitResult, InitTransaction, Producer, TransactionSummary
 
 # Set by the client connection around each request it handles. An append
@@ -284,6 +285,9 @@ class Storage(Protocol):
         self, transactional_ids: Sequence[str]) -> list[TransactionSummary | None]: ...
 
     async def now_ms(self) -> int: ...
+
+    async def active_producers(self, topic: str, partition: int,
+                               cursor: int) -> tuple[int, list[ActiveProducer]]: ...
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[ReadResult | Exception]: ...
 

@@ -43,6 +43,8 @@ from .entries import id_millis
 from .epochs import LeaderEpochs
 from .errors import UNAVAILABLE, classify, is_missing_function
 from .multiplex import RECONNECT_PAUSE, BlockingPool, MultiplexedConnection
+from .producer_state import PRODUCER_SCAN_STEP, ActiveProducer
+from .producer_state import parse as parse_producer
 from .redis_cluster import ClusterConnection, drop_idle_connections, redis_client
 from .scripts import ScriptCall, function, library, load_library, run_calls
 from .steps import PartitionTurns, append_pieces, fits_one_call, limits, may_fit_one_call, pieces_of
@@ -888,6 +890,17 @@ class RedisStorage:
             ScriptCall(EXPIRE_PRODUCERS, [producers], [cursor, PRODUCER_EXPIRY_STEP, expiration_ms]),
             idempotent=True)
         return (next_cursor.decode() if isinstance(next_cursor, bytes) else str(next_cursor)), int(removed)
+
+    async def active_producers(self, topic: str, partition: int,
+                               cursor: int) -> tuple[int, list[ActiveProducer]]:
+        """One step through the idempotent producers' state on a partition (HSCAN): the next
+        cursor (0: done) and the producers."""
+        producers = self.streams.partition(topic, partition).producers
+        next_cursor, found = await self._call(
+            lambda: self._redis.hscan(producers, cursor, count=PRODUCER_SCAN_STEP),  # type: ignore[misc]
+            idempotent=True)
+        pairs = found.items() if isinstance(found, dict) else zip(found[::2], found[1::2], strict=True)
+        return int(next_cursor), [parse_producer(name, raw) for name, raw in pairs]
 
     def _stream_index_meta(self, topic: str, partition: int) -> list[str]:
         partition_keys = self.streams.partition(topic, partition)

@@ -481,6 +481,22 @@ def test_a_transactional_producer_id_needs_write_on_the_transactional_id(gateway
     assert transactional_id not in listed("bob")
 
 
+def test_describe_producers_needs_read_on_the_topic(gateway: AclGateway, topic_name: str) -> None:
+    create_topic(gateway.operator(), topic_name)
+    types = request_types(61, 0)
+    request = build(types.DescribeProducersRequest, topics=(
+        build(types.TopicRequest, name=topic_name, partition_indexes=(0,)),))
+
+    def described() -> int:
+        (topic,) = call_as(gateway, "dave", request).topics
+        return int(topic.partitions[0].error_code)
+
+    grant(gateway, allow("dave", ResourceType.TOPIC, topic_name, AclOperation.DESCRIBE))
+    assert described() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    grant(gateway, allow("dave", ResourceType.TOPIC, topic_name, AclOperation.READ))
+    assert described() == 0
+
+
 # -- authorized operations ----------------------------------------------------------
 
 

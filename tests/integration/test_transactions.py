@@ -32,8 +32,8 @@ from kafka_redis_gateway.gateway.storage.transactions import (
 )
 from kio.schema.errors import ErrorCode
 
-from tests.integration.test_idempotence import INIT_PRODUCER_ID
-from tests.integration.test_protocol import Wire, build, request_types
+from tests.integration.test_idempotence import INIT_PRODUCER_ID, idempotent_batch, new_producer, send_one
+from tests.integration.test_protocol import Wire, build, create_topic, request_types
 from tests.servers import GatewayProcess, RedisServer
 
 # Kafka's last epoch of a producer ID (TransactionMetadata.isEpochExhausted).
@@ -322,3 +322,51 @@ async def test_kafka_transactions_tool_lists_them(storage: RedisStorage, wire: W
     rows = [line.split() for line in done.stdout.splitlines()]
     assert rows[0][:4] == ["TransactionalId", "Coordinator", "ProducerId", "TransactionState"]
     assert [transactional_id, "0", str(ongoing.producer_id), "Ongoing"] in rows
+
+
+# -- DescribeProducers -------------------------------------------------------------------
+
+DESCRIBE_PRODUCERS = 61
+
+
+def described_producers(wire: Wire, topic: str, *partitions: int) -> dict[int, Any]:
+    types = request_types(DESCRIBE_PRODUCERS, 0)
+    response = wire.call(build(types.DescribeProducersRequest, topics=(
+        build(types.TopicRequest, name=topic, partition_indexes=partitions),)))
+    (topic_response,) = response.topics
+    assert topic_response.name == topic
+    return {p.partition_index: p for p in topic_response.partitions}
+
+
+def test_describe_producers_shows_each_idempotent_producers_newest_batch(wire: Wire, topic_name: str) -> None:
+    create_topic(wire, topic_name, partitions=2)
+    first, second = new_producer(wire), new_producer(wire)
+    before = int(time.time() * 1000)
+    assert send_one(wire, topic_name, idempotent_batch(first, 0, b"a", b"b"))[0] == ErrorCode.none
+    assert send_one(wire, topic_name, idempotent_batch(first, 2, b"c"))[0] == ErrorCode.none
+    assert send_one(wire, topic_name, idempotent_batch(second, 0, b"d"))[0] == ErrorCode.none
+    partitions = described_producers(wire, topic_name, 0, 1, 2)
+    assert partitions[0].error_code == ErrorCode.none
+    shown = {(p.producer_id, p.producer_epoch, p.last_sequence, p.coordinator_epoch,
+              p.current_txn_start_offset) for p in partitions[0].active_producers}
+    assert shown == {(first.id, 0, 2, -1, -1), (second.id, 0, 0, -1, -1)}
+    assert all(p.last_timestamp >= before - 1000 for p in partitions[0].active_producers)
+    assert (partitions[1].error_code, partitions[1].active_producers) == (ErrorCode.none, ())
+    assert partitions[2].error_code == ErrorCode.unknown_topic_or_partition
+    unknown = described_producers(wire, topic_name + "-unknown", 0)
+    assert unknown[0].error_code == ErrorCode.unknown_topic_or_partition
+
+
+@pytest.mark.skipif(not KAFKA_TRANSACTIONS.exists(), reason=f"no {KAFKA_TRANSACTIONS}")
+def test_kafka_transactions_tool_describes_producers(wire: Wire, bootstrap: str, topic_name: str) -> None:
+    create_topic(wire, topic_name)
+    producer = new_producer(wire)
+    assert send_one(wire, topic_name, idempotent_batch(producer, 0, b"a", b"b", b"c"))[0] == ErrorCode.none
+    done = subprocess.run([str(KAFKA_TRANSACTIONS), "--bootstrap-server", bootstrap, "describe-producers",
+                           "--topic", topic_name, "--partition", "0"],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env=dict(os.environ, KAFKA_LOG_LEVEL="warn"))
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert rows[0][:4] == ["ProducerId", "ProducerEpoch", "LatestCoordinatorEpoch", "LastSequence"]
+    assert rows[1][:4] == [str(producer.id), "0", "-1", "2"]
