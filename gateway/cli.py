@@ -169,6 +169,14 @@ FLAGS: tuple[Flag, ...] = (
          str(_DEFAULTS.group_initial_rebalance_delay_ms),
          "how long a consumer group that starts empty waits for more members before its first "
          "generation (Kafka's group.initial.rebalance.delay.ms)"),
+    Flag("--group-share-record-lock-duration-ms", "MS", "GROUP_SHARE_RECORD_LOCK_DURATION_MS",
+         parse_int(1000, 3_600_000), str(_DEFAULTS.group_share_record_lock_duration_ms),
+         "how long a share-group member holds a record it acquired before others may have it "
+         "(Kafka's group.share.record.lock.duration.ms; a group config overrides it)"),
+    Flag("--group-share-delivery-count-limit", "N", "GROUP_SHARE_DELIVERY_COUNT_LIMIT", parse_int(2, 10),
+         str(_DEFAULTS.group_share_delivery_count_limit),
+         "deliveries of a record to a share group before it is archived "
+         "(Kafka's group.share.delivery.count.limit; a group config overrides it)"),
     Flag("--retention-check-interval-ms", "MS", "RETENTION_CHECK_INTERVAL_MS", parse_int(1),
          str(_DEFAULTS.retention_check_interval_ms),
          "how often topics with retention.ms or retention.bytes are trimmed "

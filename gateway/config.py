@@ -108,6 +108,10 @@ class Config:
     # Kafka's group.initial.rebalance.delay.ms: how long a group that starts
     # empty waits for more members before its first generation.
     group_initial_rebalance_delay_ms: int = 3000
+    # Share groups (KIP-932): Kafka's group.share.record.lock.duration.ms and
+    # group.share.delivery.count.limit, the defaults of the group configs.
+    group_share_record_lock_duration_ms: int = 30_000
+    group_share_delivery_count_limit: int = 5
     # Kafka's log.retention.check.interval.ms: how often topics with
     # retention.ms / retention.bytes set are trimmed.
     retention_check_interval_ms: int = 30_000

@@ -369,6 +369,7 @@ class Connection:
             session=self.session,
             credentials=self.gateway.credentials,
             authorizer=self.gateway.authorizer,
+            shares=self.gateway.shares,
         )
         try:
             response = await route.handler(context, body)

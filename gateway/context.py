@@ -14,6 +14,7 @@ from .storage import Storage
 if TYPE_CHECKING:
     from .cluster import Cluster
     from .coordinator import GroupCoordinator
+    from .coordinator.share import ShareGroups
     from .dispatch import Router
     from .security.authorizer import Authorizer
     from .security.sasl import Session
@@ -52,6 +53,8 @@ class RequestContext:
     credentials: CredentialStore
     # The ACLs, cached from Redis (security/authorizer.py).
     authorizer: Authorizer
+    # Share groups (KIP-932): their state in Redis, this gateway's share sessions.
+    shares: ShareGroups
 
     @property
     def api_version(self) -> int:

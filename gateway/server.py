@@ -17,6 +17,7 @@ from .config import Config
 from .connection import Connection
 from .context import Broker
 from .coordinator import CoordinatorConfig, GroupCoordinator
+from .coordinator.share import ShareGroups
 from .coordinator.transactions import run_timeouts as run_transaction_timeouts
 from .dispatch import Router
 from .embedded import EmbeddedRedis
@@ -38,6 +39,7 @@ from .storage.credentials import RedisCredentialStore
 from .storage.groups import RedisGroupStorage
 from .storage.redis_cluster import is_cluster
 from .storage.redis_tls import RedisTlsFailed, tls_failure
+from .storage.shares import RedisShareStorage
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Gateway:
         self.embedded: EmbeddedRedis | None = None
         self.storage: RedisStorage
         self.coordinator: GroupCoordinator
+        self.shares: ShareGroups
         self.listener_specs = resolve(config)
         # Each listener's broker: what Metadata tells the clients that connected on it.
         self.brokers: dict[str, Broker] = {}
@@ -99,6 +102,10 @@ class Gateway:
             # The cluster is joined before the first connection is accepted.
             owns=lambda group_id: self.cluster.coordinates(group_id),
         )
+        self.shares = ShareGroups(
+            RedisShareStorage(redis_url, timeout=self.config.redis_timeout,
+                              partition_keys=self.storage.partition_keys, cluster=cluster),
+            self.config.group_share_record_lock_duration_ms, self.config.group_share_delivery_count_limit)
         log.info("%s", await self.storage.configure_durability(
             self.config.acks_all_fsync, self.config.acks_all_replicas))
         log.info("Redis function library %s loaded", await self.storage.load_functions())
@@ -332,6 +339,8 @@ class Gateway:
             await self.cluster.close()
         if hasattr(self, "coordinator"):
             await self.coordinator.storage.close()
+        if hasattr(self, "shares"):
+            await self.shares.close()
         if self.embedded is not None:
             await self.embedded.stop()
         log.info("stopped")

@@ -14,6 +14,7 @@ from . import (
     producers,
     records,
     sasl,
+    share,
     transactions,
     users,
 )
@@ -34,4 +35,5 @@ ROUTES = (
     *users.ROUTES,
     *acls.ROUTES,
     *transactions.ROUTES,
+    *share.ROUTES,
 )

@@ -251,3 +251,16 @@ class StreamKeyMap:
         if adopted is not None and partition < len(adopted):
             return adopted[partition]
         return stream(topic, partition)
+
+
+# -- share groups (gateway/storage/shares.py) ------------------------------------
+
+
+def share_held(topic: str, partition: int, group: str) -> str:
+    """What a share group's Kafka members hold on a partition (share_acquire.lua); in its slot."""
+    return f"kafka:{partition_tag(topic, partition)}:share:{group}"
+
+
+def share_group(group: str) -> str:
+    """A share group's members and epoch (share_heartbeat.lua) and configs, in a slot of its own."""
+    return f"kafka:share-group:{{{group}}}"

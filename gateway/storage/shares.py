@@ -1,0 +1,167 @@
+"""Share groups (KIP-932) on Redis: a share group is the Redis consumer group of the same name.
+
+On each partition's stream the share group is a Redis consumer group, each
+Kafka member a Redis consumer named by its member ID. Acquiring records is
+XREADGROUP (and XAUTOCLAIM for expired locks), a lock is a pending entry
+whose idle time is below the lock duration, the delivery count is the
+PEL's delivery counter, ACCEPT is XACK, RELEASE hands the entry to a
+pseudo-consumer with a huge idle time so the next claim takes it, REJECT
+and the delivery-count limit XACK it (docs/mapping.md). Redis-native
+XREADGROUP workers in the same group therefore share the work.
+
+The group's members and epoch are one hash (share_heartbeat.lua), so any
+gateway answers a heartbeat and nothing is lost with a gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import keys
+from .errors import call_once
+from .redis_cluster import StoreConnections
+from .scripts import ScriptCall, function, run_calls
+
+KeysOf = Callable[[str, int], Awaitable[keys.PartitionKeys]]
+
+ACQUIRE = function("share_acquire.lua")
+ACKNOWLEDGE = function("share_ack.lua")
+RELEASE = function("share_release.lua")
+HEARTBEAT = function("share_heartbeat.lua")
+
+# Pending entries one release call hands back; the caller repeats up to
+# RELEASE_ROUNDS times (a member holds at most what its fetches acquired).
+RELEASE_BATCH = 1000
+RELEASE_ROUNDS = 20
+# Members one share group may have (share_heartbeat.lua walks them all).
+MAX_MEMBERS = 1000
+CONFIG_PREFIX = "config:"
+
+
+@dataclass(frozen=True, slots=True)
+class Acquired:
+    offset: int
+    delivery_count: int
+    entry_id: bytes
+    fields: Sequence[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Archived:
+    offset: int
+    entry_id: bytes
+    fields: Sequence[bytes] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AcquireResult:
+    acquired: Sequence[Acquired]
+    archived: Sequence[Archived]
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    refused: int  # records the member did not hold (INVALID_RECORD_STATE)
+    archived: Sequence[Archived]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    code: int  # 0 ok, 1 unknown member, 2 group full
+    epoch: int
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ShareSettings:
+    lock_ms: int
+    delivery_limit: int
+    reset: str  # "earliest" or "latest"
+
+
+class RedisShareStorage(StoreConnections):
+    def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 16,
+                 partition_keys: KeysOf, cluster: bool = False) -> None:
+        self._keys_of = partition_keys
+        super().__init__(url, cluster=cluster, max_connections=max_connections, timeout=timeout)
+
+    async def heartbeat(self, group: str, member: str, member_epoch: int, session_ms: int,
+                        topics: Sequence[str] | None) -> Heartbeat:
+        args = [member, member_epoch, session_ms, "0" if topics is None else "1",
+                ",".join(topics or ()), MAX_MEMBERS]
+        reply = await self._call_one(ScriptCall(HEARTBEAT, [keys.share_group(group)], args))
+        code, epoch, raw = reply
+        names = tuple(name for name in _text(raw).split(",") if name)
+        return Heartbeat(int(code), int(epoch), names)
+
+    async def configs(self, group: str) -> Mapping[str, str]:
+        """The group's configs set through IncrementalAlterConfigs (GROUP resources)."""
+        raw = await call_once(lambda: self._hgetall(keys.share_group(group)))
+        return {_text(name)[len(CONFIG_PREFIX):]: _text(value) for name, value in raw.items()
+                if _text(name).startswith(CONFIG_PREFIX)}
+
+    async def acquire(self, group: str, member: str, partitions: Sequence[tuple[str, int, int]],
+                      max_bytes: int, settings: ShareSettings) -> list[AcquireResult | Exception]:
+        """Acquire records on each (topic, partition, maximum records), in one round trip."""
+        calls = []
+        for topic, partition, max_records in partitions:
+            pk = await self._keys_of(topic, partition)
+            calls.append(ScriptCall(
+                ACQUIRE, [pk.stream, pk.index, pk.meta, keys.share_held(topic, partition, group)],
+                [group, member, max_records, max_bytes, settings.lock_ms, settings.delivery_limit,
+                 settings.reset]))
+        replies = await call_once(lambda: run_calls(self._scripts, calls))
+        return [reply if isinstance(reply, Exception) else _acquired(reply) for reply in replies]
+
+    async def acknowledge(self, group: str, member: str, topic: str, partition: int,
+                          acks: Sequence[tuple[int, int]], lock_ms: int) -> AckResult:
+        pk = await self._keys_of(topic, partition)
+        args: list[Any] = [group, member, lock_ms]
+        for offset, kind in acks:
+            args += [offset, kind]
+        reply = await self._call_one(
+            ScriptCall(ACKNOWLEDGE, [pk.stream, keys.share_held(topic, partition, group)], args))
+        refused, archived = reply
+        return AckResult(int(refused), [Archived(int(offset), entry_id, fields)
+                                        for offset, entry_id, fields in archived])
+
+    async def release(self, group: str, member: str, topic: str, partition: int) -> None:
+        """Make what the member holds on the partition available to others at once."""
+        pk = await self._keys_of(topic, partition)
+        for _ in range(RELEASE_ROUNDS):
+            released = await self._call_one(
+                ScriptCall(RELEASE, [pk.stream], [group, member, RELEASE_BATCH]))
+            if int(released) < RELEASE_BATCH:
+                return
+
+    async def copy_to(self, topic: str, entries: Sequence[Archived]) -> None:
+        """Copy archived records to partition 0 of a dead-letter topic (after they were archived:
+        a failure between loses the copy, never the archiving)."""
+        stream = (await self._keys_of(topic, 0)).stream
+        pipe = self._redis.pipeline(transaction=False)
+        for entry in entries:
+            pairs = dict(zip(entry.fields[0::2], entry.fields[1::2], strict=True))
+            pipe.xadd(stream, pairs or {b"value": b""})  # type: ignore[arg-type]
+        await call_once(pipe.execute)
+
+    async def _call_one(self, call: ScriptCall) -> Any:
+        (reply,) = await call_once(lambda: run_calls(self._scripts, [call]))
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def _hgetall(self, key: str) -> dict[bytes, bytes]:
+        return await self._redis.hgetall(key)  # type: ignore[return-value,misc]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _acquired(reply: Any) -> AcquireResult:
+    acquired, archived = reply
+    return AcquireResult(
+        [Acquired(int(offset), int(count), entry_id, fields) for offset, count, entry_id, fields in acquired],
+        [Archived(int(offset), entry_id, fields) for offset, entry_id, fields in archived])

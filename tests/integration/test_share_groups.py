@@ -1,0 +1,309 @@
+"""Share groups (KIP-932) through confluent-kafka's ShareConsumer, on Redis consumer groups.
+
+The share group is the Redis consumer group of the same name on the
+partition's stream: what the consumers hold is the PEL, ACCEPT is XACK,
+RELEASE hands the entry back at once, REJECT and the delivery-count limit
+archive it (docs/mapping.md). The module has a Redis of its own: some tests
+restart or stop gateways.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from confluent_kafka import Producer
+
+from tests.servers import GatewayProcess, RedisServer, module_redis
+
+ShareConsumer: Any
+AcknowledgeType: Any
+try:
+    from confluent_kafka import AcknowledgeType, ShareConsumer
+except ImportError:  # confluent-kafka before 2.16 has no share consumer
+    pytest.skip("confluent-kafka 2.16+ (ShareConsumer) is needed", allow_module_level=True)
+
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+redis_server = module_redis()
+
+LOCK_MS = 2000
+
+
+@pytest.fixture(scope="module")
+def gateway(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    log = Path(tmp_path_factory.mktemp("share-gateway")) / "gateway.log"
+    process = GatewayProcess(redis_server.url, log_path=log, extra_args=["--node-id", "0"]).start()
+    yield process
+    process.stop()
+
+
+def stream(topic: str, partition: int = 0) -> str:
+    return f"kafka:{{{topic}:{partition}}}"
+
+
+def configure(client: redis.Redis, group: str, **configs: str | int) -> None:
+    """Group configs where IncrementalAlterConfigs on GROUP resources would put them."""
+    client.hset(f"kafka:share-group:{{{group}}}",
+                mapping={f"config:{name.replace('_', '.')}": str(value) for name, value in configs.items()})
+
+
+def new_group(client: redis.Redis, **configs: str | int) -> str:
+    group = f"share-{uuid.uuid4().hex[:10]}"
+    configure(client, group, share_auto_offset_reset="earliest", **configs)
+    return group
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions)])[topic].result(timeout=30)
+
+
+def produce(bootstrap: str, topic: str, count: int, prefix: str = "v") -> list[bytes]:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    values = [f"{prefix}{i}".encode() for i in range(count)]
+    for value in values:
+        producer.produce(topic, value=value)
+    assert producer.flush(30) == 0
+    return values
+
+
+def consumer(bootstrap: str, group: str, topic: str, **config: Any) -> Any:
+    made = ShareConsumer({"bootstrap.servers": bootstrap, "group.id": group, **config})
+    made.subscribe([topic])
+    return made
+
+
+def poll_records(share: Any, want: int, timeout: float = 30) -> list[Any]:
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        for message in share.poll(0.5) or []:
+            assert message.error() is None, message.error()
+            got.append(message)
+    return got
+
+
+def redis_group(client: redis.Redis, topic: str, group: str) -> dict[str, Any]:
+    for info in client.xinfo_groups(stream(topic)):
+        if info["name"].decode() == group:
+            return info  # type: ignore[no-any-return]
+    raise AssertionError(f"no Redis group {group}")
+
+
+def test_implicit_acknowledgement_is_xack(gateway: GatewayProcess, redis_server: RedisServer,
+                                          topic_name: str) -> None:
+    client = redis_server.client()
+    group = new_group(client)
+    create_topic(gateway.bootstrap, topic_name)
+    values = produce(gateway.bootstrap, topic_name, 20)
+    share = consumer(gateway.bootstrap, group, topic_name)
+    try:
+        got = poll_records(share, 20)
+        share.commit_sync()  # implicit mode: the last poll's records are accepted here
+    finally:
+        share.close()
+    assert sorted(m.value() for m in got) == sorted(values)
+    assert sorted(m.offset() for m in got) == list(range(20))
+    assert {m.delivery_count() for m in got} == {1}
+    info = redis_group(client, topic_name, group)
+    assert info["pending"] == 0 and info["entries-read"] == 20 and info["lag"] == 0
+
+
+def test_accept_release_reject(gateway: GatewayProcess, redis_server: RedisServer, topic_name: str) -> None:
+    client = redis_server.client()
+    group = new_group(client)
+    create_topic(gateway.bootstrap, topic_name)
+    produce(gateway.bootstrap, topic_name, 3)
+    share = consumer(gateway.bootstrap, group, topic_name, **{"share.acknowledgement.mode": "explicit"})
+    try:
+        first = {m.offset(): m for m in poll_records(share, 3)}
+        assert sorted(first) == [0, 1, 2]
+        # XPENDING shows what the Kafka consumer holds.
+        assert client.xpending(stream(topic_name), group)["pending"] == 3
+        share.acknowledge(first[0], AcknowledgeType.ACCEPT)
+        share.acknowledge(first[1], AcknowledgeType.RELEASE)
+        share.acknowledge(first[2], AcknowledgeType.REJECT)
+        share.commit_sync()
+        again = poll_records(share, 1, timeout=10)
+        assert [(m.offset(), m.delivery_count()) for m in again] == [(1, 2)]
+        share.acknowledge(again[0], AcknowledgeType.ACCEPT)
+        share.commit_sync()
+        assert poll_records(share, 1, timeout=LOCK_MS / 1000 + 3) == []  # the rejected one never comes back
+    finally:
+        share.close()
+    info = redis_group(client, topic_name, group)
+    assert info["pending"] == 0 and info["entries-read"] == 3
+
+
+def test_three_consumers_share_one_partition(gateway: GatewayProcess, redis_server: RedisServer,
+                                             topic_name: str) -> None:
+    client = redis_server.client()
+    group = new_group(client)
+    create_topic(gateway.bootstrap, topic_name)
+    values = produce(gateway.bootstrap, topic_name, 300)
+    received: dict[int, list[bytes]] = {}
+    done = threading.Event()
+    total = Counter[bytes]()
+    lock = threading.Lock()
+
+    def run(index: int) -> None:
+        share = consumer(gateway.bootstrap, group, topic_name, **{"max.poll.records": 10})
+        received[index] = []
+        try:
+            while not done.is_set():
+                for message in share.poll(0.5) or []:
+                    received[index].append(message.value())
+                    with lock:
+                        total[message.value()] += 1
+                        if len(total) == len(values):
+                            done.set()
+                time.sleep(0.05)  # work on the records, so the others get some
+            share.commit_sync()
+        finally:
+            share.close()
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    done.wait(60)
+    for thread in threads:
+        thread.join(30)
+    assert sorted(total) == sorted(values)
+    assert max(total.values()) == 1  # never the same record to two consumers
+    assert all(received[i] for i in range(3)), {i: len(v) for i, v in received.items()}
+
+
+KILLED_MEMBER = """
+import sys, time
+from confluent_kafka import ShareConsumer
+share = ShareConsumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2],
+                       "share.acknowledgement.mode": "explicit"})
+share.subscribe([sys.argv[3]])
+while True:
+    messages = [m for m in share.poll(0.5) or [] if m.error() is None]
+    if messages:
+        print(" ".join(str(m.offset()) for m in messages), flush=True)
+        time.sleep(3600)
+"""
+
+
+def test_killed_consumer_records_go_to_others_after_the_lock(
+        gateway: GatewayProcess, redis_server: RedisServer, topic_name: str) -> None:
+    client = redis_server.client()
+    group = new_group(client, group_share_record_lock_duration_ms=LOCK_MS)
+    create_topic(gateway.bootstrap, topic_name)
+    values = produce(gateway.bootstrap, topic_name, 10)
+    member = subprocess.Popen([sys.executable, "-c", KILLED_MEMBER, gateway.bootstrap, group, topic_name],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert member.stdout is not None
+        held = [int(offset) for offset in member.stdout.readline().split()]
+        assert held
+    finally:
+        member.kill()
+        member.wait()
+    share = consumer(gateway.bootstrap, group, topic_name)
+    try:
+        got = poll_records(share, 10, timeout=LOCK_MS / 1000 + 20)
+        share.commit_sync()
+    finally:
+        share.close()
+    assert sorted(m.value() for m in got) == sorted(values)
+    counts = {m.offset(): m.delivery_count() for m in got}
+    assert all(counts[offset] == 2 for offset in held)
+    assert redis_group(client, topic_name, group)["pending"] == 0
+
+
+def test_delivery_count_limit_archives_to_dead_letter_topic(
+        gateway: GatewayProcess, redis_server: RedisServer, topic_name: str) -> None:
+    client = redis_server.client()
+    dead_letters = f"{topic_name}-dlq"
+    group = new_group(client, group_share_delivery_count_limit=3,
+                      errors_deadletterqueue_topic_name=dead_letters)
+    create_topic(gateway.bootstrap, topic_name)
+    create_topic(gateway.bootstrap, dead_letters)
+    produce(gateway.bootstrap, topic_name, 1, prefix="poison")
+    share = consumer(gateway.bootstrap, group, topic_name, **{"share.acknowledgement.mode": "explicit"})
+    deliveries = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(deliveries) < 4:
+            for message in share.poll(0.5) or []:
+                deliveries.append(message.delivery_count())
+                share.acknowledge(message, AcknowledgeType.RELEASE)
+            share.commit_sync()
+            if len(deliveries) == 3 and client.xlen(stream(dead_letters)) == 1:
+                break
+    finally:
+        share.close()
+    assert deliveries == [1, 2, 3]
+    assert redis_group(client, topic_name, group)["pending"] == 0
+    copies = client.xrange(stream(dead_letters))
+    assert [fields[b"value"] for _, fields in copies] == [b"poison0"]
+
+
+def test_native_worker_in_the_same_group(gateway: GatewayProcess, redis_server: RedisServer,
+                                         topic_name: str) -> None:
+    client = redis_server.client()
+    group = new_group(client)
+    create_topic(gateway.bootstrap, topic_name)
+    values = produce(gateway.bootstrap, topic_name, 40)
+    share = consumer(gateway.bootstrap, group, topic_name, **{"max.poll.records": 10})
+    try:
+        kafka_got = poll_records(share, 10)
+        share.commit_sync()
+        # The group exists now: a native worker takes the next ten.
+        native = client.xreadgroup(group, "native-worker", {stream(topic_name): ">"}, count=10)
+        native_values = [fields[b"value"] for _, fields in native[0][1]]
+        client.xack(stream(topic_name), group, *[entry_id for entry_id, _ in native[0][1]])
+        kafka_got += poll_records(share, 40 - 10 - len(native_values))
+        share.commit_sync()
+    finally:
+        share.close()
+    kafka_values = [m.value() for m in kafka_got]
+    assert not set(kafka_values) & set(native_values)
+    assert sorted(kafka_values + native_values) == sorted(values)
+    assert redis_group(client, topic_name, group)["pending"] == 0
+
+
+def test_state_survives_a_gateway_restart(redis_server: RedisServer, topic_name: str,
+                                          tmp_path: Path) -> None:
+    client = redis_server.client()
+    group = new_group(client, group_share_record_lock_duration_ms=LOCK_MS)
+    first = GatewayProcess(redis_server.url, extra_args=["--node-id", "7"]).start()
+    port = first.port
+    try:
+        create_topic(first.bootstrap, topic_name)
+        values = produce(first.bootstrap, topic_name, 20)
+        share = consumer(first.bootstrap, group, topic_name, **{"share.acknowledgement.mode": "explicit"})
+        got = poll_records(share, 20)
+        accepted = [m for m in got if m.offset() < 10]
+        for message in accepted:
+            share.acknowledge(message, AcknowledgeType.ACCEPT)
+        share.commit_sync()
+        # The other ten stay acquired while the gateway goes away.
+        first.stop(sig=9)
+        share.close()
+    finally:
+        first.stop()
+    second = GatewayProcess(redis_server.url, port=port, extra_args=["--node-id", "7"]).start()
+    try:
+        share = consumer(second.bootstrap, group, topic_name)
+        rest = poll_records(share, 10, timeout=LOCK_MS / 1000 + 30)
+        share.commit_sync()
+        share.close()
+    finally:
+        second.stop()
+    assert sorted(m.offset() for m in rest) == list(range(10, 20))
+    assert sorted([m.value() for m in accepted] + [m.value() for m in rest]) == sorted(values)
+    assert redis_group(client, topic_name, group)["pending"] == 0
