@@ -10,6 +10,15 @@ has no start and always passes, as in Kafka). The IDs come from the registry
 in Redis (``kafka:txns``), read in bounded steps. v2's regular-expression
 filter is not served (Java's and Python's regular expressions differ).
 
+DescribeTransactions (key 65) v0: each transactional ID's state, producer
+ID and epoch, timeout, start time (none while Empty) and partitions, as
+Kafka's TransactionCoordinator.handleDescribeTransactions: another gateway's
+ID gets NOT_COORDINATOR, an unknown one TRANSACTIONAL_ID_NOT_FOUND, an
+empty one INVALID_REQUEST. Groups whose offsets the transaction commits are
+not listed (Kafka lists the __consumer_offsets partition, which the gateway
+does not have). Clients cannot find the coordinator yet (FindCoordinator
+refuses transaction keys), so only raw requests reach it.
+
 DescribeProducers (key 61) v0: the producers with state on each partition
 (idempotent producers' last batches, kept by the append script and forgotten
 after --producer-id-expiration-ms), each with its epoch, the last sequence
@@ -18,12 +27,14 @@ transaction start offset are -1 (no transactional batches yet). Read in
 bounded HSCAN steps. Any gateway answers for any partition.
 
 ACLs (as KafkaApis): ListTransactions lists only IDs the principal may
-DESCRIBE; DescribeProducers needs READ on the topic, else
+DESCRIBE, DescribeTransactions answers the others
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED; DescribeProducers needs READ on the topic, else
 TOPIC_AUTHORIZATION_FAILED.
 """
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -33,10 +44,10 @@ from ..dispatch import Access, Route
 from ..security.acls import Operation, ResourceType
 from ..storage import StorageUnavailable, TopicInfo
 from ..storage.producer_state import ActiveProducer
-from ..storage.transactions import TransactionSummary
-from ._build import NO_THROTTLE, make, response_types
+from ..storage.transactions import TransactionDescription, TransactionSummary
+from ._build import NO_THROTTLE, make, millis_to_datetime, response_types
 
-DESCRIBE_PRODUCERS, LIST_TRANSACTIONS = 61, 66
+DESCRIBE_PRODUCERS, DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS = 61, 65, 66
 # Kafka's TransactionState names.
 STATES = frozenset({"Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort",
                     "PrepareEpochFence", "Dead"})
@@ -83,6 +94,59 @@ async def handle_list_transactions(context: RequestContext, request: Any) -> Any
         make(types.TransactionState, transactional_id=summary.transactional_id,
              producer_id=summary.producer_id, transaction_state=summary.state)
         for summary in summaries if included(summary)))
+
+
+# -- DescribeTransactions ------------------------------------------------------------------
+
+
+def _transaction_state(context: RequestContext, transactional_id: str, code: ErrorCode,
+                       described: TransactionDescription | None = None) -> Any:
+    """The answer for one ID; its partitions only in topics the principal may DESCRIBE, as Kafka."""
+    types = response_types(context)
+    if described is None:
+        return make(types.TransactionState, error_code=code, transactional_id=transactional_id,
+                    transaction_state="", transaction_timeout=datetime.timedelta(0),
+                    transaction_start_time=millis_to_datetime(-1), producer_id=-1, producer_epoch=-1,
+                    topics=())
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in described.members.partitions:
+        if context.authorize(Operation.DESCRIBE, ResourceType.TOPIC, topic):
+            by_topic.setdefault(topic, []).append(partition)
+    return make(types.TransactionState, error_code=code, transactional_id=transactional_id,
+                transaction_state=described.state,
+                transaction_timeout=datetime.timedelta(milliseconds=described.timeout_ms),
+                # -1 (none, while Empty) is encoded as the instant 1 ms before the epoch.
+                transaction_start_time=millis_to_datetime(described.started_ms),
+                producer_id=described.producer_id, producer_epoch=described.producer_epoch,
+                topics=tuple(make(types.TopicData, topic=topic, partitions=tuple(sorted(partitions)))
+                             for topic, partitions in sorted(by_topic.items())))
+
+
+async def _described(context: RequestContext, transactional_id: str) -> Any:
+    if not context.authorize(Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, transactional_id):
+        return _transaction_state(context, transactional_id, ErrorCode.transactional_id_authorization_failed)
+    if not transactional_id:
+        return _transaction_state(context, transactional_id, ErrorCode.invalid_request)
+    if not context.cluster.coordinates(transactional_id):
+        return _transaction_state(context, transactional_id, ErrorCode.not_coordinator)
+    try:
+        described = await context.storage.describe_transaction(transactional_id)
+    except StorageUnavailable:
+        return _transaction_state(context, transactional_id, ErrorCode.coordinator_not_available)
+    if described is None:
+        return _transaction_state(context, transactional_id, ErrorCode.transactional_id_not_found)
+    return _transaction_state(context, transactional_id, ErrorCode.none, described)
+
+
+async def handle_describe_transactions(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    # One answer per ID listed, as Kafka; an ID listed again is read once.
+    answers: dict[str, Any] = {}
+    for transactional_id in request.transactional_ids:
+        if transactional_id not in answers:
+            answers[transactional_id] = await _described(context, transactional_id)
+    return make(types.DescribeTransactionsResponse, throttle_time=NO_THROTTLE, transaction_states=tuple(
+        answers[transactional_id] for transactional_id in request.transactional_ids))
 
 
 # -- DescribeProducers --------------------------------------------------------------------
@@ -150,5 +214,6 @@ async def handle_describe_producers(context: RequestContext, request: Any) -> An
 
 ROUTES = (
     Route(DESCRIBE_PRODUCERS, 0, 0, handle_describe_producers, Access.AUTHORIZED),
+    Route(DESCRIBE_TRANSACTIONS, 0, 0, handle_describe_transactions, Access.AUTHORIZED),
     Route(LIST_TRANSACTIONS, 0, 1, handle_list_transactions, Access.AUTHORIZED),
 )

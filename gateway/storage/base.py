@@ -15,7 +15,14 @@ from .epochs import LeaderEpochs
 
 if TYPE_CHECKING:
     from .producer_state import ActiveProducer
-    from .transactions import Ending, InitResult, InitTransaction, Producer, TransactionSummary
+    from .transactions import (
+        Ending,
+        InitResult,
+        InitTransaction,
+        Producer,
+        TransactionDescription,
+        TransactionSummary,
+    )
 
 # Set by the client connection around each request it handles. An append
 # calls it once its commands are written, in order, to the one Redis
@@ -285,6 +292,8 @@ class Storage(Protocol):
         self, transactional_ids: Sequence[str]) -> list[TransactionSummary | None]: ...
 
     async def now_ms(self) -> int: ...
+
+    async def describe_transaction(self, transactional_id: str) -> TransactionDescription | None: ...
 
     async def active_producers(self, topic: str, partition: int,
                                cursor: int) -> tuple[int, list[ActiveProducer]]: ...

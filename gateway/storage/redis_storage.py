@@ -58,6 +58,7 @@ from .transactions import (
     InitTransaction,
     Members,
     Producer,
+    TransactionDescription,
     TransactionSummary,
     add_call,
     complete_call,
@@ -619,6 +620,12 @@ class RedisStorage:
         replies = await self._call(read, idempotent=True)
         return [summary(transactional_id, fields)
                 for transactional_id, fields in zip(transactional_ids, replies, strict=True)]
+
+    async def describe_transaction(self, transactional_id: str) -> TransactionDescription | None:
+        """The ID's state (one HGETALL: at most MAX_TRANSACTION_MEMBERS members and a few fields)."""
+        fields = await self._call(lambda: self._redis.hgetall(keys.transaction(transactional_id)),  # type: ignore[misc]
+                                  idempotent=True)
+        return TransactionDescription.parse(fields)
 
     async def now_ms(self) -> int:
         """Redis's clock, which stamps transactions' start (ms)."""

@@ -22,6 +22,7 @@ next carries on from this hash.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import keys
@@ -108,6 +109,33 @@ def summary(transactional_id: str, fields: list[bytes | None]) -> TransactionSum
         return None
     return TransactionSummary(transactional_id, int(producer_id), state.decode(),
                               -1 if started is None else int(started))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionDescription:
+    """What DescribeTransactions shows of a transactional ID."""
+
+    producer_id: int
+    producer_epoch: int
+    state: str
+    timeout_ms: int
+    # When its transaction started (Redis time, ms); -1 while Empty.
+    started_ms: int
+    members: Members
+
+    @staticmethod
+    def parse(fields: Mapping[bytes | str, bytes | str]) -> TransactionDescription | None:
+        """From the state hash (HGETALL); None when the ID has no state."""
+        text = {_text(name): _text(value) for name, value in fields.items()}
+        if "pid" not in text:
+            return None
+        return TransactionDescription(int(text["pid"]), int(text["epoch"]), text["state"],
+                                      int(text["timeout_ms"]), int(text.get("started_ms", -1)),
+                                      Members.parse(list(text)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,10 @@ looked at in Redis.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import os
+import struct
 import subprocess
 import time
 import uuid
@@ -370,3 +372,95 @@ def test_kafka_transactions_tool_describes_producers(wire: Wire, bootstrap: str,
     rows = [line.split() for line in done.stdout.splitlines()]
     assert rows[0][:4] == ["ProducerId", "ProducerEpoch", "LatestCoordinatorEpoch", "LastSequence"]
     assert rows[1][:4] == [str(producer.id), "0", "-1", "2"]
+
+
+# -- DescribeTransactions ----------------------------------------------------------------
+
+DESCRIBE_TRANSACTIONS = 65
+
+
+@dataclasses.dataclass
+class Described:
+    error_code: int
+    transactional_id: str
+    state: str
+    timeout_ms: int
+    # Kafka's -1 for none; kio refuses to decode a negative timestamp, so
+    # the answer is read here.
+    start_ms: int
+    producer_id: int
+    producer_epoch: int
+    topics: list[tuple[str, list[int]]]
+
+
+class Reader:
+    """The few types of a flexible DescribeTransactions v0 response."""
+
+    def __init__(self, data: bytes, pos: int) -> None:
+        self.data, self.pos = data, pos
+
+    def fixed(self, fmt: str) -> int:
+        (value,) = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return int(value)
+
+    def uvarint(self) -> int:
+        value, shift = 0, 0
+        while True:
+            byte = self.data[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+
+    def string(self) -> str:
+        size = self.uvarint() - 1
+        text = self.data[self.pos:self.pos + size].decode()
+        self.pos += size
+        return text
+
+    def no_tags(self) -> None:
+        assert self.uvarint() == 0
+
+
+def described_transactions(wire: Wire, *transactional_ids: str) -> list[Described]:
+    wire.send(build(request_types(DESCRIBE_TRANSACTIONS, 0).DescribeTransactionsRequest,
+                    transactional_ids=transactional_ids))
+    reader = Reader(wire.receive_frame(), 4)  # after the correlation ID
+    reader.no_tags()
+    reader.fixed(">i")  # throttle time
+    answers = []
+    for _ in range(reader.uvarint() - 1):
+        error_code, transactional_id, state = reader.fixed(">h"), reader.string(), reader.string()
+        timeout_ms, start_ms = reader.fixed(">i"), reader.fixed(">q")
+        producer_id, producer_epoch = reader.fixed(">q"), reader.fixed(">h")
+        topics = []
+        for _ in range(reader.uvarint() - 1):
+            topic = reader.string()
+            topics.append((topic, [reader.fixed(">i") for _ in range(reader.uvarint() - 1)]))
+            reader.no_tags()
+        reader.no_tags()
+        answers.append(Described(error_code, transactional_id, state, timeout_ms, start_ms, producer_id,
+                                 producer_epoch, topics))
+    return answers
+
+
+async def test_describe_transactions(storage: RedisStorage, wire: Wire, transactional_id: str) -> None:
+    empty_id = transactional_id + "-empty"
+    _, empty_pid, _ = init(wire, empty_id, timeout_ms=30_000)
+    before = time.time()
+    ongoing = await started(storage, wire, transactional_id, partition_member("b", 2),
+                            partition_member("a", 0), partition_member("b", 0), group_member("g1"))
+    empty, described, unknown, again = described_transactions(
+        wire, empty_id, transactional_id, transactional_id + "-unknown", empty_id)
+    assert empty == Described(0, empty_id, "Empty", 30_000, -1, empty_pid, 0, [])
+    assert again == empty
+    assert (described.error_code, described.state) == (0, "Ongoing")
+    assert described.producer_id == ongoing.producer_id
+    assert described.topics == [("a", [0]), ("b", [0, 2])]
+    assert described.start_ms >= (before - 1) * 1000
+    assert (unknown.error_code, unknown.producer_id, unknown.start_ms) == (
+        ErrorCode.transactional_id_not_found.value, -1, -1)
+    (invalid,) = described_transactions(wire, "")
+    assert invalid.error_code == ErrorCode.invalid_request.value
