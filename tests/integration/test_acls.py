@@ -455,6 +455,17 @@ def test_describe_cluster_needs_describe_on_the_cluster(gateway: AclGateway) -> 
     assert described.cluster_authorized_operations == 1 << 8  # DESCRIBE only
 
 
+def test_describe_client_quotas_needs_describe_configs_on_the_cluster(gateway: AclGateway) -> None:
+    def describe_quotas() -> Any:
+        return call_as(gateway, "dave", build(request_types(48, 1).DescribeClientQuotasRequest,
+                                              components=(), strict=False))
+    refused = describe_quotas()
+    assert refused.error_code == KafkaError.CLUSTER_AUTHORIZATION_FAILED and refused.entries is None
+    grant(gateway, allow("dave", ResourceType.BROKER, "kafka-cluster", AclOperation.DESCRIBE_CONFIGS))
+    described = describe_quotas()
+    assert (described.error_code, described.entries) == (0, ())
+
+
 def test_a_transactional_producer_id_needs_write_on_the_transactional_id(gateway: AclGateway) -> None:
     transactional_id = f"tx-{uuid.uuid4().hex[:12]}"
 

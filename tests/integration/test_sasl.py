@@ -300,7 +300,23 @@ def test_kafka_configs_sh_adds_a_user_that_then_logs_in(gateway: SaslGateway, tm
     configs("--alter", "--entity-type", "users", "--entity-name", "erin",
             "--add-config",
             "SCRAM-SHA-256=[iterations=4096,password=erin-secret],SCRAM-SHA-512=[password=erin-secret]")
-    # (kafka-configs --describe of users also asks for client quotas, which are not served.)
+    # --describe of users asks DescribeUserScramCredentials and DescribeClientQuotas (none is configured).
+    described = configs("--describe", "--entity-type", "users", "--entity-name", "erin")
+    assert "SCRAM credential configs for user-principal 'erin' are" in described, described
+    assert "SCRAM-SHA-256=iterations=4096" in described and "SCRAM-SHA-512=iterations=4096" in described
+    assert "Quota configs" not in described
+    for entity in (["--entity-type", "users"], ["--entity-type", "clients"],
+                   ["--entity-type", "users", "--entity-default"],
+                   ["--entity-type", "users", "--entity-name", "erin", "--entity-type", "clients"]):
+        assert "Quota configs" not in configs("--describe", *entity)
+    # A quota is never accepted (AlterClientQuotas is not served): the gateway would not enforce it.
+    alter_quota = subprocess.run([str(JAVA_BIN / "kafka-configs.sh"), "--bootstrap-server",
+                                  f"127.0.0.1:{gateway.plain}", "--alter", "--entity-type", "clients",
+                                  "--entity-name", "c1", "--add-config", "producer_byte_rate=1024"],
+                                 capture_output=True, text=True, timeout=120, check=False,
+                                 env=dict(os.environ, KAFKA_LOG_LEVEL="warn"))
+    assert alter_quota.returncode != 0
+    assert "UnsupportedVersionException" in alter_quota.stdout + alter_quota.stderr, alter_quota.stderr
     admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{gateway.plain}"})
     erin = admin.describe_user_scram_credentials(["erin"])["erin"].result(timeout=30)
     assert sorted((info.mechanism, info.iterations) for info in erin.scram_credential_infos) == [
@@ -320,6 +336,47 @@ def test_kafka_configs_sh_adds_a_user_that_then_logs_in(gateway: SaslGateway, tm
                           capture_output=True, text=True, timeout=120, check=False,
                           env=dict(os.environ, KAFKA_LOG_LEVEL="warn"))
     assert done.returncode == 0 and topic_name in done.stdout, done.stdout + done.stderr
+
+
+def describe_client_quotas(gateway: SaslGateway, *components: tuple[str, int, str | None],
+                           strict: bool = False) -> Any:
+    types = request_types(48, 1)
+    request = build(types.DescribeClientQuotasRequest, strict=strict, components=tuple(
+        build(types.ComponentData, entity_type=entity_type, match_type=match_type, match=match)
+        for entity_type, match_type, match in components))
+    with closing(Wire(f"127.0.0.1:{gateway.plain}")) as wire:
+        return wire.call(request)
+
+
+def test_describe_client_quotas_answers_none_configured_and_checks_the_filter_as_kafka(
+        gateway: SaslGateway) -> None:
+    exact, default, specified = 0, 1, 2
+    for components, strict in [((), False), ((), True), ((("user", exact, "alice"),), True),
+                               ((("user", default, None), ("client-id", specified, None)), False),
+                               ((("ip", exact, "127.0.0.1"),), False)]:
+        answer = describe_client_quotas(gateway, *components, strict=strict)
+        assert (answer.error_code, answer.error_message, answer.entries) == (0, None, ())
+    invalid_request, unsupported_version = 42, 35
+    for components, code, message in [
+            ((("", exact, "x"),), invalid_request, "Invalid empty entity type."),
+            ((("user", exact, "a"), ("user", specified, None)), invalid_request,
+             "Entity type user cannot appear more than once in the filter."),
+            ((("group", exact, "a"),), unsupported_version, "Unsupported entity type group"),
+            ((("user", exact, None),), invalid_request,
+             "Request specified MATCH_TYPE_EXACT, but set match string to null."),
+            ((("user", default, "a"),), invalid_request,
+             "Request specified MATCH_TYPE_DEFAULT, but also specified a match string."),
+            ((("user", specified, "a"),), invalid_request,
+             "Request specified MATCH_TYPE_SPECIFIED, but also specified a match string."),
+            ((("user", 3, None),), invalid_request, "Unknown match type 3"),
+            ((("ip", specified, None), ("client-id", exact, "c")), invalid_request,
+             "Invalid entity filter component combination. IP filter component should not be used "
+             "with user or clientId filter component.")]:
+        answer = describe_client_quotas(gateway, *components)
+        assert (answer.error_code, answer.error_message, answer.entries) == (code, message, None)
+    with closing(Wire(f"127.0.0.1:{gateway.plain}")) as wire:
+        advertised = {key.api_key for key in wire.call(api_versions(3)).api_keys}
+    assert 48 in advertised and 49 not in advertised  # quotas described (none), never altered
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
