@@ -4,14 +4,15 @@ Each step on a transactional ID's state is one script (storage/transactions.py);
 ending a transaction is three: prepare (EndTxn, or a fence), write the
 outcome to every partition and group of the transaction, complete. Every
 step is in Redis, so a gateway that dies between them leaves a prepared
-transaction that the next coordinator of the ID completes, and whose
+transaction that the controller's sweep finishes (below), and whose
 producer meanwhile gets CONCURRENT_TRANSACTIONS (retriable), as from Kafka.
 
-Transactions past their timeout are aborted by the cluster's controller
-every ``--transaction-abort-timed-out-interval-ms`` (run_timeouts), a
-bounded step at a time. Until coordinators hold leases on transactional
-IDs, the sweep writes without a fencing token; each abort is one atomic
-step on the ID's state all the same, so a sweep racing with the ID's
+Transactions past their timeout are aborted, and prepared ones whose
+gateway died are finished, by the cluster's controller every
+``--transaction-abort-timed-out-interval-ms`` (run_timeouts), a bounded
+step at a time; finishing twice is harmless (completing is idempotent).
+Until coordinators hold leases on transactional IDs, the sweep writes
+without a fencing token; each step is atomic on the ID's state all the same, so a sweep racing with the ID's
 coordinator leaves one of the two outcomes, never a mix.
 """
 
@@ -26,9 +27,12 @@ from kio.schema.errors import ErrorCode
 from .. import metrics
 from ..logs import printable
 from ..storage import Storage, StorageUnavailable
-from ..storage.transactions import Ending
+from ..storage.transactions import Ending, Producer, TransactionSummary
 
 log = logging.getLogger(__name__)
+
+# States whose outcome is decided but not yet written everywhere.
+PREPARED = frozenset({"PrepareCommit", "PrepareAbort"})
 
 
 async def finish(storage: Storage, ending: Ending) -> ErrorCode:
@@ -65,22 +69,39 @@ async def abort_for_new_producer(storage: Storage, transactional_id: str,
 
 async def abort_timed_out_once(storage: Storage) -> int:
     """Abort every Ongoing transaction past its timeout, as Kafka's abortTimedOutTransactions:
-    its producer is fenced (the epoch goes up) and its transaction aborted. The aborts.
+    its producer is fenced (the epoch goes up) and its transaction aborted; and finish every
+    prepared one (its gateway died between prepare and complete). The transactions ended.
 
-    Step by step through the registry of transactional IDs (HSCAN), one
-    script call per ID, so neither Redis nor the event loop is held long.
+    Step by step through the registry of transactional IDs (HSCAN): one
+    pipelined read of the step's states, then one script call per
+    transaction to end, so neither Redis nor the event loop is held long.
     """
-    cursor, aborted = 0, 0
+    cursor, ended = 0, 0
     while True:
         cursor, transactional_ids = await storage.transactional_ids(cursor)
-        for transactional_id in transactional_ids:
-            fenced = await storage.fence_transaction(transactional_id, None, "timeout")
-            if isinstance(fenced, Ending) and await finish(storage, fenced) == ErrorCode.none:
-                log.info("aborted %s's transaction: past its transaction.timeout.ms",
-                         printable(transactional_id))
-                aborted += 1
+        for summary in await storage.transaction_summaries(transactional_ids):
+            if summary is not None and await _end_if_due(storage, summary):
+                ended += 1
         if cursor == 0:
-            return aborted
+            return ended
+
+
+async def _end_if_due(storage: Storage, summary: TransactionSummary) -> bool:
+    transactional_id = summary.transactional_id
+    if summary.state == "Ongoing":
+        fenced = await storage.fence_transaction(transactional_id, None, "timeout")
+        if isinstance(fenced, Ending) and await finish(storage, fenced) == ErrorCode.none:
+            log.info("aborted %s's transaction: past its transaction.timeout.ms", printable(transactional_id))
+            return True
+    elif summary.state in PREPARED:
+        described = await storage.describe_transaction(transactional_id)
+        if described is not None and described.state == summary.state:
+            producer = Producer(transactional_id, described.producer_id, described.producer_epoch)
+            ending = Ending(producer, summary.state == "PrepareCommit", described.members)
+            if await finish(storage, ending) == ErrorCode.none:
+                log.info("finished %s's prepared %s", printable(transactional_id), ending.outcome)
+                return True
+    return False
 
 
 async def run_timeouts(storage: Storage, interval_ms: int, is_controller: Callable[[], bool]) -> None:

@@ -260,14 +260,19 @@ async def test_the_controller_aborts_a_transaction_past_its_timeout(tmp_path: Pa
         assert await store.add_to_transaction(producer, [partition_member("a", 0)]) == 0
         quiet = Producer("tx-quiet", *init(wire, "tx-quiet")[1:])
         assert await store.add_to_transaction(quiet, [partition_member("a", 1)]) == 0
+        # Prepared by a gateway that died before completing it.
+        orphan = Producer("tx-orphan", *init(wire, "tx-orphan")[1:])
+        assert await store.add_to_transaction(orphan, [partition_member("a", 2)]) == 0
+        assert isinstance(await store.end_transaction(orphan, True), Ending)
         deadline = time.monotonic() + 10
         while stored(client, transactional_id)["state"] == "Ongoing" and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         state = stored(client, transactional_id)
         assert (state["state"], state["epoch"]) == ("CompleteAbort", str(epoch + 1))
         assert await store.end_transaction(producer, True) == ErrorCode.producer_fenced.value
-        # Another, with the default 60 s timeout, goes on.
+        # Another, with the default 60 s timeout, goes on; the prepared one is finished.
         assert stored(client, "tx-quiet")["state"] == "Ongoing"
+        assert stored(client, "tx-orphan")["state"] == "CompleteCommit"
         assert gateway.log_path is not None
         assert "aborted tx-slow's transaction" in gateway.log_path.read_text()
     finally:
