@@ -27,6 +27,26 @@ DELIVERY_LIMIT = "group.share.delivery.count.limit"
 DEAD_LETTER_TOPIC = "errors.deadletterqueue.topic.name"
 
 
+# The group configs a share group takes (Kafka's GroupConfig), with Kafka's bounds.
+_INT_CONFIGS = {LOCK_DURATION: (1000, 3_600_000), DELIVERY_LIMIT: (2, 10)}
+SHARE_CONFIGS = frozenset({RESET, LOCK_DURATION, DELIVERY_LIMIT, DEAD_LETTER_TOPIC})
+
+
+def share_config_problem(name: str, value: str | None) -> str | None:
+    """Why a group config cannot be set to value (None: deleted), or None when it can."""
+    if name not in SHARE_CONFIGS:
+        return f"Unknown group config name: {name}"
+    if value is None:
+        return None
+    if name == RESET and value not in ("earliest", "latest"):
+        return f"Invalid value {value} for configuration {name}: String must be one of: earliest, latest"
+    if name in _INT_CONFIGS:
+        low, high = _INT_CONFIGS[name]
+        if not value.lstrip("-").isdigit() or not low <= int(value) <= high:
+            return f"Invalid value {value} for configuration {name}: must be from {low} to {high}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class SessionPartition:
     topic_id: uuid.UUID
@@ -71,6 +91,10 @@ class ShareGroups:
             self._settings.clear()
         self._settings[group] = (now, settings)
         return settings
+
+    def forget_settings(self, group: str) -> None:
+        """This gateway changed the group's configs: read them afresh (others within CONFIG_CACHE_SECONDS)."""
+        self._settings.pop(group, None)
 
     def open_session(self, group: str, member: str) -> ShareSession:
         if len(self.sessions) >= MAX_SESSIONS:

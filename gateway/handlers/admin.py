@@ -36,6 +36,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
+from ..coordinator.share import share_config_problem
 from ..dispatch import Access, Route
 from ..security.acls import Operation, ResourceType
 from ..security.listeners import resolve
@@ -46,6 +47,7 @@ from ._build import NO_THROTTLE, make, response_types
 
 # DescribeConfigs resource types and config sources.
 TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
+GROUP_RESOURCE = 32  # Kafka's ConfigResource.Type.GROUP (KIP-848, KIP-932)
 SOURCE_DYNAMIC_TOPIC, SOURCE_DEFAULT = 1, 5
 
 
@@ -309,6 +311,9 @@ def _config_refusal(context: RequestContext, resource: Any, operation: Operation
         return ErrorCode.topic_authorization_failed
     if resource.resource_type == BROKER_RESOURCE and not context.authorize_cluster(operation):
         return ErrorCode.cluster_authorization_failed
+    if resource.resource_type == GROUP_RESOURCE and not context.authorize(
+            operation, ResourceType.GROUP, resource.resource_name):
+        return ErrorCode.group_authorization_failed
     return None
 
 
@@ -424,6 +429,8 @@ async def _alter_resource(context: RequestContext, resource: Any, validate_only:
         return denied, None
     if resource.resource_type == BROKER_RESOURCE:
         return ErrorCode.invalid_request, "Broker configs cannot be altered on kafka-redis-gateway"
+    if resource.resource_type == GROUP_RESOURCE and incremental:
+        return await _alter_group(context, resource, validate_only)
     if resource.resource_type != TOPIC_RESOURCE:
         return ErrorCode.invalid_request, f"Unsupported resource type {resource.resource_type}"
     info = await context.storage.topic(resource.resource_name)
@@ -455,6 +462,25 @@ async def _alter_resource(context: RequestContext, resource: Any, validate_only:
         return refused.code, refused.message
     if not validate_only:
         await context.storage.set_topic_configs(info.name, configs)
+    return ErrorCode.none, None
+
+
+async def _alter_group(context: RequestContext, resource: Any, validate_only: bool,
+                       ) -> tuple[ErrorCode, str | None]:
+    """A share group's configs (IncrementalAlterConfigs SET and DELETE), kept in Redis."""
+    changes: dict[str, str | None] = {}
+    for change in resource.configs:
+        if change.config_operation not in (OP_SET, OP_DELETE) or change.name in changes:
+            return (ErrorCode.invalid_request,
+                    f"Cannot apply operation {change.config_operation} to {change.name}")
+        value = change.value if change.config_operation == OP_SET else None
+        problem = share_config_problem(change.name, value)
+        if problem:
+            return ErrorCode.invalid_config, problem
+        changes[change.name] = value
+    if not validate_only:
+        await context.shares.storage.set_configs(resource.resource_name, changes)
+        context.shares.forget_settings(resource.resource_name)
     return ErrorCode.none, None
 
 

@@ -102,6 +102,17 @@ class RedisShareStorage(StoreConnections):
         return {_text(name)[len(CONFIG_PREFIX):]: _text(value) for name, value in raw.items()
                 if _text(name).startswith(CONFIG_PREFIX)}
 
+    async def set_configs(self, group: str, changes: Mapping[str, str | None]) -> None:
+        """Set (or, for None, delete) the group's configs, in one MULTI."""
+        key = keys.share_group(group)
+        pipe = self._redis.pipeline(transaction=True)
+        for name, value in changes.items():
+            if value is None:
+                pipe.hdel(key, CONFIG_PREFIX + name)
+            else:
+                pipe.hset(key, CONFIG_PREFIX + name, value)
+        await call_once(pipe.execute)
+
     async def acquire(self, group: str, member: str, partitions: Sequence[tuple[str, int, int]],
                       max_bytes: int, settings: ShareSettings) -> list[AcquireResult | Exception]:
         """Acquire records on each (topic, partition, maximum records), in one round trip."""

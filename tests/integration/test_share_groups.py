@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import redis
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from tests.servers import GatewayProcess, RedisServer, module_redis
 
@@ -32,7 +32,14 @@ try:
 except ImportError:  # confluent-kafka before 2.16 has no share consumer
     pytest.skip("confluent-kafka 2.16+ (ShareConsumer) is needed", allow_module_level=True)
 
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from confluent_kafka.admin import (  # noqa: E402
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 redis_server = module_redis()
 
@@ -51,15 +58,18 @@ def stream(topic: str, partition: int = 0) -> str:
     return f"kafka:{{{topic}:{partition}}}"
 
 
-def configure(client: redis.Redis, group: str, **configs: str | int) -> None:
-    """Group configs where IncrementalAlterConfigs on GROUP resources would put them."""
-    client.hset(f"kafka:share-group:{{{group}}}",
-                mapping={f"config:{name.replace('_', '.')}": str(value) for name, value in configs.items()})
+def configure(bootstrap: str, group: str, **configs: str | int) -> None:
+    """Set group configs with IncrementalAlterConfigs on the GROUP resource."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=[
+        ConfigEntry(name.replace("_", "."), str(value), incremental_operation=AlterConfigOpType.SET)
+        for name, value in configs.items()])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
 
 
-def new_group(client: redis.Redis, **configs: str | int) -> str:
+def new_group(bootstrap: str, **configs: str | int) -> str:
     group = f"share-{uuid.uuid4().hex[:10]}"
-    configure(client, group, share_auto_offset_reset="earliest", **configs)
+    configure(bootstrap, group, share_auto_offset_reset="earliest", **configs)
     return group
 
 
@@ -103,7 +113,7 @@ def redis_group(client: redis.Redis, topic: str, group: str) -> dict[str, Any]:
 def test_implicit_acknowledgement_is_xack(gateway: GatewayProcess, redis_server: RedisServer,
                                           topic_name: str) -> None:
     client = redis_server.client()
-    group = new_group(client)
+    group = new_group(gateway.bootstrap)
     create_topic(gateway.bootstrap, topic_name)
     values = produce(gateway.bootstrap, topic_name, 20)
     share = consumer(gateway.bootstrap, group, topic_name)
@@ -121,7 +131,7 @@ def test_implicit_acknowledgement_is_xack(gateway: GatewayProcess, redis_server:
 
 def test_accept_release_reject(gateway: GatewayProcess, redis_server: RedisServer, topic_name: str) -> None:
     client = redis_server.client()
-    group = new_group(client)
+    group = new_group(gateway.bootstrap)
     create_topic(gateway.bootstrap, topic_name)
     produce(gateway.bootstrap, topic_name, 3)
     share = consumer(gateway.bootstrap, group, topic_name, **{"share.acknowledgement.mode": "explicit"})
@@ -145,10 +155,8 @@ def test_accept_release_reject(gateway: GatewayProcess, redis_server: RedisServe
     assert info["pending"] == 0 and info["entries-read"] == 3
 
 
-def test_three_consumers_share_one_partition(gateway: GatewayProcess, redis_server: RedisServer,
-                                             topic_name: str) -> None:
-    client = redis_server.client()
-    group = new_group(client)
+def test_three_consumers_share_one_partition(gateway: GatewayProcess, topic_name: str) -> None:
+    group = new_group(gateway.bootstrap)
     create_topic(gateway.bootstrap, topic_name)
     values = produce(gateway.bootstrap, topic_name, 300)
     received: dict[int, list[bytes]] = {}
@@ -200,7 +208,7 @@ while True:
 def test_killed_consumer_records_go_to_others_after_the_lock(
         gateway: GatewayProcess, redis_server: RedisServer, topic_name: str) -> None:
     client = redis_server.client()
-    group = new_group(client, group_share_record_lock_duration_ms=LOCK_MS)
+    group = new_group(gateway.bootstrap, group_share_record_lock_duration_ms=LOCK_MS)
     create_topic(gateway.bootstrap, topic_name)
     values = produce(gateway.bootstrap, topic_name, 10)
     member = subprocess.Popen([sys.executable, "-c", KILLED_MEMBER, gateway.bootstrap, group, topic_name],
@@ -228,7 +236,7 @@ def test_delivery_count_limit_archives_to_dead_letter_topic(
         gateway: GatewayProcess, redis_server: RedisServer, topic_name: str) -> None:
     client = redis_server.client()
     dead_letters = f"{topic_name}-dlq"
-    group = new_group(client, group_share_delivery_count_limit=3,
+    group = new_group(gateway.bootstrap, group_share_delivery_count_limit=3,
                       errors_deadletterqueue_topic_name=dead_letters)
     create_topic(gateway.bootstrap, topic_name)
     create_topic(gateway.bootstrap, dead_letters)
@@ -255,7 +263,7 @@ def test_delivery_count_limit_archives_to_dead_letter_topic(
 def test_native_worker_in_the_same_group(gateway: GatewayProcess, redis_server: RedisServer,
                                          topic_name: str) -> None:
     client = redis_server.client()
-    group = new_group(client)
+    group = new_group(gateway.bootstrap)
     create_topic(gateway.bootstrap, topic_name)
     values = produce(gateway.bootstrap, topic_name, 40)
     share = consumer(gateway.bootstrap, group, topic_name, **{"max.poll.records": 10})
@@ -279,10 +287,10 @@ def test_native_worker_in_the_same_group(gateway: GatewayProcess, redis_server: 
 def test_state_survives_a_gateway_restart(redis_server: RedisServer, topic_name: str,
                                           tmp_path: Path) -> None:
     client = redis_server.client()
-    group = new_group(client, group_share_record_lock_duration_ms=LOCK_MS)
     first = GatewayProcess(redis_server.url, extra_args=["--node-id", "7"]).start()
     port = first.port
     try:
+        group = new_group(first.bootstrap, group_share_record_lock_duration_ms=LOCK_MS)
         create_topic(first.bootstrap, topic_name)
         values = produce(first.bootstrap, topic_name, 20)
         share = consumer(first.bootstrap, group, topic_name, **{"share.acknowledgement.mode": "explicit"})
@@ -307,3 +315,12 @@ def test_state_survives_a_gateway_restart(redis_server: RedisServer, topic_name:
     assert sorted(m.offset() for m in rest) == list(range(10, 20))
     assert sorted([m.value() for m in accepted] + [m.value() for m in rest]) == sorted(values)
     assert redis_group(client, topic_name, group)["pending"] == 0
+
+
+def test_group_configs_are_checked_as_kafka_does(gateway: GatewayProcess) -> None:
+    with pytest.raises(KafkaException, match="INVALID_CONFIG"):
+        configure(gateway.bootstrap, "share-bad", group_share_delivery_count_limit=1)
+    with pytest.raises(KafkaException, match="INVALID_CONFIG"):
+        configure(gateway.bootstrap, "share-bad", share_auto_offset_reset="by_duration:PT1H")
+    with pytest.raises(KafkaException, match="INVALID_CONFIG"):
+        configure(gateway.bootstrap, "share-bad", no_such_config=1)
