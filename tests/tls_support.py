@@ -102,3 +102,17 @@ def _speaks_tls(binary: str, certificates: Certificates) -> bool:
         if process.poll() is None:
             process.terminate()
         process.wait(timeout=15)
+
+
+def java_tls_properties(certificates: Certificates, directory: Path, *,
+                        client_certificate: bool = False) -> list[str]:
+    """A Java client's TLS settings from the PEM files (Kafka's clients read PEM stores, KIP-651).
+
+    The keystore is one PEM file holding the client's PKCS#8 key and its certificate.
+    """
+    lines = ["ssl.truststore.type=PEM", f"ssl.truststore.location={certificates.ca}"]
+    if client_certificate:
+        keystore = directory / "client-keystore.pem"
+        keystore.write_text(certificates.client_key.read_text() + certificates.client_cert.read_text())
+        lines += ["ssl.keystore.type=PEM", f"ssl.keystore.location={keystore}"]
+    return lines

@@ -32,9 +32,11 @@ from confluent_kafka.admin import (
 from kafka import KafkaConsumer, KafkaProducer
 from kafka_redis_gateway.gateway.embedded import free_port
 
+from tests.integration.test_java_tools import BIN as JAVA_CONSOLE_BIN
+from tests.integration.test_java_tools import console_consume, console_produce
 from tests.integration.test_protocol import Wire, api_versions, build, metadata, request_types
 from tests.servers import GatewayProcess, RedisServer, module_redis
-from tests.tls_support import Certificates, make_certificates, tls_args
+from tests.tls_support import Certificates, java_tls_properties, make_certificates, tls_args
 
 # A Redis of this module's own: its gateways form a cluster of their own, and the
 # session's gateway (on the shared Redis) never lists them as brokers, nor they it.
@@ -377,6 +379,26 @@ def test_describe_client_quotas_answers_none_configured_and_checks_the_filter_as
     with closing(Wire(f"127.0.0.1:{gateway.plain}")) as wire:
         advertised = {key.api_key for key in wire.call(api_versions(3)).api_keys}
     assert 48 in advertised and 49 not in advertised  # quotas described (none), never altered
+
+
+@pytest.mark.skipif(not (JAVA_CONSOLE_BIN / "kafka-console-producer.sh").exists(),
+                    reason=f"no Kafka console tools in {JAVA_CONSOLE_BIN}")
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_java_console_tools_produce_and_consume_over_sasl_ssl_with_scram(
+        gateway: SaslGateway, certificates: Certificates, tmp_path: Path, topic_name: str,
+        mechanism: str) -> None:
+    jaas = ('org.apache.kafka.common.security.scram.ScramLoginModule required '
+            f'username="alice" password="{PASSWORD}";')
+    properties = tmp_path / "client.properties"
+    properties.write_text("\n".join([
+        "security.protocol=SASL_SSL", f"sasl.mechanism={mechanism}", f"sasl.jaas.config={jaas}",
+        *java_tls_properties(certificates, tmp_path)]) + "\n")
+    bootstrap = f"localhost:{gateway.sasl_ssl}"
+    console_produce(bootstrap, topic_name, [f"java-{mechanism}", "over SASL_SSL"],
+                    "--producer.config", str(properties))
+    printed = console_consume(bootstrap, topic_name, 2, "--from-beginning", "--consumer.config",
+                              str(properties))
+    assert printed == [f"java-{mechanism}", "over SASL_SSL"]
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")

@@ -20,8 +20,10 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka_redis_gateway.gateway.embedded import free_port
 
 from tests.integration.operations_support import wait_for_log
+from tests.integration.test_java_tools import BIN as JAVA_CONSOLE_BIN
+from tests.integration.test_java_tools import console_consume, console_produce
 from tests.servers import GatewayProcess, RedisServer, module_redis
-from tests.tls_support import Certificates, issue, make_certificates, tls_args
+from tests.tls_support import Certificates, issue, java_tls_properties, make_certificates, tls_args
 
 # A Redis of this module's own: its gateways form a cluster of their own, and the
 # session's gateway (on the shared Redis) never lists them as brokers, nor they it.
@@ -201,6 +203,28 @@ def test_required_client_certificates_authenticate_the_client_as_its_subject(
     assert "on listener SSL as User:CN=alice,O=Example" in text
     # On loopback, or authenticated: no warning either way.
     assert "NO AUTHENTICATION" not in text
+
+
+@pytest.mark.skipif(not (JAVA_CONSOLE_BIN / "kafka-console-producer.sh").exists(),
+                    reason=f"no Kafka console tools in {JAVA_CONSOLE_BIN}")
+def test_java_console_tools_produce_and_consume_with_a_client_certificate(
+        redis_server: RedisServer, certificates: Certificates, tmp_path: Path, topic_name: str) -> None:
+    log = tmp_path / "gateway.log"
+    gateway = ssl_gateway(redis_server, log, [*tls_args(certificates, client_auth="required"),
+                                              "--log-level", "DEBUG"])
+    properties = tmp_path / "client.properties"
+    properties.write_text("\n".join(["security.protocol=SSL", *java_tls_properties(
+        certificates, tmp_path, client_certificate=True)]) + "\n")
+    try:
+        console_produce(gateway.bootstrap, topic_name, ["java", "over mTLS"],
+                        "--producer.config", str(properties))
+        printed = console_consume(gateway.bootstrap, topic_name, 2, "--from-beginning",
+                                  "--consumer.config", str(properties))
+        assert printed == ["java", "over mTLS"]
+    finally:
+        gateway.stop()
+    # The principal is the certificate's subject, as Kafka's default principal builder makes it.
+    assert "on listener SSL as User:CN=alice,O=Example" in log.read_text()
 
 
 def served_certificate_subject(port: int, ca: Path) -> str:
