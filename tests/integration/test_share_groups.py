@@ -9,6 +9,7 @@ restart or stop gateways.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -324,3 +325,47 @@ def test_group_configs_are_checked_as_kafka_does(gateway: GatewayProcess) -> Non
         configure(gateway.bootstrap, "share-bad", share_auto_offset_reset="by_duration:PT1H")
     with pytest.raises(KafkaException, match="INVALID_CONFIG"):
         configure(gateway.bootstrap, "share-bad", no_such_config=1)
+
+
+def test_state_survives_the_loss_of_the_coordinator_gateway(topic_name: str, tmp_path: Path) -> None:
+    """Two gateways on a Redis of their own; the group's coordinator is killed mid-consumption."""
+    server = RedisServer(tmp_path / "redis").start()
+    gateways = {node: GatewayProcess(server.url, extra_args=["--node-id", str(node)]).start()
+                for node in (1, 2)}
+    bootstrap = ",".join(process.bootstrap for process in gateways.values())
+    try:
+        group = new_group(bootstrap, group_share_record_lock_duration_ms=LOCK_MS)
+        create_topic(bootstrap, topic_name)
+        values = produce(bootstrap, topic_name, 40)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        coordinator = admin.describe_consumer_groups([group])[group].result(timeout=30).coordinator.id
+        share = consumer(bootstrap, group, topic_name, **{"share.acknowledgement.mode": "explicit",
+                                                          "max.poll.records": 10})
+        try:
+            held = poll_records(share, 10)
+            accepted = held[:5]
+            for message in accepted:
+                share.acknowledge(message, AcknowledgeType.ACCEPT)
+            share.commit_sync()
+            gateways.pop(coordinator).stop(sig=9)
+            # The other five stay acquired by this member: the records come back when the lock ends.
+            for message in held[5:]:
+                share.acknowledge(message, AcknowledgeType.ACCEPT)
+            rest: list[Any] = []
+            deadline = time.monotonic() + 60
+            while len(rest) < 35 and time.monotonic() < deadline:
+                for message in share.poll(0.5) or []:
+                    if message.error() is None:
+                        rest.append(message)
+                        share.acknowledge(message, AcknowledgeType.ACCEPT)
+                with contextlib.suppress(KafkaException):
+                    share.commit_sync(5)
+        finally:
+            share.close()
+    finally:
+        for process in gateways.values():
+            process.stop()
+        server.stop()
+    got = Counter(m.value() for m in accepted + rest)
+    assert set(got) == set(values), sorted(set(values) - set(got))
+    assert all(got[m.value()] == 1 for m in accepted)  # accepted before the loss: never again
