@@ -239,6 +239,23 @@ def test_a_refused_login_is_answered_sasl_authentication_failed_then_closed(gate
         assert wire.closed_by_server()
 
 
+def test_plain_users_are_the_scram_users_whichever_mechanism_they_have(gateway: SaslGateway,
+                                                                       topic_name: str) -> None:
+    # There is no PLAIN user list: a PLAIN login is checked against the user's SCRAM credential.
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{gateway.plain}"})
+    only = {"only-sha256": ScramMechanism.SCRAM_SHA_256, "only-sha512": ScramMechanism.SCRAM_SHA_512}
+    upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(mechanism, 4096),
+                                            f"pw-{user}".encode()) for user, mechanism in only.items()]
+    for future in admin.alter_user_scram_credentials(upserts).values():
+        future.result(timeout=30)
+    for user in (*only, "nobody"):
+        for password, expected in ((f"pw-{user}", 0 if user in only else 58), ("wrong", 58)):
+            with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
+                assert plain_login(wire, user, password).error_code == expected, (user, password)
+    settings = {**sasl_settings("PLAIN", "pw-only-sha512"), "sasl.username": "only-sha512"}
+    assert round_trip(f"127.0.0.1:{gateway.sasl}", topic_name, settings, count=1) == [b"sasl-0"]
+
+
 def test_a_v0_handshake_takes_the_tokens_as_bare_frames(gateway: SaslGateway) -> None:
     with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
         assert wire.call(sasl_handshake("PLAIN", version=0)).error_code == 0
