@@ -12,9 +12,10 @@ controller is the live gateway with the lowest node ID, and a topic's
 partitions are dealt round-robin over the live node IDs in order, starting
 at a place given by the topic's name (CRC-32, the same in every process),
 so one topic's partitions spread over all gateways and different topics
-start on different ones. FindCoordinator names a group's coordinator the
-same way, from the CRC-32 of the group ID, so members that reach different
-gateways are sent to the same one while the live set stays the same.
+start on different ones. FindCoordinator names the live gateway holding a
+group's coordinator lease (coordinator/ownership.py) and, when none does,
+the one the CRC-32 of the group ID picks the same way, which takes the lease
+on the group's first request.
 """
 
 from __future__ import annotations
@@ -164,18 +165,20 @@ class Cluster:
         assert self.me is not None
         return self.controller_id() == self.me.node_id
 
-    def coordinator(self, group: str, asked: Broker) -> Broker | None:
+    def coordinator(self, group: str, asked: Broker, holder: int | None = None) -> Broker | None:
         """The gateway FindCoordinator names for a group (None: it has no such listener)."""
-        return _on_listener(self._coordinator(group), asked)
+        return _on_listener(self._coordinator(group, holder), asked)
 
-    def coordinates(self, group: str) -> bool:
-        """Whether this gateway is the group's coordinator in its view."""
+    def coordinates(self, group: str, holder: int | None = None) -> bool:
+        """Whether this gateway is the one FindCoordinator names for the group."""
         assert self.me is not None
-        return self._coordinator(group).node_id == self.me.node_id
+        return self._coordinator(group, holder).node_id == self.me.node_id
 
-    def _coordinator(self, group: str) -> BrokerRegistration:
+    def _coordinator(self, group: str, holder: int | None) -> BrokerRegistration:
+        """``holder``, the node ID holding the group's lease, while it is live, else the preferred one."""
         members = self.members()
-        return members[zlib.crc32(group.encode()) % len(members)]
+        holding = [member for member in members if member.node_id == holder]
+        return holding[0] if holding else members[zlib.crc32(group.encode()) % len(members)]
 
     def leader(self, topic: str, partition: int) -> int:
         """The node ID leading the partition, as every gateway with this view computes it."""

@@ -17,6 +17,7 @@ from .config import Config
 from .connection import Connection
 from .context import Broker
 from .coordinator import CoordinatorConfig, GroupCoordinator
+from .coordinator.ownership import Ownership
 from .coordinator.share import ShareGroups
 from .coordinator.transactions import run_timeouts as run_transaction_timeouts
 from .dispatch import Router
@@ -32,11 +33,12 @@ from .security.acls import Policy
 from .security.authorizer import Authorizer
 from .security.listeners import ListenerSpec, authenticates, is_loopback, resolve, tls_files
 from .security.tls import ReloadingContext
-from .storage import RedisStorage, StorageUnavailable
+from .storage import RedisStorage, StorageUnavailable, keys
 from .storage.acls import RedisAclStore
 from .storage.brokers import Endpoint, RedisBrokerRegistry
 from .storage.credentials import RedisCredentialStore
 from .storage.groups import RedisGroupStorage
+from .storage.leases import Holder, RedisLeaseStore
 from .storage.redis_cluster import is_cluster
 from .storage.redis_tls import RedisTlsFailed, tls_failure
 from .storage.shares import RedisShareStorage
@@ -52,6 +54,7 @@ class Gateway:
         self.storage: RedisStorage
         self.coordinator: GroupCoordinator
         self.shares: ShareGroups
+        self.ownership: Ownership
         self.listener_specs = resolve(config)
         # Each listener's broker: what Metadata tells the clients that connected on it.
         self.brokers: dict[str, Broker] = {}
@@ -95,12 +98,16 @@ class Gateway:
                      "ACL is found: %s", len(self.authorizer.acls.bindings),
                      ", ".join(self.config.super_users) or "none",
                      self.config.allow_everyone_if_no_acl_found)
+        # Group coordinators' leases last as long as the gateway's own (started
+        # once the cluster is joined, before the first connection is accepted).
+        self.ownership = Ownership(RedisLeaseStore(redis_url, timeout=self.config.redis_timeout,
+                                                   cluster=cluster),
+                                   keys.group_membership, self.config.broker_lease_ms)
         self.coordinator = GroupCoordinator(
             RedisGroupStorage(redis_url, timeout=self.config.redis_timeout,
                               partition_keys=self.storage.partition_keys, cluster=cluster),
             CoordinatorConfig(initial_rebalance_delay_ms=self.config.group_initial_rebalance_delay_ms),
-            # The cluster is joined before the first connection is accepted.
-            owns=lambda group_id: self.cluster.coordinates(group_id),
+            self.ownership,
         )
         self.shares = ShareGroups(
             RedisShareStorage(redis_url, timeout=self.config.redis_timeout,
@@ -119,6 +126,7 @@ class Gateway:
         node_id = await self.cluster.join(
             self.config.node_id, tuple(Endpoint(spec.name, spec.advertised.host, spec.advertised.port)
                                        for spec in self.listener_specs), self.config.rack)
+        self.ownership.start(Holder(node_id, self.cluster.instance))
         self.brokers = {spec.name: Broker(node_id, spec.advertised.host, spec.advertised.port,
                                           cluster_id, self.config.rack, spec.name)
                         for spec in self.listener_specs}
@@ -292,7 +300,16 @@ class Gateway:
     async def shutdown(self) -> None:
         """Stop accepting, let in-flight requests finish, then close."""
         log.info("shutting down")
-        if hasattr(self, "cluster") and await self.cluster.hand_over():
+        handing_over = hasattr(self, "cluster") and await self.cluster.hand_over()
+        if hasattr(self, "coordinator"):
+            # Parked JoinGroup/SyncGroup requests answer NOT_COORDINATOR now
+            # rather than hold shutdown up for a rebalance timeout.
+            self.coordinator.close()
+        if hasattr(self, "ownership"):
+            # Released, the other gateways take this one's groups at once; the
+            # requests still finishing here write only if none took them yet.
+            await self.ownership.stop()
+        if handing_over:
             # Leave first and keep serving a moment, answering Produce and
             # Fetch NOT_LEADER_OR_FOLLOWER and group requests NOT_COORDINATOR,
             # so clients move to the others before the sockets close (Kafka's
@@ -310,10 +327,6 @@ class Gateway:
                 # inside a Redis call can be swallowed, and the task goes on
                 # to its next round (cluster.py's lease renewal did that).
                 await asyncio.wait({task}, timeout=self.config.shutdown_grace)
-        if hasattr(self, "coordinator"):
-            # Parked JoinGroup/SyncGroup requests answer NOT_COORDINATOR now
-            # rather than hold shutdown up for a rebalance timeout.
-            self.coordinator.close()
         for connection in list(self._connections):
             connection.closing = True
             if not connection.busy:
@@ -341,6 +354,8 @@ class Gateway:
             await self.coordinator.storage.close()
         if hasattr(self, "shares"):
             await self.shares.close()
+        if hasattr(self, "ownership"):
+            await self.ownership.store.close()
         if self.embedded is not None:
             await self.embedded.stop()
         log.info("stopped")

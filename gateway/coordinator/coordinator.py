@@ -31,24 +31,31 @@ classic group coordinator (``GroupMetadataManager``), error codes included:
   heartbeats and commits, without a rebalance, and their sessions start
   again. Committed offsets are in Redis too
   (:class:`~..storage.group_base.GroupStorage`).
+- With several gateways on one Redis, a gateway coordinates a group while it
+  holds the group's lease (:mod:`.ownership`), taken on the group's first
+  request here; the others answer NOT_COORDINATOR. Membership stores and
+  offset commits carry the lease's fencing token, so a gateway that lost
+  the lease (paused past it) cannot write the group any more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
 
 from ..logs import printable
 from ..storage.base import StorageUnavailable
-from ..storage.group_base import GroupStorage
+from ..storage.group_base import Fenced, GroupStorage
 from . import membership
 from .consumer_protocol import CONSUMER_PROTOCOL_TYPE, MalformedSubscription, subscribed_topics
 from .group import Group, GroupState, JoinResult, Member, Protocols, SyncResult
+from .ownership import Ownership
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +121,39 @@ def _resolve(future: asyncio.Future[JoinResult] | asyncio.Future[SyncResult] | N
         future.set_result(result)  # type: ignore[arg-type]
 
 
+class _Turns:
+    """One turn at a time per group, in order of arrival (asyncio.Lock is first come, first served)."""
+
+    def __init__(self) -> None:
+        # group -> its lock and how many requests hold or wait for it
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, group_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(group_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[group_id]
+
+
 class GroupCoordinator:
     def __init__(self, storage: GroupStorage, config: CoordinatorConfig | None = None,
-                 owns: Callable[[str], bool] | None = None) -> None:
+                 ownership: Ownership | None = None) -> None:
         self.storage = storage
         self.config = config or CoordinatorConfig()
-        # Whether this gateway coordinates a group now (several gateways on
-        # one Redis: gateway/cluster.py); one gateway alone coordinates all.
-        self._owns = owns or (lambda group_id: True)
+        # Which groups this gateway coordinates (several gateways on one
+        # Redis); without it, this one coordinates every group, unfenced.
+        self.ownership = ownership
+        if ownership is not None:
+            ownership.lost = self._lost
+            ownership.keep = lambda group_id: group_id in self._groups
         self._groups: dict[str, Group] = {}
+        self._arrivals = _Turns()
         self._absent: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -160,18 +191,42 @@ class GroupCoordinator:
     def groups(self) -> list[Group]:
         return list(self._groups.values())
 
-    def _not_ours(self, group_id: str) -> bool:
-        """Whether another gateway coordinates the group: then NOT_COORDINATOR, and what
-        this one held of it is dropped, so it loads the stored state if the group comes back."""
-        if self._owns(group_id):
-            return False
+    async def _ownership_error(self, group_id: str) -> ErrorCode | None:
+        """None while this gateway coordinates the group, taking its lease if no other
+        gateway holds it; else NOT_COORDINATOR (COORDINATOR_NOT_AVAILABLE when Redis is away)."""
+        ownership = self.ownership
+        if ownership is None or ownership.token(group_id) is not None:
+            return None
+        # Whatever is in memory dates from before this gateway last held the
+        # lease (or was loaded without it): the stored state is the truth.
+        self._forget(group_id, "not coordinated here")
+        try:
+            token = await ownership.acquire(group_id)
+        except StorageUnavailable:
+            return ErrorCode.coordinator_not_available
+        return ErrorCode.not_coordinator if token is None else None
+
+    def _lost(self, group_id: str) -> None:
+        """The group's lease is gone: another gateway coordinates it now."""
+        self._forget(group_id, "its coordinator lease was lost")
+
+    def _forget(self, group_id: str, why: str) -> None:
+        """Drop what this gateway holds of a group, so it loads the stored state if the group comes back."""
         self._absent.discard(group_id)
         group = self._groups.pop(group_id, None)
         if group is not None:
-            log.info("group %s: coordinated by another gateway now; dropped from memory",
-                     printable(group_id))
+            log.info("group %s: dropped from memory (%s)", printable(group_id), why)
             self._drop(group)
-        return True
+
+    def fence_token(self, group_id: str) -> int | None:
+        """The fencing token this gateway's writes of the group carry (None: unfenced)."""
+        return None if self.ownership is None else self.ownership.fence_token(group_id)
+
+    async def holders(self, group_ids: Sequence[str]) -> list[int | None]:
+        """The node ID holding each group's lease, else None (StorageUnavailable when Redis is away)."""
+        if self.ownership is None:
+            return [None] * len(group_ids)
+        return await self.ownership.holders(group_ids)
 
     def _drop(self, group: Group) -> None:
         """Cancel a group's timers and answer its parked requests with NOT_COORDINATOR."""
@@ -190,15 +245,18 @@ class GroupCoordinator:
         if not (self.config.min_session_timeout_ms <= request.session_timeout_ms
                 <= self.config.max_session_timeout_ms):
             return JoinResult(ErrorCode.invalid_session_timeout, request.member_id)
-        if self._not_ours(request.group_id):
-            return JoinResult(ErrorCode.not_coordinator, request.member_id)
-        try:
-            # A group cannot commit or be found again while Redis is away.
-            await self.storage.ping()
-            await self.loaded(request.group_id)
-        except StorageUnavailable:
-            return JoinResult(ErrorCode.coordinator_not_available, request.member_id)
-        outcome = self._join(request)
+        # Joins reach the group in their order of arrival, whatever Redis
+        # round trips come first (the first member to join leads).
+        async with self._arrivals.turn(request.group_id):
+            if (error := await self._ownership_error(request.group_id)) is not None:
+                return JoinResult(error, request.member_id)
+            try:
+                # A group cannot commit or be found again while Redis is away.
+                await self.storage.ping()
+                await self.loaded(request.group_id)
+            except StorageUnavailable:
+                return JoinResult(ErrorCode.coordinator_not_available, request.member_id)
+            outcome = self._join(request)
         if isinstance(outcome, JoinResult):
             return outcome
         return await outcome
@@ -431,8 +489,8 @@ class GroupCoordinator:
     # -- SyncGroup ----------------------------------------------------------------------
 
     async def sync(self, request: SyncRequest) -> SyncResult:
-        if self._not_ours(request.group_id):
-            return SyncResult(ErrorCode.not_coordinator)
+        if (not_here := await self._ownership_error(request.group_id)) is not None:
+            return SyncResult(not_here)
         try:
             group = await self.loaded(request.group_id)
         except StorageUnavailable:
@@ -487,6 +545,11 @@ class GroupCoordinator:
             error = ErrorCode.none
         except StorageUnavailable:
             error = ErrorCode.coordinator_not_available
+        except Fenced:
+            # Another gateway coordinates the group now: dropping it answers
+            # the parked syncs NOT_COORDINATOR.
+            self._lost(group.group_id)
+            return
         if group.generation != generation or not group.is_(COMPLETING):
             return  # a rebalance started meanwhile and answered the waiting syncs
         if error != ErrorCode.none:
@@ -508,8 +571,8 @@ class GroupCoordinator:
 
     async def heartbeat(self, group_id: str, member_id: str, group_instance_id: str | None,
                         generation_id: int) -> ErrorCode:
-        if self._not_ours(group_id):
-            return ErrorCode.not_coordinator
+        if (error := await self._ownership_error(group_id)) is not None:
+            return error
         try:
             group = await self.loaded(group_id)
         except StorageUnavailable:
@@ -534,8 +597,8 @@ class GroupCoordinator:
                     members: Sequence[tuple[str, str | None]]) -> tuple[ErrorCode, list[ErrorCode]]:
         """Remove members given as (member ID, group instance ID): the top-level
         error and one per member. A static member may be named by instance ID alone."""
-        if self._not_ours(group_id):
-            return ErrorCode.not_coordinator, []
+        if (error := await self._ownership_error(group_id)) is not None:
+            return error, []
         try:
             group = await self.loaded(group_id)
         except StorageUnavailable:
@@ -613,7 +676,7 @@ class GroupCoordinator:
     # -- storing membership ---------------------------------------------------------------------
 
     async def _store(self, group_id: str, generation: int, state: bytes) -> None:
-        if not await self.storage.save_membership(group_id, generation, state):
+        if not await self.storage.save_membership(group_id, generation, state, self.fence_token(group_id)):
             log.warning("group %s: Redis holds a later generation than %d; not stored", printable(group_id),
                         generation)
         self._absent.discard(group_id)
@@ -632,6 +695,10 @@ class GroupCoordinator:
             # A restart would then load the previous generation; its members
             # no longer heartbeat and expire after their session timeout.
             log.warning("group %s: generation %d not stored: %s", printable(group.group_id), generation, exc)
+        except Fenced:
+            log.warning("group %s: generation %d not stored: another gateway coordinates the group now",
+                        printable(group.group_id), generation)
+            self._lost(group.group_id)
         finally:
             self._forget_if_idle(group)
 
@@ -640,8 +707,8 @@ class GroupCoordinator:
     async def validate_commit(self, group_id: str, member_id: str, group_instance_id: str | None,
                               generation_id: int) -> ErrorCode:
         """Whether this member may commit now (Kafka's classic-group rules)."""
-        if self._not_ours(group_id):
-            return ErrorCode.not_coordinator
+        if (error := await self._ownership_error(group_id)) is not None:
+            return error
         try:
             group = await self.loaded(group_id)
         except StorageUnavailable:

@@ -1,8 +1,10 @@
 """Consumer-group membership and administration (the classic group protocol).
 
-FindCoordinator (key 10) v0-v6: one live gateway per group, computed from
-the live set the same way on every gateway (gateway/cluster.py); the
-batched coordinator_keys of v4+ are answered one by one. While Redis is
+FindCoordinator (key 10) v0-v6: the live gateway holding the group's
+coordinator lease, read from Redis (coordinator/ownership.py), or when none
+does the one computed from the live set the same way on every gateway
+(gateway/cluster.py); the batched coordinator_keys of v4+ are looked up in
+one pipeline and answered one by one. While Redis is
 unreachable the answer is COORDINATOR_NOT_AVAILABLE (retriable). Only group
 keys are served: a transaction coordinator gets
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED with the message that transactions are
@@ -76,16 +78,17 @@ def _client_host(context: RequestContext) -> str:
 # -- FindCoordinator ------------------------------------------------------------------
 
 
-async def _coordinator_error(context: RequestContext, key_type: int) -> tuple[ErrorCode, str | None]:
+async def _holders(context: RequestContext, key_type: int, keys: list[str]
+                   ) -> tuple[ErrorCode, str | None, list[int | None]]:
+    """The error for the whole request, and each group's lease holder (None: no live lease)."""
     if key_type == TRANSACTION_KEY:
-        return refuse_transactions(context, "a transaction coordinator"), TRANSACTIONS_NOT_SERVED
+        return refuse_transactions(context, "a transaction coordinator"), TRANSACTIONS_NOT_SERVED, []
     if key_type != GROUP_KEY:
-        return ErrorCode.invalid_request, f"This gateway does not serve coordinator type {key_type}."
+        return ErrorCode.invalid_request, f"This gateway does not serve coordinator type {key_type}.", []
     try:
-        await context.coordinator.storage.ping()
+        return ErrorCode.none, None, await context.coordinator.holders(keys)
     except StorageUnavailable as exc:
-        return ErrorCode.coordinator_not_available, f"Redis unavailable: {exc}"
-    return ErrorCode.none, None
+        return ErrorCode.coordinator_not_available, f"Redis unavailable: {exc}", []
 
 
 def _key_refused(context: RequestContext, key_type: int, key: str) -> ErrorCode | None:
@@ -99,7 +102,7 @@ def _key_refused(context: RequestContext, key_type: int, key: str) -> ErrorCode 
 
 
 def _coordinator(context: RequestContext, key_type: int, key: str, checked: tuple[ErrorCode, str | None],
-                 ) -> tuple[ErrorCode, str | None, Broker | None]:
+                 holder: int | None) -> tuple[ErrorCode, str | None, Broker | None]:
     """The gateway coordinating a group, on the listener the request came in on."""
     refused = _key_refused(context, key_type, key)
     if refused is not None:
@@ -108,7 +111,7 @@ def _coordinator(context: RequestContext, key_type: int, key: str, checked: tupl
     code, message = checked
     if code != ErrorCode.none:
         return code, message, None
-    broker = context.cluster.coordinator(key, context.broker)
+    broker = context.cluster.coordinator(key, context.broker, holder)
     if broker is None:
         # Kafka's answer when the coordinator has no endpoint on this listener.
         return (ErrorCode.coordinator_not_available,
@@ -119,15 +122,19 @@ def _coordinator(context: RequestContext, key_type: int, key: str, checked: tupl
 async def handle_find_coordinator(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     key_type = getattr(request, "key_type", GROUP_KEY)
-    checked = await _coordinator_error(context, key_type)
+    keys = [request.key] if context.api_version < 4 else list(request.coordinator_keys)
+    code, message, holders = await _holders(context, key_type, keys)
+    checked = (code, message)
     if context.api_version < 4:
-        code, message, broker = _coordinator(context, key_type, request.key, checked)
+        code, message, broker = _coordinator(context, key_type, request.key, checked,
+                                             holders[0] if holders else None)
         return make(types.FindCoordinatorResponse, throttle_time=NO_THROTTLE, error_code=code,
                     error_message=message, node_id=broker.node_id if broker else -1,
                     host=broker.host if broker else "", port=broker.port if broker else -1)
     coordinators = []
-    for key in request.coordinator_keys:
-        code, message, broker = _coordinator(context, key_type, key, checked)
+    for index, key in enumerate(keys):
+        code, message, broker = _coordinator(context, key_type, key, checked,
+                                             holders[index] if holders else None)
         coordinators.append(make(
             types.Coordinator, key=key, node_id=broker.node_id if broker else -1,
             host=broker.host if broker else "", port=broker.port if broker else -1,
@@ -291,8 +298,9 @@ async def _all_groups(context: RequestContext) -> dict[str, tuple[str, str]]:
         if not group.is_(GroupState.DEAD):
             protocol_type = group.protocol_type or registered.get(group.group_id, "")
             found[group.group_id] = (protocol_type, group.state.value)
-    return {group_id: listed for group_id, listed in found.items()
-            if context.cluster.coordinates(group_id)}
+    holders = await context.coordinator.holders(list(found))
+    return {group_id: listed for (group_id, listed), holder in zip(found.items(), holders, strict=True)
+            if context.cluster.coordinates(group_id, holder)}
 
 
 def _wanted(request: Any, state: str) -> bool:

@@ -45,7 +45,7 @@ from ..context import RequestContext
 from ..dispatch import Access, Route
 from ..security.acls import Operation, ResourceType
 from ..storage import StorageUnavailable, TopicInfo
-from ..storage.group_base import OffsetCommit
+from ..storage.group_base import Fenced, OffsetCommit
 from ._build import NO_THROTTLE, make, response_types
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,8 @@ async def _store_commits(context: RequestContext, group_id: str,
     try:
         if forget:
             await groups.storage.delete_offsets(group_id, forget)
-        results = await groups.storage.commit_offsets(group_id, keep, groups.protocol_type(group_id))
+        results = await groups.storage.commit_offsets(group_id, keep, groups.protocol_type(group_id),
+                                                      groups.fence_token(group_id))
     except StorageUnavailable:
         return [ErrorCode.coordinator_not_available] * len(commits)
     by_partition = {(c.topic, c.partition): _stored(result) for c, result in zip(keep, results, strict=True)}
@@ -126,6 +127,10 @@ def _stored(result: Exception | None) -> ErrorCode:
         return ErrorCode.none
     if isinstance(result, StorageUnavailable):
         return ErrorCode.coordinator_not_available
+    if isinstance(result, Fenced):
+        # A later coordinator of the group committed there: this gateway lost
+        # the group's lease while the commit was on its way.
+        return ErrorCode.not_coordinator
     log.error("offset commit failed in Redis: %r", result)
     return ErrorCode.unknown_server_error
 

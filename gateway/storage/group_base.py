@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
+class Fenced(Exception):
+    """A write carried a fencing token below the group's latest: another gateway
+    took the group's coordinator lease since (coordinator/ownership.py)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OffsetCommit:
     topic: str
@@ -41,9 +46,10 @@ class GroupStorage(Protocol):
         """Raise StorageUnavailable unless Redis answers."""
 
     async def commit_offsets(self, group: str, commits: Sequence[OffsetCommit],
-                             protocol_type: str | None) -> list[Exception | None]:
+                             protocol_type: str | None, token: int | None = None) -> list[Exception | None]:
         """Commit each partition's offset; registers the group (with its protocol
-        type when known) and the partitions. One result per commit, in order."""
+        type when known) and the partitions. One result per commit, in order;
+        :class:`Fenced` for a partition where a later coordinator's ``token`` committed."""
 
     async def fetch_offsets(self, group: str,
                             partitions: Sequence[tuple[str, int]]) -> list[CommittedOffset]: ...
@@ -61,8 +67,11 @@ class GroupStorage(Protocol):
 
     async def delete_offsets(self, group: str, partitions: Sequence[tuple[str, int]]) -> None: ...
 
-    async def save_membership(self, group: str, generation: int, state: bytes) -> bool:
-        """Store the group's membership unless a later generation is stored; whether it was."""
+    async def save_membership(self, group: str, generation: int, state: bytes,
+                              token: int | None = None) -> bool:
+        """Store the group's membership unless a later generation is stored; whether it was.
+
+        Raises :class:`Fenced` when ``token`` is below the group's lease's."""
 
     async def load_membership(self, group: str) -> bytes | None:
         """The stored membership, or None."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import keys
 from .errors import call_once, classify
-from .group_base import CommittedOffset, OffsetCommit
+from .group_base import CommittedOffset, Fenced, OffsetCommit
 from .redis_cluster import StoreConnections
 from .scripts import ScriptCall, function, run_calls
 
@@ -65,15 +65,16 @@ class RedisGroupStorage(StoreConnections):
     # -- offsets ----------------------------------------------------------------
 
     async def commit_offsets(self, group: str, commits: Sequence[OffsetCommit],
-                             protocol_type: str | None) -> list[Exception | None]:
+                             protocol_type: str | None, token: int | None = None) -> list[Exception | None]:
         if not commits:
             return []
         now = int(time.time() * 1000)
-        calls = [
-            ScriptCall(COMMIT, _commit_keys(await self._keys_of(c.topic, c.partition)),
-                       [group, c.offset, c.leader_epoch, now, c.metadata])
-            for c in commits
-        ]
+        fence = "" if token is None else token
+        calls = []
+        for c in commits:
+            partition_keys = await self._keys_of(c.topic, c.partition)
+            calls.append(ScriptCall(COMMIT, [*_commit_keys(partition_keys), partition_keys.fences],
+                                    [group, c.offset, c.leader_epoch, now, c.metadata, fence]))
         # Register first: a partition with a commit must be findable, while
         # a registered partition without one is harmless (readers skip it).
         await call_once(lambda: self._register(group, commits, protocol_type))
@@ -172,11 +173,15 @@ class RedisGroupStorage(StoreConnections):
 
     # -- membership ---------------------------------------------------------------
 
-    async def save_membership(self, group: str, generation: int, state: bytes) -> bool:
-        call = ScriptCall(SAVE_MEMBERSHIP, [keys.group_membership(group)], [generation, state])
+    async def save_membership(self, group: str, generation: int, state: bytes,
+                              token: int | None = None) -> bool:
+        args = [generation, state] if token is None else [generation, state, token]
+        call = ScriptCall(SAVE_MEMBERSHIP, [keys.group_membership(group)], args)
         (reply,) = await call_once(lambda: run_calls(self._scripts, [call]))
         if isinstance(reply, Exception):
             raise classify(reply)
+        if reply == -1:
+            raise Fenced(f"group {group}: a later coordinator holds the lease (token {token} is stale)")
         return bool(reply)
 
     async def load_membership(self, group: str) -> bytes | None:
@@ -189,7 +194,8 @@ class RedisGroupStorage(StoreConnections):
             pipe = self._redis.pipeline(transaction=False)
             # One key per DEL: on a Redis Cluster the two live in different slots.
             pipe.delete(keys.group_partitions(group))
-            pipe.delete(keys.group_membership(group))
+            # The coordinator's lease stays, so its fencing token never goes back.
+            pipe.hdel(keys.group_membership(group), "generation", "state")
             pipe.hdel(keys.GROUPS, group)
             await pipe.execute()
 
@@ -213,5 +219,7 @@ def _seek_yielded(reply: Any) -> bool:
 
 
 def _error(reply: Any) -> Exception | None:
+    if isinstance(reply, list) and reply and reply[0] == -4:
+        return Fenced("a later coordinator of the group committed on this partition")
     return classify(reply) if isinstance(reply, Exception) else None
 

@@ -71,13 +71,21 @@ def partition_commits(topic: str, partition: int) -> str:
     return f"kafka:{partition_tag(topic, partition)}:commits"
 
 
+def partition_fences(topic: str, partition: int) -> str:
+    """Per group, the highest coordinator fencing token that committed on the partition."""
+    return f"kafka:{partition_tag(topic, partition)}:fences"
+
+
 def group_partitions(group: str) -> str:
     """The set of "<topic>:<partition>" a group committed on."""
     return f"kafka:groups:{group}"
 
 
 def group_membership(group: str) -> str:
-    """The group's last stored generation and members (a hash: generation, state).
+    """The group's last stored generation and members (a hash: generation, state),
+    and its coordinator's lease (fields lease:*, gateway/storage/leases.py):
+    one key, so the membership write checks the lease's fencing token in the
+    same Redis Cluster slot whatever the group ID's braces.
 
     "kafka:group:" never prefixes a "kafka:groups:" key, whatever the group ID.
     """
@@ -134,6 +142,7 @@ class PartitionKeys:
     commits: str
     latest: str  # compacted topics: key -> latest entry ID (compact.lua)
     tombstones: str  # compacted topics: tombstones compaction reached
+    fences: str  # per group, the highest coordinator fencing token that committed here
 
     @property
     def for_append(self) -> list[str]:
@@ -143,7 +152,8 @@ class PartitionKeys:
     @property
     def auxiliary(self) -> list[str]:
         """Every key but the stream: what the gateway alone writes."""
-        return [self.index, self.meta, self.producers, self.commits, self.latest, self.tombstones]
+        return [self.index, self.meta, self.producers, self.commits, self.latest, self.tombstones,
+                self.fences]
 
     @property
     def for_compaction(self) -> list[str]:
@@ -155,7 +165,7 @@ def own_partition_keys(topic: str, partition: int) -> PartitionKeys:
     return PartitionKeys(stream(topic, partition), offset_index(topic, partition),
                          partition_meta(topic, partition), producer_state(topic, partition),
                          partition_commits(topic, partition), latest_by_key(topic, partition),
-                         tombstones(topic, partition))
+                         tombstones(topic, partition), partition_fences(topic, partition))
 
 
 def hash_tag(key: str) -> str | None:
@@ -175,7 +185,7 @@ def adopted_partition_keys(stream_key: str) -> PartitionKeys:
     # the tag so two adopted streams with one tag never share auxiliary keys.
     base = f"kafka:{{{hash_tag(stream_key) or stream_key}}}:adopted:{stream_key}"
     return PartitionKeys(stream_key, f"{base}:idx", f"{base}:meta", f"{base}:producers",
-                         f"{base}:commits", f"{base}:keys", f"{base}:tombstones")
+                         f"{base}:commits", f"{base}:keys", f"{base}:tombstones", f"{base}:fences")
 
 
 def adopted_streams(configs: Mapping[str, str]) -> tuple[str, ...]:

@@ -35,8 +35,9 @@ from kafka_redis_gateway.gateway.storage import StorageUnavailable, keys
 from kafka_redis_gateway.gateway.storage.acls import RedisAclStore
 from kafka_redis_gateway.gateway.storage.brokers import BrokerRegistration, Endpoint, RedisBrokerRegistry
 from kafka_redis_gateway.gateway.storage.credentials import RedisCredentialStore
-from kafka_redis_gateway.gateway.storage.group_base import OffsetCommit
+from kafka_redis_gateway.gateway.storage.group_base import Fenced, OffsetCommit
 from kafka_redis_gateway.gateway.storage.groups import RedisGroupStorage
+from kafka_redis_gateway.gateway.storage.leases import Acquired, Holder, RedisLeaseStore
 
 from tests.integration.test_confluent import (
     Rec,
@@ -339,6 +340,8 @@ async def test_a_cluster_that_serves_no_slot_is_unavailable_to_every_store(tmp_p
     groups = RedisGroupStorage(cluster.url, cluster=True)
     brokers = RedisBrokerRegistry(cluster.url, cluster=True)
     credentials = RedisCredentialStore(cluster.url, cluster=True)
+    leases = RedisLeaseStore(cluster.url, cluster=True)
+    holder = Holder(7, "instance")
     registration = BrokerRegistration(7, (Endpoint("PLAINTEXT", "127.0.0.1", 9092),))
     node = cluster.nodes[0].client()
     try:
@@ -346,6 +349,7 @@ async def test_a_cluster_that_serves_no_slot_is_unavailable_to_every_store(tmp_p
         assert await groups.save_membership("g", 1, b"state")
         assert (await brokers.renew(registration, "instance", 1000)).held
         assert await credentials.credential("alice", "SCRAM-SHA-256") is None
+        assert await leases.acquire(keys.group_membership("g"), holder, 1000) == Acquired(1)
         node.execute_command("CLUSTER", "DELSLOTSRANGE", 0, 16383)
         with pytest.raises(StorageUnavailable):
             await groups.save_membership("g", 2, b"state")
@@ -355,9 +359,45 @@ async def test_a_cluster_that_serves_no_slot_is_unavailable_to_every_store(tmp_p
             await brokers.renew(registration, "instance", 1000)
         with pytest.raises(StorageUnavailable):
             await credentials.credential("alice", "SCRAM-SHA-256")
+        with pytest.raises(StorageUnavailable):
+            await leases.acquire(keys.group_membership("g"), holder, 1000)
+        with pytest.raises(StorageUnavailable):
+            await leases.holders([keys.group_membership("g")])
     finally:
         node.close()
         await groups.close()
         await brokers.close()
         await credentials.close()
+        await leases.close()
         cluster.stop()
+
+
+async def test_coordinator_fencing_on_a_cluster(redis_cluster: RedisClusterServers) -> None:
+    """The lease, the membership and the fence stamps each live in their own slot
+    (the group's key, each partition's tag), on different nodes, and fencing holds."""
+    leases = RedisLeaseStore(redis_cluster.url, cluster=True)
+    groups = RedisGroupStorage(redis_cluster.url, cluster=True)
+    # Braces in the group ID: its key hashes by that tag, and the lease goes with it.
+    group = "fenced-{on-a-cluster}"
+    key = keys.group_membership(group)
+    topic = "fenced-topic"
+    try:
+        assert len({redis_cluster.node_of(keys.stream(topic, p)).port for p in range(PARTITIONS)}) > 1
+        assert await leases.acquire(key, Holder(1, "one"), 60_000) == Acquired(1)
+        assert await groups.save_membership(group, 1, b"first", 1)
+        first = [OffsetCommit(topic, p, 5) for p in range(PARTITIONS)]
+        assert await groups.commit_offsets(group, first, "consumer", 1) == [None] * PARTITIONS
+        await leases.release([key], Holder(1, "one"))
+        assert await leases.acquire(key, Holder(2, "two"), 60_000) == Acquired(2)
+        assert await groups.commit_offsets(group, first, "consumer", 2) == [None] * PARTITIONS
+        with pytest.raises(Fenced):
+            await groups.save_membership(group, 2, b"stale", 1)
+        stale = await groups.commit_offsets(group, [OffsetCommit(topic, p, 9) for p in range(PARTITIONS)],
+                                            "consumer", 1)
+        assert all(isinstance(result, Fenced) for result in stale), stale
+        fetched = await groups.fetch_offsets(group, [(topic, p) for p in range(PARTITIONS)])
+        assert [offset.offset for offset in fetched] == [5] * PARTITIONS
+        assert await groups.load_membership(group) == b"first"
+    finally:
+        await leases.close()
+        await groups.close()
