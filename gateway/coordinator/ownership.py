@@ -83,7 +83,7 @@ class Ownership:
     def token(self, key: str) -> int | None:
         """The fencing token while this gateway holds the key's lease, else None."""
         lease = self._held.get(key)
-        if lease is None:
+        if lease is None or self._stopping:
             return None
         now = time.monotonic()
         if now >= lease.deadline:
@@ -96,9 +96,11 @@ class Ownership:
 
     def fence_token(self, key: str) -> int:
         """The token a write of the key's state carries: Redis decides whether it is still
-        the latest (0, below every token, when this gateway holds no lease on the key)."""
+        the latest. -1 when this gateway holds no lease on the key: below every token,
+        even none (0), so a gateway that does not coordinate a group never writes it
+        (one that loaded it for DescribeGroups and saw its members' sessions end)."""
         lease = self._held.get(key)
-        return 0 if lease is None else lease.token
+        return -1 if lease is None else lease.token
 
     async def acquire(self, key: str) -> int | None:
         """Take the key's lease unless another gateway's runs: its token, or None.
@@ -171,13 +173,17 @@ class Ownership:
                 self._lose(key)
 
     async def stop(self) -> None:
-        """Stop renewing and release every lease (a clean stop): others take them at once."""
+        """Stop renewing and release every lease (a clean stop): others take them at once.
+
+        No request is served for a key after this, but writes already under
+        way (a last LeaveGroup's Empty store) keep their tokens: they land
+        unless another gateway took the key meanwhile.
+        """
         self._stopping = True
         if self._renewing is not None:
             self._renewing.cancel()
             await asyncio.wait({self._renewing}, timeout=self.lease_ms / 1000)
         keys = list(self._held)
-        self._held.clear()
         if keys and self._holder is not None:
             try:
                 await self.store.release([self._key_of(key) for key in keys], self._holder)

@@ -112,6 +112,9 @@ async def test_a_stale_token_cannot_store_membership(leases: RedisLeaseStore,
     # Membership stored before leases existed (no token) stays readable and writable.
     first = membership.encode(stable_group(group_id, 3))
     assert await group_storage.save_membership(group_id, 3, first)
+    # A gateway holding no lease on the group writes with -1: never stored.
+    with pytest.raises(Fenced):
+        await group_storage.save_membership(group_id, 4, membership.encode(Group(group_id, generation=4)), -1)
     assert await leases.acquire(key, ONE, 100) == Acquired(1)
     assert await group_storage.save_membership(group_id, 4, membership.encode(stable_group(group_id, 4)), 1)
     await asyncio.sleep(0.2)
@@ -148,6 +151,8 @@ async def test_no_commit_of_a_former_coordinator_lands_after_a_later_ones(
         (offset,) = await group_storage.fetch_offsets(group_id, [(topic_name, partition)])
         return offset.offset
 
+    # A gateway holding no lease commits with -1: refused even where no stamp is.
+    assert isinstance(await commit(0, 1, -1), Fenced)
     # A partition with no stamp yet (commits from before fencing) takes any token.
     assert await commit(0, 1, None) is None
     assert await commit(0, 2, 1) is None
