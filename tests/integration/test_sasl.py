@@ -419,8 +419,8 @@ def test_java_console_tools_produce_and_consume_over_sasl_ssl_with_scram(
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
-def test_kcat_lists_metadata_over_sasl_ssl_with_scram(gateway: SaslGateway,
-                                                      certificates: Certificates) -> None:
+def test_kcat_lists_metadata_produces_and_consumes_over_sasl_ssl_with_scram(
+        gateway: SaslGateway, certificates: Certificates, topic_name: str) -> None:
     done = subprocess.run(["kcat", "-b", f"localhost:{gateway.sasl_ssl}", "-L",
                            "-X", "security.protocol=SASL_SSL",
                            "-X", "sasl.mechanisms=SCRAM-SHA-256", "-X", "sasl.username=alice",
@@ -428,6 +428,16 @@ def test_kcat_lists_metadata_over_sasl_ssl_with_scram(gateway: SaslGateway,
                            "-m", "20"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert f"localhost:{gateway.sasl_ssl}" in done.stdout
+    login = ["-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanisms=SCRAM-SHA-512",
+             "-X", "sasl.username=alice", "-X", f"sasl.password={PASSWORD}",
+             "-X", f"ssl.ca.location={certificates.ca}"]
+    produced = subprocess.run(["kcat", "-b", f"localhost:{gateway.sasl_ssl}", *login, "-P", "-t", topic_name],
+                              input="kcat over SASL_SSL\n", capture_output=True, text=True, timeout=60,
+                              check=False)
+    assert produced.returncode == 0, produced.stderr
+    consumed = subprocess.run(["kcat", "-b", f"localhost:{gateway.sasl_ssl}", *login, "-C", "-t", topic_name,
+                               "-e", "-q"], capture_output=True, text=True, timeout=60, check=False)
+    assert (consumed.returncode, consumed.stdout) == (0, "kcat over SASL_SSL\n"), consumed.stderr
     wrong = subprocess.run(["kcat", "-b", f"127.0.0.1:{gateway.sasl}", "-L",
                             "-X", "security.protocol=SASL_PLAINTEXT",
                             "-X", "sasl.mechanisms=SCRAM-SHA-256", "-X", "sasl.username=alice",

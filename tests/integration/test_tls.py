@@ -7,6 +7,7 @@ import contextlib
 import shutil
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,6 +185,51 @@ def test_connections_in_their_tls_handshake_count_against_max_connections(
         gateway.stop()
 
 
+def python_clients_over_mtls(bootstrap: str, topic: str, certificates: Certificates) -> list[bytes]:
+    """kafka-python then aiokafka, each with the client certificate, add a record; all read back."""
+    tls = {"security_protocol": "SSL", "ssl_cafile": str(certificates.ca),
+           "ssl_certfile": str(certificates.client_cert), "ssl_keyfile": str(certificates.client_key)}
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **tls)
+    producer.send(topic, b"kafka-python").get(timeout=30)
+    producer.close()
+
+    async def with_aiokafka() -> list[bytes]:
+        context = create_ssl_context(cafile=str(certificates.ca), certfile=str(certificates.client_cert),
+                                     keyfile=str(certificates.client_key))
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, security_protocol="SSL", ssl_context=context)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"aiokafka")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, security_protocol="SSL",
+                                    ssl_context=context, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            batches = await consumer.getmany(timeout_ms=10_000, max_records=100)
+            return [record.value for records in batches.values() for record in records]
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(with_aiokafka())
+
+
+def kcat_over_mtls(bootstrap: str, topic: str, certificates: Certificates) -> list[str]:
+    """kcat produces one record with the client certificate, then prints the topic's values."""
+    tls = ["-X", "security.protocol=SSL", "-X", f"ssl.ca.location={certificates.ca}",
+           "-X", f"ssl.certificate.location={certificates.client_cert}",
+           "-X", f"ssl.key.location={certificates.client_key}"]
+    kcat = shutil.which("kcat")
+    assert kcat is not None
+    produced = subprocess.run([kcat, "-b", bootstrap, *tls, "-P", "-t", topic], input="kcat\n",
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert produced.returncode == 0, produced.stderr
+    consumed = subprocess.run([kcat, "-b", bootstrap, *tls, "-C", "-t", topic, "-e", "-q"],
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert consumed.returncode == 0, consumed.stderr
+    return consumed.stdout.splitlines()
+
+
 def test_required_client_certificates_authenticate_the_client_as_its_subject(
         redis_server: RedisServer, certificates: Certificates, tmp_path: Path, topic_name: str) -> None:
     log = tmp_path / "gateway.log"
@@ -196,6 +242,10 @@ def test_required_client_certificates_authenticate_the_client_as_its_subject(
         read = confluent_round_trip(gateway.bootstrap, topic_name,
                                     confluent_ssl(certificates, client_cert=True))
         assert read == [f"tls-{i}".encode() for i in range(5)]
+        assert python_clients_over_mtls(gateway.bootstrap, topic_name, certificates)[5:] == [
+            b"kafka-python", b"aiokafka"]
+        if shutil.which("kcat") is not None:
+            assert kcat_over_mtls(gateway.bootstrap, topic_name, certificates)[-1] == "kcat"
     finally:
         gateway.stop()
     text = log.read_text()
