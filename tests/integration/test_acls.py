@@ -466,6 +466,27 @@ def test_describe_client_quotas_needs_describe_configs_on_the_cluster(gateway: A
     assert (described.error_code, described.entries) == (0, ())
 
 
+def test_share_group_apis_need_read_on_the_group(gateway: AclGateway, topic_name: str) -> None:
+    group = f"share-{uuid.uuid4().hex[:10]}"
+
+    def heartbeat() -> Any:
+        return call_as(gateway, "dave", build(
+            request_types(76, 1).ShareGroupHeartbeatRequest, group_id=group, member_id=str(uuid.uuid4()),
+            member_epoch=0, rack_id=None, subscribed_topic_names=(topic_name,)))
+
+    def share_fetch() -> Any:
+        return call_as(gateway, "dave", build(
+            request_types(78, 1).ShareFetchRequest, group_id=group, member_id=str(uuid.uuid4()),
+            share_session_epoch=0, max_wait=datetime.timedelta(0), min_bytes=1, max_bytes=1 << 20,
+            max_records=10, batch_size=10, topics=(), forgotten_topics_data=()))
+
+    assert heartbeat().error_code == KafkaError.GROUP_AUTHORIZATION_FAILED
+    assert share_fetch().error_code == KafkaError.GROUP_AUTHORIZATION_FAILED
+    grant(gateway, allow("dave", ResourceType.GROUP, group, AclOperation.READ))
+    assert heartbeat().error_code == 0
+    assert share_fetch().error_code == 0
+
+
 def test_a_transactional_producer_id_needs_write_on_the_transactional_id(gateway: AclGateway) -> None:
     transactional_id = f"tx-{uuid.uuid4().hex[:12]}"
 
