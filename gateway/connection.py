@@ -370,6 +370,7 @@ class Connection:
             credentials=self.gateway.credentials,
             authorizer=self.gateway.authorizer,
             shares=self.gateway.shares,
+            transactions=self.gateway.transaction_ownership,
         )
         try:
             response = await route.handler(context, body)

@@ -14,6 +14,7 @@ from .storage import Storage
 if TYPE_CHECKING:
     from .cluster import Cluster
     from .coordinator import GroupCoordinator
+    from .coordinator.ownership import Ownership
     from .coordinator.share import ShareGroups
     from .dispatch import Router
     from .security.authorizer import Authorizer
@@ -55,6 +56,8 @@ class RequestContext:
     authorizer: Authorizer
     # Share groups (KIP-932): their state in Redis, this gateway's share sessions.
     shares: ShareGroups
+    # The transactional IDs this gateway coordinates (leases, coordinator/ownership.py).
+    transactions: Ownership
 
     @property
     def api_version(self) -> int:

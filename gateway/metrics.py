@@ -70,8 +70,8 @@ REDIS_LATENCY = Histogram(
 )
 BACKGROUND_SWEEPS = Counter(
     "krg_background_sweeps",
-    "Sweeps of every partition run by this gateway (only the cluster's controller runs them): "
-    "retention, compaction, producer_expiry, transaction_timeouts",
+    "Sweeps run by this gateway: retention, compaction, producer_expiry (of every partition, only on "
+    "the cluster's controller), transaction_timeouts (of the transactional IDs it coordinates, on each)",
     ["task"],
 )
 REDIS_RECONNECTS = Counter(

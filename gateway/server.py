@@ -55,6 +55,7 @@ class Gateway:
         self.coordinator: GroupCoordinator
         self.shares: ShareGroups
         self.ownership: Ownership
+        self.transaction_ownership: Ownership
         self.listener_specs = resolve(config)
         # Each listener's broker: what Metadata tells the clients that connected on it.
         self.brokers: dict[str, Broker] = {}
@@ -103,6 +104,10 @@ class Gateway:
         self.ownership = Ownership(RedisLeaseStore(redis_url, timeout=self.config.redis_timeout,
                                                    cluster=cluster),
                                    keys.group_membership, self.config.broker_lease_ms)
+        # Transaction coordinators' leases, the same way, over each ID's state hash.
+        self.transaction_ownership = Ownership(
+            RedisLeaseStore(redis_url, timeout=self.config.redis_timeout, cluster=cluster),
+            keys.transaction, self.config.broker_lease_ms)
         self.coordinator = GroupCoordinator(
             RedisGroupStorage(redis_url, timeout=self.config.redis_timeout,
                               partition_keys=self.storage.partition_keys, cluster=cluster),
@@ -127,6 +132,7 @@ class Gateway:
             self.config.node_id, tuple(Endpoint(spec.name, spec.advertised.host, spec.advertised.port)
                                        for spec in self.listener_specs), self.config.rack)
         self.ownership.start(Holder(node_id, self.cluster.instance))
+        self.transaction_ownership.start(Holder(node_id, self.cluster.instance))
         self.brokers = {spec.name: Broker(node_id, spec.advertised.host, spec.advertised.port,
                                           cluster_id, self.config.rack, spec.name)
                         for spec in self.listener_specs}
@@ -140,7 +146,8 @@ class Gateway:
             self.storage, self.config.producer_id_expiration_check_interval_ms,
             self.config.producer_id_expiration_ms, self.cluster.is_controller))
         self._transaction_timeouts = asyncio.create_task(run_transaction_timeouts(
-            self.storage, self.config.transaction_abort_timed_out_interval_ms, self.cluster.is_controller))
+            self.storage, self.config.transaction_abort_timed_out_interval_ms, self.transaction_ownership,
+            self.cluster))
         # Everything alive now (modules, the protocol schemas, the routes)
         # lives as long as the process: freezing it keeps the cyclic GC's
         # full collections, which stop the event loop, from walking it again
@@ -309,6 +316,8 @@ class Gateway:
             # Released, the other gateways take this one's groups at once; the
             # requests still finishing here write only if none took them yet.
             await self.ownership.stop()
+        if hasattr(self, "transaction_ownership"):
+            await self.transaction_ownership.stop()
         if handing_over:
             # Leave first and keep serving a moment, answering Produce and
             # Fetch NOT_LEADER_OR_FOLLOWER and group requests NOT_COORDINATOR,
@@ -356,6 +365,8 @@ class Gateway:
             await self.shares.close()
         if hasattr(self, "ownership"):
             await self.ownership.store.close()
+        if hasattr(self, "transaction_ownership"):
+            await self.transaction_ownership.store.close()
         if self.embedded is not None:
             await self.embedded.stop()
         log.info("stopped")

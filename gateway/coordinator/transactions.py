@@ -4,7 +4,7 @@ Each step on a transactional ID's state is one script (storage/transactions.py);
 ending a transaction is three: prepare (EndTxn, or a fence), write the
 outcome to every partition and group of the transaction, complete. Every
 step is in Redis, so a gateway that dies between them leaves a prepared
-transaction that the controller's sweep finishes (below), and whose
+transaction that the sweep finishes (below), and whose
 producer meanwhile gets CONCURRENT_TRANSACTIONS (retriable), as from Kafka.
 
 Transactions past their timeout are aborted, and prepared ones whose
@@ -20,19 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from kio.schema.errors import ErrorCode
 
 from .. import metrics
+from ..cluster import Cluster
 from ..logs import printable
 from ..storage import Storage, StorageUnavailable
 from ..storage.transactions import Ending, Producer, TransactionSummary
+from .ownership import Ownership
 
 log = logging.getLogger(__name__)
 
-# States whose outcome is decided but not yet written everywhere.
-PREPARED = frozenset({"PrepareCommit", "PrepareAbort"})
+# States the sweep may end: Ongoing (when past its timeout), and those whose
+# outcome is decided but not yet written everywhere.
+ENDABLE = frozenset({"Ongoing", "PrepareCommit", "PrepareAbort"})
 
 
 async def finish(storage: Storage, ending: Ending) -> ErrorCode:
@@ -67,36 +69,54 @@ async def abort_for_new_producer(storage: Storage, transactional_id: str,
     return ErrorCode.concurrent_transactions
 
 
-async def abort_timed_out_once(storage: Storage) -> int:
-    """Abort every Ongoing transaction past its timeout, as Kafka's abortTimedOutTransactions:
-    its producer is fenced (the epoch goes up) and its transaction aborted; and finish every
-    prepared one (its gateway died between prepare and complete). The transactions ended.
+async def lease_token(ownership: Ownership, transactional_id: str) -> int | None:
+    """This gateway's fencing token for the ID, taking its lease unless another gateway's
+    runs; None when another gateway coordinates it. Raises StorageUnavailable."""
+    token = ownership.token(transactional_id)
+    if token is None:
+        token = await ownership.acquire(transactional_id)
+    return token
+
+
+async def abort_timed_out_once(storage: Storage, ownership: Ownership, cluster: Cluster) -> int:
+    """Abort every Ongoing transaction past its timeout that this gateway coordinates, as Kafka's
+    abortTimedOutTransactions: its producer is fenced (the epoch goes up) and its transaction
+    aborted; and finish every prepared one (its gateway died between prepare and complete).
+    The transactions ended.
 
     Step by step through the registry of transactional IDs (HSCAN): one
-    pipelined read of the step's states, then one script call per
-    transaction to end, so neither Redis nor the event loop is held long.
+    pipelined read of the step's states, then for the transactions to end,
+    their lease holders and one script call each, so neither Redis nor the
+    event loop is held long. A transaction whose coordinator is gone is
+    taken by the gateway FindCoordinator would name (its lease then moves).
     """
     cursor, ended = 0, 0
     while True:
         cursor, transactional_ids = await storage.transactional_ids(cursor)
-        for summary in await storage.transaction_summaries(transactional_ids):
-            if summary is not None and await _end_if_due(storage, summary):
+        due = [summary for summary in await storage.transaction_summaries(transactional_ids)
+               if summary is not None and summary.state in ENDABLE]
+        holders = await ownership.holders([summary.transactional_id for summary in due]) if due else []
+        for summary, holder in zip(due, holders, strict=True):
+            if not cluster.coordinates(summary.transactional_id, holder):
+                continue
+            token = await lease_token(ownership, summary.transactional_id)
+            if token is not None and await _end_if_due(storage, summary, token):
                 ended += 1
         if cursor == 0:
             return ended
 
 
-async def _end_if_due(storage: Storage, summary: TransactionSummary) -> bool:
+async def _end_if_due(storage: Storage, summary: TransactionSummary, token: int) -> bool:
     transactional_id = summary.transactional_id
     if summary.state == "Ongoing":
-        fenced = await storage.fence_transaction(transactional_id, None, "timeout")
+        fenced = await storage.fence_transaction(transactional_id, token, "timeout")
         if isinstance(fenced, Ending) and await finish(storage, fenced) == ErrorCode.none:
             log.info("aborted %s's transaction: past its transaction.timeout.ms", printable(transactional_id))
             return True
-    elif summary.state in PREPARED:
+    else:
         described = await storage.describe_transaction(transactional_id)
         if described is not None and described.state == summary.state:
-            producer = Producer(transactional_id, described.producer_id, described.producer_epoch)
+            producer = Producer(transactional_id, described.producer_id, described.producer_epoch, token)
             ending = Ending(producer, summary.state == "PrepareCommit", described.members)
             if await finish(storage, ending) == ErrorCode.none:
                 log.info("finished %s's prepared %s", printable(transactional_id), ending.outcome)
@@ -104,15 +124,13 @@ async def _end_if_due(storage: Storage, summary: TransactionSummary) -> bool:
     return False
 
 
-async def run_timeouts(storage: Storage, interval_ms: int, is_controller: Callable[[], bool]) -> None:
-    """Abort timed-out transactions every interval, when this gateway is the controller, until cancelled."""
+async def run_timeouts(storage: Storage, interval_ms: int, ownership: Ownership, cluster: Cluster) -> None:
+    """End due transactions this gateway coordinates every interval, until cancelled."""
     while True:
         await asyncio.sleep(interval_ms / 1000)
-        if not is_controller():
-            continue
         metrics.BACKGROUND_SWEEPS.labels("transaction_timeouts").inc()
         try:
-            await abort_timed_out_once(storage)
+            await abort_timed_out_once(storage, ownership, cluster)
         except StorageUnavailable as exc:
             log.warning("transaction timeout sweep skipped, Redis unavailable: %s", exc)
         except Exception:  # keep the task alive; the next interval tries again

@@ -16,11 +16,13 @@ a known one the next epoch of its producer ID (a new producer ID once its
 epochs are used up), which fences every producer of an older epoch; a
 request naming a producer that is not the ID's current one gets
 PRODUCER_FENCED (INVALID_PRODUCER_EPOCH before v4, which does not know it),
-a retried one the same answer again. While the previous producer's
+a retried one the same answer again. The gateway holding the ID's
+coordinator lease answers (taking it when no gateway's lease runs; the
+others answer NOT_COORDINATOR), and its writes carry the lease's fencing
+token. While the previous producer's
 transaction is Ongoing, that producer is fenced and its transaction
 aborted, and the request answered CONCURRENT_TRANSACTIONS (the client
-retries). Only the ID's coordinator answers
-(else NOT_COORDINATOR); a timeout outside 1 ms to 15 minutes
+retries). A timeout outside 1 ms to 15 minutes
 (transaction.max.timeout.ms) gets INVALID_TRANSACTION_TIMEOUT.
 
 Transactions are not served yet all the same (docs/compatibility.md):
@@ -45,7 +47,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
-from ..coordinator.transactions import abort_for_new_producer
+from ..coordinator.transactions import abort_for_new_producer, lease_token
 from ..dispatch import Access, Route
 from ..security.acls import Operation, ResourceType
 from ..storage import StorageUnavailable
@@ -132,12 +134,13 @@ async def _init_transactional(context: RequestContext, request: Any) -> tuple[Er
     timeout_ms = int(request.transaction_timeout.total_seconds() * 1000)
     if not 0 < timeout_ms <= MAX_TRANSACTION_TIMEOUT_MS:
         return (ErrorCode.invalid_transaction_timeout, *none)
-    if not context.cluster.coordinates(transactional_id):
-        return (ErrorCode.not_coordinator, *none)
-    init = InitTransaction(transactional_id, timeout_ms,
-                           getattr(request, "producer_id", NO_PRODUCER_ID),
-                           getattr(request, "producer_epoch", NO_PRODUCER_EPOCH))
     try:
+        token = await lease_token(context.transactions, transactional_id)
+        if token is None:
+            return (ErrorCode.not_coordinator, *none)
+        init = InitTransaction(transactional_id, timeout_ms,
+                               getattr(request, "producer_id", NO_PRODUCER_ID),
+                               getattr(request, "producer_epoch", NO_PRODUCER_EPOCH), token)
         result = await context.storage.init_transaction(init)
         if result.error_code == ONGOING:
             aborted = await abort_for_new_producer(context.storage, transactional_id, init.fencing_token)

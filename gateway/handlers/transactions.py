@@ -1,7 +1,8 @@
 """Transactions' admin APIs (issue #16), and the producers on partitions.
 
 ListTransactions (key 66) v0-v1: the transactional IDs this gateway
-coordinates, with producer ID and state, as Kafka's
+coordinates (holds the lease of, or would take it: the one FindCoordinator
+is to name), with producer ID and state, as Kafka's
 TransactionStateManager.listTransactionStates: state filters by Kafka's
 state names (unknown ones come back in unknown_state_filters and match
 nothing), producer ID filters, and from v1 a duration filter (only
@@ -59,8 +60,9 @@ async def _summaries(context: RequestContext) -> list[TransactionSummary]:
     cursor = 0
     while True:
         cursor, transactional_ids = await context.storage.transactional_ids(cursor)
-        mine = [transactional_id for transactional_id in transactional_ids
-                if context.cluster.coordinates(transactional_id)]
+        holders = await context.transactions.holders(transactional_ids) if transactional_ids else []
+        mine = [transactional_id for transactional_id, holder in zip(transactional_ids, holders, strict=True)
+                if context.cluster.coordinates(transactional_id, holder)]
         if mine:
             found.extend(s for s in await context.storage.transaction_summaries(mine) if s is not None)
         if cursor == 0:
@@ -127,9 +129,10 @@ async def _described(context: RequestContext, transactional_id: str) -> Any:
         return _transaction_state(context, transactional_id, ErrorCode.transactional_id_authorization_failed)
     if not transactional_id:
         return _transaction_state(context, transactional_id, ErrorCode.invalid_request)
-    if not context.cluster.coordinates(transactional_id):
-        return _transaction_state(context, transactional_id, ErrorCode.not_coordinator)
     try:
+        (holder,) = await context.transactions.holders([transactional_id])
+        if not context.cluster.coordinates(transactional_id, holder):
+            return _transaction_state(context, transactional_id, ErrorCode.not_coordinator)
         described = await context.storage.describe_transaction(transactional_id)
     except StorageUnavailable:
         return _transaction_state(context, transactional_id, ErrorCode.coordinator_not_available)

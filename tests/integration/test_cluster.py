@@ -265,7 +265,6 @@ def test_only_the_controller_runs_the_background_sweeps(cluster_redis: RedisServ
     started = [GatewayProcess(cluster_redis.url, log_path=tmp_path / f"gateway-{n}.log", extra_args=[
         "--broker-lease-ms", str(LEASE_MS), "--metrics-listen", f"127.0.0.1:{port}",
         "--retention-check-interval-ms", "100", "--producer-id-expiration-check-interval-ms", "100",
-        "--transaction-abort-timed-out-interval-ms", "100",
     ]).start() for n, port in enumerate(ports)]
     try:
         for gateway in started:
@@ -278,10 +277,10 @@ def test_only_the_controller_runs_the_background_sweeps(cluster_redis: RedisServ
         def sweeps(port: int) -> list[float]:
             samples = scrape(port)
             return [value(samples, "krg_background_sweeps_total", task=task)
-                    for task in ("retention", "compaction", "producer_expiry", "transaction_timeouts")]
+                    for task in ("retention", "compaction", "producer_expiry")]
 
         wait_until(lambda: min(sweeps(controller_port)) >= 5, 30, "the controller's sweeps")
-        assert [sweeps(port) for port in ports if port != controller_port] == [[0, 0, 0, 0], [0, 0, 0, 0]]
+        assert [sweeps(port) for port in ports if port != controller_port] == [[0, 0, 0], [0, 0, 0]]
     finally:
         for gateway in started:
             gateway.stop()

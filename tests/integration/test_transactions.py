@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import datetime
 import os
+import signal
 import struct
 import subprocess
 import time
@@ -469,3 +470,57 @@ async def test_describe_transactions(storage: RedisStorage, wire: Wire, transact
         ErrorCode.transactional_id_not_found.value, -1, -1)
     (invalid,) = described_transactions(wire, "")
     assert invalid.error_code == ErrorCode.invalid_request.value
+
+
+# -- coordinator leases ---------------------------------------------------------------
+
+LEASE_MS = 1500
+
+
+async def test_a_transaction_outlives_its_coordinator_gateway(tmp_path: Path) -> None:
+    """Three gateways on one Redis; the one holding the ID's lease is killed mid-transaction."""
+    redis_server = RedisServer(tmp_path / "redis").start()
+    gateways = [GatewayProcess(redis_server.url, log_path=tmp_path / f"gateway-{n}.log",
+                               extra_args=["--broker-lease-ms", str(LEASE_MS)]).start() for n in range(3)]
+    client = redis_server.client()
+    store = RedisStorage(redis_server.url)
+    wires = [Wire(gateway.bootstrap) for gateway in gateways]
+    transactional_id = "tx-moving"
+    try:
+        # The first gateway asked takes the ID's lease; the others are not its coordinator.
+        code, producer_id, epoch = init(wires[0], transactional_id)
+        assert (code, epoch) == (ErrorCode.none, 0)
+        assert init(wires[1], transactional_id)[0] == ErrorCode.not_coordinator
+        assert init(wires[0], transactional_id) == (ErrorCode.none, producer_id, 1)
+        # Its transaction is under way (AddPartitionsToTxn is not served yet: storage).
+        producer = Producer(transactional_id, producer_id, 1)
+        assert await store.add_to_transaction(producer, [partition_member("a", 0)]) == 0
+        token_before = int(client.hget(keys.transaction(transactional_id), "lease:token"))
+        wires[0].close()
+        gateways[0].stop(signal.SIGKILL)
+        # A new producer instance finds another gateway coordinating the ID once the
+        # lease ends: the old producer's transaction is aborted, and it retries.
+        deadline = time.monotonic() + 30
+        answers: list[tuple[ErrorCode, int, int]] = []
+        while time.monotonic() < deadline:
+            answers = [init(wire, transactional_id) for wire in wires[1:]]
+            if any(answer[0] != ErrorCode.not_coordinator for answer in answers):
+                break
+            await asyncio.sleep(0.2)
+        (code, _, _), = [answer for answer in answers if answer[0] != ErrorCode.not_coordinator]
+        assert code == ErrorCode.concurrent_transactions
+        coordinator = wires[1 + [answer[0] for answer in answers].index(code)]
+        state = stored(client, transactional_id)
+        assert (state["state"], state["epoch"]) == ("CompleteAbort", "2")
+        assert int(state["lease:token"]) > token_before
+        assert init(coordinator, transactional_id) == (ErrorCode.none, producer_id, 3)
+        # The killed gateway's token is stale: its writes are refused.
+        stale = InitTransaction(transactional_id, 60_000, fencing_token=token_before)
+        assert (await store.init_transaction(stale)).error_code == ErrorCode.not_coordinator.value
+    finally:
+        for wire in wires[1:]:
+            wire.close()
+        await store.close()
+        for gateway in gateways[1:]:
+            gateway.stop()
+        redis_server.stop()
