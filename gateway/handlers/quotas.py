@@ -8,7 +8,8 @@ codes: an empty or repeated entity type, a match string where the match
 type wants none (or none where it wants one), an unknown match type, or
 ``ip`` with ``user``/``client-id`` is INVALID_REQUEST; an entity type
 other than user, client-id and ip is UNSUPPORTED_VERSION. Both answer
-null entries, as Kafka's error response does. Describing needs
+null entries, as Kafka's error response does (each filter's answer is
+compared with a Kafka 4 broker's in test_differential). Describing needs
 DESCRIBE_CONFIGS on the cluster, else CLUSTER_AUTHORIZATION_FAILED.
 
 AlterClientQuotas (key 49) is not served and not advertised: accepting a
@@ -81,17 +82,18 @@ def check_filter(components: Any) -> None:
 async def handle_describe(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     if not context.authorize_cluster(Operation.DESCRIBE_CONFIGS):
+        # No message: Kafka's ApiError.fromThrowable leaves out an error's generic one.
         return make(types.DescribeClientQuotasResponse, throttle_time=NO_THROTTLE,
-                    error_code=ErrorCode.cluster_authorization_failed,
-                    error_message="Cluster authorization failed.", entries=None)
+                    error_code=ErrorCode.cluster_authorization_failed, error_message=None, entries=None)
     try:
         check_filter(request.components)
     except FilterRefused as refused:
         return make(types.DescribeClientQuotasResponse, throttle_time=NO_THROTTLE,
                     error_code=refused.code, error_message=str(refused), entries=None)
-    # No quota is configured on any entity, so no entity matches (strict or not).
+    # No quota is configured on any entity, so no entity matches (strict or not). The empty
+    # message is Kafka's (the schema's default for ErrorMessage), not null.
     return make(types.DescribeClientQuotasResponse, throttle_time=NO_THROTTLE,
-                error_code=ErrorCode.none, error_message=None, entries=())
+                error_code=ErrorCode.none, error_message="", entries=())
 
 
 ROUTES = (Route(48, 0, 1, handle_describe, Access.AUTHORIZED),)

@@ -460,10 +460,11 @@ def test_describe_client_quotas_needs_describe_configs_on_the_cluster(gateway: A
         return call_as(gateway, "dave", build(request_types(48, 1).DescribeClientQuotasRequest,
                                               components=(), strict=False))
     refused = describe_quotas()
-    assert refused.error_code == KafkaError.CLUSTER_AUTHORIZATION_FAILED and refused.entries is None
+    assert (refused.error_code, refused.error_message, refused.entries) == (
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED, None, None)
     grant(gateway, allow("dave", ResourceType.BROKER, "kafka-cluster", AclOperation.DESCRIBE_CONFIGS))
     described = describe_quotas()
-    assert (described.error_code, described.entries) == (0, ())
+    assert (described.error_code, described.error_message, described.entries) == (0, "", ())
 
 
 def test_share_group_apis_need_read_on_the_group(gateway: AclGateway, topic_name: str) -> None:

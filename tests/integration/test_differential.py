@@ -18,6 +18,7 @@ import datetime
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -413,6 +414,33 @@ def test_wrong_generation_and_unknown_member(targets: dict[str, str]) -> None:
 
     seen = compare(targets, scenario)
     assert seen["heartbeat, next generation"] == ErrorCode.illegal_generation
+
+
+# Filters for DescribeClientQuotas: (entity type, match type, match) components and strict.
+EXACT, DEFAULT, SPECIFIED = 0, 1, 2
+QUOTA_FILTERS: list[tuple[tuple[tuple[str, int, str | None], ...], bool]] = [
+    ((), False), ((), True), ((("user", EXACT, "alice"),), True),
+    ((("user", DEFAULT, None), ("client-id", SPECIFIED, None)), False),
+    ((("ip", EXACT, "127.0.0.1"),), False),
+    ((("", EXACT, "x"),), False), ((("user", EXACT, "a"), ("user", SPECIFIED, None)), False),
+    ((("group", EXACT, "a"),), False), ((("user", EXACT, None),), False), ((("user", DEFAULT, "a"),), False),
+    ((("user", SPECIFIED, "a"),), False), ((("user", 3, None),), False),
+    ((("ip", SPECIFIED, None), ("client-id", EXACT, "c")), False)]
+
+
+def test_describe_client_quotas_with_none_configured(targets: dict[str, str]) -> None:
+    def scenario(bootstrap: str) -> Outcome:
+        types = request_types(48, 1)
+        answers = []
+        with closing(Wire(bootstrap)) as wire:
+            for components, strict in QUOTA_FILTERS:
+                answer = wire.call(build(types.DescribeClientQuotasRequest, strict=strict, components=tuple(
+                    build(types.ComponentData, entity_type=entity_type, match_type=match_type, match=match)
+                    for entity_type, match_type, match in components)))
+                answers.append((answer.error_code, answer.error_message, answer.entries))
+        return answers
+
+    assert compare(targets, scenario)[0] == (0, "", ())
 
 
 def test_admin_mistakes(targets: dict[str, str]) -> None:

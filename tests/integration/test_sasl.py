@@ -374,7 +374,7 @@ def test_describe_client_quotas_answers_none_configured_and_checks_the_filter_as
                                ((("user", default, None), ("client-id", specified, None)), False),
                                ((("ip", exact, "127.0.0.1"),), False)]:
         answer = describe_client_quotas(gateway, *components, strict=strict)
-        assert (answer.error_code, answer.error_message, answer.entries) == (0, None, ())
+        assert (answer.error_code, answer.error_message, answer.entries) == (0, "", ())
     invalid_request, unsupported_version = 42, 35
     for components, code, message in [
             ((("", exact, "x"),), invalid_request, "Invalid empty entity type."),
