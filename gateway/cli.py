@@ -192,6 +192,10 @@ FLAGS: tuple[Flag, ...] = (
          parse_int(1), str(_DEFAULTS.transaction_abort_timed_out_interval_ms),
          "how often transactions past their transaction.timeout.ms are aborted (Kafka's "
          "transaction.abort.timed.out.transaction.cleanup.interval.ms)"),
+    Flag("--transactional-id-expiration-ms", "MS", "TRANSACTIONAL_ID_EXPIRATION_MS", parse_int(1),
+         str(_DEFAULTS.transactional_id_expiration_ms),
+         "forget a transactional ID unused this long with no transaction under way (Kafka's "
+         "transactional.id.expiration.ms)"),
     Flag("--adopt-streams", "PATTERN[,PATTERN...]", "ADOPT_STREAMS", parse_patterns, "",
          "glob patterns of existing Redis stream keys that CreateTopics may "
          "adopt with redis.stream.keys (default: none; the adopt subcommand always can)"),

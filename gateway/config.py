@@ -123,6 +123,9 @@ class Config:
     # Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms:
     # how often transactions past their timeout are looked for and aborted.
     transaction_abort_timed_out_interval_ms: int = 10_000
+    # Kafka's transactional.id.expiration.ms: an ID unused this long, with no
+    # transaction under way, is forgotten (checked at the same interval).
+    transactional_id_expiration_ms: int = 604_800_000
     # Glob patterns of Redis keys that CreateTopics may adopt as partitions
     # (redis.stream.keys). Empty: adoption through the Kafka API is off,
     # since it hands any client every matching stream in the database.

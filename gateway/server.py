@@ -147,7 +147,7 @@ class Gateway:
             self.config.producer_id_expiration_ms, self.cluster.is_controller))
         self._transaction_timeouts = asyncio.create_task(run_transaction_timeouts(
             self.storage, self.config.transaction_abort_timed_out_interval_ms, self.transaction_ownership,
-            self.cluster))
+            self.cluster, self.config.transactional_id_expiration_ms))
         # Everything alive now (modules, the protocol schemas, the routes)
         # lives as long as the process: freezing it keeps the cyclic GC's
         # full collections, which stop the event loop, from walking it again

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # States the sweep may end: Ongoing (when past its timeout), and those whose
 # outcome is decided but not yet written everywhere.
 ENDABLE = frozenset({"Ongoing", "PrepareCommit", "PrepareAbort"})
+# Kafka's transactional.id.expiration.ms default: 7 days.
+DEFAULT_EXPIRATION_MS = 604_800_000
 
 
 async def finish(storage: Storage, ending: Ending) -> ErrorCode:
@@ -78,11 +80,13 @@ async def lease_token(ownership: Ownership, transactional_id: str) -> int | None
     return token
 
 
-async def abort_timed_out_once(storage: Storage, ownership: Ownership, cluster: Cluster) -> int:
+async def abort_timed_out_once(storage: Storage, ownership: Ownership, cluster: Cluster,
+                               expiration_ms: int = DEFAULT_EXPIRATION_MS) -> int:
     """Abort every Ongoing transaction past its timeout that this gateway coordinates, as Kafka's
     abortTimedOutTransactions: its producer is fenced (the epoch goes up) and its transaction
-    aborted; and finish every prepared one (its gateway died between prepare and complete).
-    The transactions ended.
+    aborted; finish every prepared one (its gateway died between prepare and complete); and
+    forget IDs unused for ``expiration_ms`` with no transaction under way, as Kafka's
+    removeExpiredTransactionalIds. The transactions ended and IDs forgotten.
 
     Step by step through the registry of transactional IDs (HSCAN): one
     pipelined read of the step's states, then for the transactions to end,
@@ -93,14 +97,23 @@ async def abort_timed_out_once(storage: Storage, ownership: Ownership, cluster: 
     cursor, ended = 0, 0
     while True:
         cursor, transactional_ids = await storage.transactional_ids(cursor)
+        now_ms = await storage.now_ms()
         due = [summary for summary in await storage.transaction_summaries(transactional_ids)
-               if summary is not None and summary.state in ENDABLE]
+               if summary is not None and (summary.state in ENDABLE
+                                           or summary.updated_ms + expiration_ms <= now_ms)]
         holders = await ownership.holders([summary.transactional_id for summary in due]) if due else []
         for summary, holder in zip(due, holders, strict=True):
             if not cluster.coordinates(summary.transactional_id, holder):
                 continue
             token = await lease_token(ownership, summary.transactional_id)
-            if token is not None and await _end_if_due(storage, summary, token):
+            if token is None:
+                continue
+            if summary.state not in ENDABLE:
+                if await storage.expire_transaction(summary.transactional_id, token, expiration_ms):
+                    log.info("forgot transactional ID %s: unused for %d ms",
+                             printable(summary.transactional_id), expiration_ms)
+                    ended += 1
+            elif await _end_if_due(storage, summary, token):
                 ended += 1
         if cursor == 0:
             return ended
@@ -124,13 +137,15 @@ async def _end_if_due(storage: Storage, summary: TransactionSummary, token: int)
     return False
 
 
-async def run_timeouts(storage: Storage, interval_ms: int, ownership: Ownership, cluster: Cluster) -> None:
-    """End due transactions this gateway coordinates every interval, until cancelled."""
+async def run_timeouts(storage: Storage, interval_ms: int, ownership: Ownership, cluster: Cluster,
+                       expiration_ms: int = DEFAULT_EXPIRATION_MS) -> None:
+    """End due transactions and forget expired IDs this gateway coordinates every interval,
+    until cancelled."""
     while True:
         await asyncio.sleep(interval_ms / 1000)
         metrics.BACKGROUND_SWEEPS.labels("transaction_timeouts").inc()
         try:
-            await abort_timed_out_once(storage, ownership, cluster)
+            await abort_timed_out_once(storage, ownership, cluster, expiration_ms)
         except StorageUnavailable as exc:
             log.warning("transaction timeout sweep skipped, Redis unavailable: %s", exc)
         except Exception:  # keep the task alive; the next interval tries again

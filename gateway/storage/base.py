@@ -286,6 +286,9 @@ class Storage(Protocol):
 
     async def complete_transaction(self, ending: Ending) -> int: ...
 
+    async def expire_transaction(self, transactional_id: str, fencing_token: int | None,
+                                 expiration_ms: int) -> bool: ...
+
     async def transactional_ids(self, cursor: int) -> tuple[int, list[str]]: ...
 
     async def transaction_summaries(

@@ -63,6 +63,7 @@ from .transactions import (
     add_call,
     complete_call,
     end_call,
+    expire_call,
     fence_call,
     summary,
 )
@@ -665,6 +666,26 @@ class RedisStorage:
             return int(reply[0])
         producer = Producer(transactional_id, int(reply[1]), int(reply[2]), fencing_token)
         return Ending(producer, False, Members.parse(reply[3:]))
+
+    async def expire_transaction(self, transactional_id: str, fencing_token: int | None,
+                                 expiration_ms: int) -> bool:
+        """Forget an ID unused for ``expiration_ms`` (txn_expire.lua); whether it was.
+
+        Out of the registry first, back in when the script finds the ID in
+        use: an InitProducerId meanwhile writes the registry after its state,
+        so the ID is never left in use and unregistered.
+        """
+        await self._call(lambda: self._redis.hdel(keys.TRANSACTIONS, transactional_id),  # type: ignore[misc]
+                         idempotent=True)
+        expired = False
+        try:
+            expired = int(await self._one(expire_call(transactional_id, fencing_token, expiration_ms),
+                                          idempotent=False)) == 1
+        finally:
+            if not expired:
+                await self._call(lambda: self._redis.hset(keys.TRANSACTIONS, transactional_id, 1),  # type: ignore[misc]
+                                 idempotent=True)
+        return expired
 
     async def complete_transaction(self, ending: Ending) -> int:
         """txn_complete.lua, once the outcome is written everywhere: a Kafka error code, 0 when done."""

@@ -9,7 +9,8 @@ outcome (``txn_end.lua``: PrepareCommit, PrepareAbort), the outcome is
 written to each partition and group, and the transaction completes
 (``txn_complete.lua``: CompleteCommit, CompleteAbort, its list cleared). A
 new producer instance or the transaction timeout fences the producer and
-aborts an Ongoing transaction (``txn_fence.lua``).
+aborts an Ongoing transaction (``txn_fence.lua``). An ID unused for
+transactional.id.expiration.ms is forgotten (``txn_expire.lua``).
 
 ``keys.transaction(id)`` holds the producer ID and epoch the ID's producer
 has, the previous ones (so a retried InitProducerId is recognized), the
@@ -63,6 +64,7 @@ class InitResult:
 
 
 ADD = function("txn_add.lua")
+EXPIRE = function("txn_expire.lua")
 END = function("txn_end.lua")
 FENCE = function("txn_fence.lua")
 COMPLETE = function("txn_complete.lua")
@@ -97,18 +99,20 @@ class TransactionSummary:
     state: str
     # When its transaction started (Redis time, ms); -1 while Empty.
     started_ms: int
+    # When its state last changed (Redis time, ms).
+    updated_ms: int
 
 
-SUMMARY_FIELDS = ("pid", "state", "started_ms")
+SUMMARY_FIELDS = ("pid", "state", "started_ms", "updated_ms")
 
 
 def summary(transactional_id: str, fields: list[bytes | None]) -> TransactionSummary | None:
     """From SUMMARY_FIELDS' values; None when the ID has no state (deleted meanwhile)."""
-    producer_id, state, started = fields
-    if producer_id is None or state is None:
+    producer_id, state, started, updated = fields
+    if producer_id is None or state is None or updated is None:
         return None
     return TransactionSummary(transactional_id, int(producer_id), state.decode(),
-                              -1 if started is None else int(started))
+                              -1 if started is None else int(started), int(updated))
 
 
 def _text(value: bytes | str) -> str:
@@ -203,6 +207,11 @@ def end_call(producer: Producer, commit: bool) -> ScriptCall:
 def fence_call(transactional_id: str, fencing_token: int | None, reason: str) -> ScriptCall:
     token = UNCHECKED if fencing_token is None else fencing_token
     return ScriptCall(FENCE, [keys.transaction(transactional_id)], [token, reason])
+
+
+def expire_call(transactional_id: str, fencing_token: int | None, expiration_ms: int) -> ScriptCall:
+    token = UNCHECKED if fencing_token is None else fencing_token
+    return ScriptCall(EXPIRE, [keys.transaction(transactional_id)], [token, expiration_ms])
 
 
 def complete_call(ending: Ending) -> ScriptCall:

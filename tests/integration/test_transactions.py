@@ -524,3 +524,50 @@ async def test_a_transaction_outlives_its_coordinator_gateway(tmp_path: Path) ->
         for gateway in gateways[1:]:
             gateway.stop()
         redis_server.stop()
+
+
+# -- transactional ID expiry ---------------------------------------------------------------
+
+
+async def test_an_unused_transactional_id_is_forgotten_but_not_one_in_use(
+        storage: RedisStorage, wire: Wire, redis_client: redis.Redis, transactional_id: str) -> None:
+    in_use = transactional_id + "-in-use"
+    _, producer_id, _ = init(wire, transactional_id)
+    await started(storage, wire, in_use, partition_member("a", 0))
+    token = stored(redis_client, transactional_id)["lease:token"]  # the session gateway's lease
+    assert not await storage.expire_transaction(transactional_id, None, 60_000)
+    assert redis_client.hexists(keys.TRANSACTIONS, transactional_id)
+    assert not await storage.expire_transaction(in_use, None, 0)
+    assert redis_client.hexists(keys.TRANSACTIONS, in_use)
+    assert await storage.expire_transaction(transactional_id, None, 0)
+    # Forgotten, but its lease stays, so the fencing token never goes down.
+    left = stored(redis_client, transactional_id)
+    assert all(name.startswith("lease:") for name in left) and left["lease:token"] == token
+    assert not redis_client.hexists(keys.TRANSACTIONS, transactional_id)
+    # As after Kafka's expiry: a new producer ID.
+    code, new_id, epoch = init(wire, transactional_id)
+    assert (code, epoch) == (ErrorCode.none, 0) and new_id != producer_id
+    assert redis_client.hexists(keys.TRANSACTIONS, transactional_id)
+
+
+async def test_the_sweep_forgets_transactional_ids_past_their_expiration(tmp_path: Path) -> None:
+    redis_server = RedisServer(tmp_path / "redis").start()
+    gateway = GatewayProcess(redis_server.url, log_path=tmp_path / "gateway.log", extra_args=[
+        "--transaction-abort-timed-out-interval-ms", "100",
+        "--transactional-id-expiration-ms", "1500"]).start()
+    client = redis_server.client()
+    wire = Wire(gateway.bootstrap)
+    try:
+        assert init(wire, "tx-idle")[0] == ErrorCode.none
+        assert client.hexists(keys.TRANSACTIONS, "tx-idle")
+        deadline = time.monotonic() + 10
+        while client.hexists(keys.TRANSACTIONS, "tx-idle") and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert not client.hexists(keys.TRANSACTIONS, "tx-idle")
+        assert "pid" not in stored(client, "tx-idle")
+        assert gateway.log_path is not None
+        assert "forgot transactional ID tx-idle" in gateway.log_path.read_text()
+    finally:
+        wire.close()
+        gateway.stop()
+        redis_server.stop()
