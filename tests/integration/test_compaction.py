@@ -270,3 +270,47 @@ async def test_memory_is_reclaimed_and_compacting_again_is_cheap(bootstrap: str,
     again = await storage.compact(topic_name, 0, settings)
     assert (again.examined, again.removed, again.calls) == (0, 0, 1)
     assert watermarks(bootstrap, topic_name) == (0, 3001)
+
+
+def test_log_append_time_batches_break_at_holes(bootstrap: str, topic_name: str,
+                                                redis_client: redis.Redis) -> None:
+    create(bootstrap, topic_name, **{"message.timestamp.type": "LogAppendTime"})
+    # One batch, one append time: the hole at offset 1 splits it in two batches when read.
+    produce(bootstrap, topic_name, [(b"k0", b"v0"), (b"k1", b"v1"), (b"k1", b"v2"), (b"k2", b"v3")])
+    time.sleep(0.2)
+    produce(bootstrap, topic_name, [(b"last", b"newest")])
+    wait_until(lambda: stream_length(redis_client, topic_name) == 4, "compaction to 4 entries")
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "lat-reader",
+                                         "enable.partition.eof": True})
+    consumer.assign([confluent_kafka.TopicPartition(topic_name, 0, confluent_kafka.OFFSET_BEGINNING)])
+    found = []
+    try:
+        while True:
+            message = consumer.poll(30)
+            assert message is not None
+            if message.error():
+                assert message.error().code() == confluent_kafka.KafkaError._PARTITION_EOF
+                break
+            kind, stamp = message.timestamp()
+            assert kind == confluent_kafka.TIMESTAMP_LOG_APPEND_TIME and stamp > 0
+            found.append((message.offset(), message.value()))
+    finally:
+        consumer.close()
+    assert found == [(0, b"v0"), (2, b"v2"), (3, b"v3"), (4, b"newest")]
+
+
+def test_keys_trimmed_by_retention_are_forgotten(bootstrap: str, topic_name: str,
+                                                 redis_client: redis.Redis) -> None:
+    # (Dirty ratio 0: nothing here is superseded, so the ratio stays tiny.)
+    create(bootstrap, topic_name, **{"cleanup.policy": "compact,delete", "retention.ms": "1500",
+                                     "min.cleanable.dirty.ratio": "0"})
+    produce(bootstrap, topic_name, [(b"old%d" % i, b"v") for i in range(200)])
+    time.sleep(0.2)
+    produce(bootstrap, topic_name, [(b"last", b"newest")])
+    latest = keys.latest_by_key(topic_name, 0)
+    wait_until(lambda: redis_client.hlen(latest) >= 200, "compaction to see the 200 keys")
+    time.sleep(1.6)
+    produce(bootstrap, topic_name, [(b"fresh", b"v")])  # outlives the others by the retention
+    # Retention trims the old records; the next compaction calls forget their keys.
+    wait_until(lambda: redis_client.hkeys(latest) in ([], [b"fresh"]), "the trimmed keys forgotten")
+    assert watermarks(bootstrap, topic_name)[1] == 202

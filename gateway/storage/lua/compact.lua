@@ -5,7 +5,8 @@
 -- KEYS[1]  the partition's stream (sparse: entry IDs are <ms>-<offset>)
 -- KEYS[2]  its partition metadata hash: clean_id (every entry up to this ID
 --          has been through compaction), clean_len (entries left up to it),
---          clean_until (the exclusive end of the pass under way), length
+--          clean_until (the exclusive end of the pass under way), length;
+--          swept_head, sweep_cursor (the sweep of trimmed keys, below)
 -- KEYS[3]  key -> ID of the latest entry compaction has seen for that key
 --          ('t' and the ID when that entry is a tombstone: only those need
 --          a ZREM from KEYS[4] when superseded, and a ZREM costs about as
@@ -76,7 +77,40 @@ for _, id in ipairs(due) do
   examined = examined + 1
 end
 
+-- Keys whose latest entry retention or DeleteRecords trimmed (an ID below
+-- the first entry's; `head` nil: the stream is empty, all are) are
+-- forgotten: one HSCAN step per call (100 fields, or a small hash whole)
+-- whenever the head has moved since the last complete sweep.
+local function sweep(head)
+  local mark = head or ''
+  local swept = redis.call('HMGET', meta, 'swept_head', 'sweep_cursor')
+  if swept[1] == mark and not swept[2] then
+    return
+  end
+  local reply = redis.call('HSCAN', latest, swept[2] or '0', 'COUNT', 100)
+  local fields = reply[2]
+  for i = 1, #fields, 2 do
+    local id, tombstone = fields[i + 1], string.sub(fields[i + 1], 1, 1) == 't'
+    if tombstone then
+      id = string.sub(id, 2)
+    end
+    if head == nil or not id_less_or_equal(head, id) then
+      redis.call('HDEL', latest, fields[i])
+      if tombstone then
+        redis.call('ZREM', tombstones, id)
+      end
+    end
+  end
+  if reply[1] == '0' then
+    redis.call('HSET', meta, 'swept_head', mark)
+    redis.call('HDEL', meta, 'sweep_cursor')
+  else
+    redis.call('HSET', meta, 'sweep_cursor', reply[1])
+  end
+end
+
 local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+sweep(first[1] and first[1][1])
 if #first == 0 then
   redis.call('HSET', meta, 'clean_len', 0, 'length', 0)
   return {0, examined, removed}
