@@ -1,4 +1,5 @@
-"""Share groups (KIP-932): ShareGroupHeartbeat (76) v1, ShareFetch (78) v1-v2, ShareAcknowledge (79) v1-v2.
+"""Share groups (KIP-932): ShareGroupHeartbeat (76) v1, ShareGroupDescribe (77) v1, ShareFetch (78)
+v1-v2, ShareAcknowledge (79) v1-v2.
 
 A share group is the Redis consumer group of the same name on each
 partition's stream (gateway/storage/shares.py, docs/mapping.md). Every
@@ -72,7 +73,7 @@ async def handle_heartbeat(context: RequestContext, request: Any) -> Any:
     try:
         beat = await context.shares.storage.heartbeat(
             request.group_id, member, request.member_epoch, SESSION_TIMEOUT_MS,
-            request.subscribed_topic_names)
+            request.subscribed_topic_names, "/" + context.host, context.header.client_id or "")
         if beat.code == 1:
             return answer(ErrorCode.unknown_member_id, member=member)
         if beat.code == 2:
@@ -91,9 +92,45 @@ async def _assignment(context: RequestContext, types: Any, topics: Iterable[str]
     for name in topics:
         info = await context.storage.topic(name)
         if info is not None:
-            parts.append(make(types.TopicPartitions, topic_id=info.topic_id,
+            parts.append(make(types.TopicPartitions, topic_id=info.topic_id, topic_name=info.name,
                               partitions=tuple(range(info.partitions))))
     return make(types.Assignment, topic_partitions=tuple(parts))
+
+
+# -- ShareGroupDescribe -------------------------------------------------------------
+
+
+async def handle_describe(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    groups = [await _describe_one(context, types, group_id, request.include_authorized_operations)
+              for group_id in request.group_ids]
+    return make(types.ShareGroupDescribeResponse, throttle_time=NO_THROTTLE, groups=tuple(groups))
+
+
+async def _describe_one(context: RequestContext, types: Any, group_id: str, asks_operations: bool) -> Any:
+    def described(code: ErrorCode, state: str, epoch: int = -1, members: tuple[Any, ...] = (),
+                  message: str | None = None) -> Any:
+        operations = context.authorized_operations(ResourceType.GROUP, group_id,
+                                                   asks_operations and code == ErrorCode.none)
+        return make(types.DescribedGroup, error_code=code, error_message=message, group_id=group_id,
+                    group_state=state, group_epoch=epoch, assignment_epoch=epoch, assignor_name="simple",
+                    members=members, authorized_operations=operations)
+
+    if not context.authorize(Operation.DESCRIBE, ResourceType.GROUP, group_id):
+        return described(ErrorCode.group_authorization_failed, "Dead")
+    try:
+        state = await context.shares.storage.describe(group_id)
+    except StorageUnavailable as exc:
+        return described(ErrorCode.coordinator_not_available, "Dead", message=f"Redis unavailable: {exc}")
+    if state is None:
+        return described(ErrorCode.group_id_not_found, "Dead",
+                         message=f"Group {group_id} not found.")
+    members = tuple([make(
+        types.Member, member_id=member.member_id, rack_id=None, member_epoch=state.epoch,
+        client_id=member.client_id, client_host=member.client_host,
+        subscribed_topic_names=member.topics,
+        assignment=await _assignment(context, types, member.topics)) for member in state.members])
+    return described(ErrorCode.none, "Stable" if members else "Empty", state.epoch, members)
 
 
 # -- ShareFetch and ShareAcknowledge ---------------------------------------------------
@@ -401,6 +438,7 @@ def _ack_response(types: Any, code: ErrorCode, responses: tuple[Any, ...] = (), 
 
 ROUTES = (
     Route(76, 1, 1, handle_heartbeat, Access.AUTHORIZED),
+    Route(77, 1, 1, handle_describe, Access.AUTHORIZED),
     Route(78, 1, 2, handle_share_fetch, Access.AUTHORIZED),
     Route(79, 1, 2, handle_share_acknowledge, Access.AUTHORIZED),
 )

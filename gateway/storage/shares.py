@@ -15,6 +15,7 @@ gateway answers a heartbeat and nothing is lost with a gateway.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,20 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberState:
+    member_id: str
+    topics: tuple[str, ...]
+    client_host: str
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    epoch: int
+    members: Sequence[MemberState]
+
+
+@dataclass(frozen=True, slots=True)
 class ShareSettings:
     lock_ms: int
     delivery_limit: int
@@ -88,13 +103,31 @@ class RedisShareStorage(StoreConnections):
         super().__init__(url, cluster=cluster, max_connections=max_connections, timeout=timeout)
 
     async def heartbeat(self, group: str, member: str, member_epoch: int, session_ms: int,
-                        topics: Sequence[str] | None) -> Heartbeat:
+                        topics: Sequence[str] | None, client_host: str = "", client_id: str = "",
+                        ) -> Heartbeat:
         args = [member, member_epoch, session_ms, "0" if topics is None else "1",
-                ",".join(topics or ()), MAX_MEMBERS]
+                ",".join(topics or ()), MAX_MEMBERS, client_host, client_id]
         reply = await self._call_one(ScriptCall(HEARTBEAT, [keys.share_group(group)], args))
         code, epoch, raw = reply
         names = tuple(name for name in _text(raw).split(",") if name)
         return Heartbeat(int(code), int(epoch), names)
+
+    async def describe(self, group: str) -> GroupState | None:
+        """The group's epoch and members whose session has not ended; None for no such group."""
+        raw = await call_once(lambda: self._hgetall(keys.share_group(group)))
+        fields = {_text(name): _text(value) for name, value in raw.items()}
+        if "epoch" not in fields:
+            return None
+        now = int(time.time() * 1000)
+        members = []
+        for name, value in fields.items():
+            if not name.startswith("m:"):
+                continue
+            ends, topics, host, client_id = [*value.split("|", 3), "", "", ""][:4]
+            if int(ends) >= now:
+                members.append(MemberState(name[2:], tuple(t for t in topics.split(",") if t), host,
+                                           client_id))
+        return GroupState(int(fields["epoch"]), members)
 
     async def configs(self, group: str) -> Mapping[str, str]:
         """The group's configs set through IncrementalAlterConfigs (GROUP resources)."""

@@ -2,13 +2,16 @@
 -- group's members and epoch live in one hash, so any gateway can answer.
 --
 -- KEYS[1]  the group's hash: 'epoch' -> group epoch, 'm:<member ID>' ->
---          '<session end ms>|<subscribed topics, comma-separated>'
+--          '<session end ms>|<subscribed topics, comma-separated>|<client
+--          host>|<client ID>' (ShareGroupDescribe shows them)
 -- ARGV[1]  member ID
 -- ARGV[2]  member epoch (0 joins, -1 leaves)
 -- ARGV[3]  session timeout (ms)
 -- ARGV[4]  '1' when the request names the subscribed topics, else '0'
 -- ARGV[5]  the subscribed topics, comma-separated
 -- ARGV[6]  at most this many members
+-- ARGV[7]  the client's host
+-- ARGV[8]  the client ID
 --
 -- Returns {code, group epoch, topics}: code 0 ok, 1 unknown member, 2 the
 -- group is full. Members whose session ended are dropped first; any change
@@ -57,14 +60,14 @@ end
 if current == nil and members >= max_members then
   return {2, epoch, ''}
 end
-local old_topics = current and string.match(current, '^%d+|(.*)$') or ''
+local old_topics = current and string.match(current, '^%d+|([^|]*)') or ''
 if not names_topics then
   topics = old_topics
 end
 if current == nil or topics ~= old_topics then
   changed = true
 end
-redis.call('HSET', key, field, (now + session_ms) .. '|' .. topics)
+redis.call('HSET', key, field, (now + session_ms) .. '|' .. topics .. '|' .. ARGV[7] .. '|' .. ARGV[8])
 if changed then
   epoch = epoch + 1
   redis.call('HSET', key, 'epoch', epoch)
