@@ -106,9 +106,10 @@ def _transaction_state(context: RequestContext, transactional_id: str, code: Err
     """The answer for one ID; its partitions only in topics the principal may DESCRIBE, as Kafka."""
     types = response_types(context)
     if described is None:
+        # Kafka leaves the fields at their schema defaults: 0 (compared in test_differential).
         return make(types.TransactionState, error_code=code, transactional_id=transactional_id,
                     transaction_state="", transaction_timeout=datetime.timedelta(0),
-                    transaction_start_time=millis_to_datetime(-1), producer_id=-1, producer_epoch=-1,
+                    transaction_start_time=millis_to_datetime(0), producer_id=0, producer_epoch=0,
                     topics=())
     by_topic: dict[str, list[int]] = {}
     for topic, partition in described.members.partitions:

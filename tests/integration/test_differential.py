@@ -59,6 +59,11 @@ from tests.integration.test_protocol import (
     produce,
     request_types,
 )
+from tests.integration.test_transactions import (
+    DESCRIBE_PRODUCERS,
+    LIST_TRANSACTIONS,
+    described_transactions,
+)
 from tests.servers import GatewayProcess
 
 pytestmark = pytest.mark.skipif(not kafka_available(), reason="no Apache Kafka broker at /opt/kafka-broker")
@@ -526,6 +531,48 @@ def test_transactional_producer_ids_epochs_and_fencing(targets: dict[str, str]) 
     assert seen == {"epochs": [0, 1, 2, 2], "one producer ID": True,
                     "errors": [ErrorCode.none, ErrorCode.producer_fenced, ErrorCode.invalid_producer_epoch,
                                ErrorCode.invalid_transaction_timeout]}
+
+
+def test_transaction_admin_apis_describe_a_transactional_id_alike(targets: dict[str, str]) -> None:
+    """ListTransactions, DescribeTransactions and DescribeProducers as Kafka answers them
+    (producer IDs and times aside, which each side picks)."""
+    def scenario(bootstrap: str) -> Any:
+        wire = Wire(bootstrap)
+        try:
+            transactional_id = f"tx-{uuid.uuid4().hex[:8]}"
+            init = transactional_init(wire, transactional_id, timeout_ms=45_000)
+            again = transactional_init(wire, transactional_id, timeout_ms=45_000)
+            listed = wire.call(build(request_types(LIST_TRANSACTIONS, 1).ListTransactionsRequest,
+                                     producer_id_filters=(init.producer_id,),
+                                     state_filters=("Empty", "Unheard-of")))
+            described, unknown = described_transactions(wire, transactional_id, transactional_id + "-unknown")
+            topic = new_topic(bootstrap, 1)
+            producer = first_producer_id(wire)
+            assert send_one(wire, topic, idempotent_batch(producer, 0, b"a", b"b"))[0] == ErrorCode.none
+            types = request_types(DESCRIBE_PRODUCERS, 0)
+            (producers,) = wire.call(build(types.DescribeProducersRequest, topics=(
+                build(types.TopicRequest, name=topic, partition_indexes=(0, 1)),))).topics
+            return {
+                "listed": [(state.transactional_id == transactional_id, state.producer_id == init.producer_id,
+                            state.transaction_state) for state in listed.transaction_states],
+                "unknown states": listed.unknown_state_filters,
+                "described": (described.error_code, described.state, described.timeout_ms, described.start_ms,
+                              described.producer_id == init.producer_id, described.producer_epoch,
+                              described.topics, again.producer_epoch),
+                "unknown": (unknown.error_code, unknown.state, unknown.producer_id, unknown.producer_epoch,
+                            unknown.start_ms),
+                "producers": [(p.partition_index, p.error_code,
+                               [(s.producer_id == producer.id, s.producer_epoch, s.last_sequence,
+                                 s.coordinator_epoch, s.current_txn_start_offset)
+                                for s in p.active_producers])
+                              for p in producers.partitions],
+            }
+        finally:
+            wire.close()
+
+    seen = compare(targets, scenario)
+    assert seen["described"][:2] == (ErrorCode.none.value, "Empty")
+    assert seen["unknown"][0] == ErrorCode.transactional_id_not_found.value
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
