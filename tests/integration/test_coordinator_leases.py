@@ -1,6 +1,8 @@
 """Coordinators' leases and fencing tokens on a real Redis (storage/leases.py, lua/lease_*.lua).
 
-The gateway-level tests (a paused former coordinator, FindCoordinator from
+The storage's clients (coordinator/ownership.py) are tested here too:
+local expiry, renewal losses, idle release and the clean stop. The
+gateway-level tests (a paused former coordinator, FindCoordinator from
 every gateway) are in test_coordinator_failover.py; these check the Redis
 side: who gets a lease, that the token only ever rises, and that membership
 and offset writes carrying an older token are refused.
@@ -15,7 +17,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 from kafka_redis_gateway.gateway.coordinator import membership
+from kafka_redis_gateway.gateway.coordinator import ownership as ownership_module
 from kafka_redis_gateway.gateway.coordinator.group import Group
+from kafka_redis_gateway.gateway.coordinator.ownership import Ownership
 from kafka_redis_gateway.gateway.storage import keys
 from kafka_redis_gateway.gateway.storage.group_base import Fenced, OffsetCommit
 from kafka_redis_gateway.gateway.storage.groups import RedisGroupStorage
@@ -168,3 +172,78 @@ async def test_no_commit_of_a_former_coordinator_lands_after_a_later_ones(
     # the earlier one still may (docs/guarantees.md says so).
     assert await commit(1, 7, 1) is None
     assert await committed(1) == 7
+
+
+# -- coordinator/ownership.py over the same store ---------------------------------
+
+
+@pytest.fixture
+async def ownership(redis_server: RedisServer) -> AsyncIterator[tuple[Ownership, list[str]]]:
+    """An Ownership of group leases lasting 300 ms, not renewing by itself; the keys it lost."""
+    owned = Ownership(RedisLeaseStore(redis_server.url), keys.group_membership, 300)
+    lost: list[str] = []
+    owned.lost = lost.append
+    owned._holder = ONE  # as start() sets it, without the renewal task: the tests renew by hand
+    yield owned, lost
+    await owned.stop()
+    await owned.store.close()
+
+
+async def test_a_lease_past_its_end_on_this_gateways_clock_is_lost_before_use(
+        ownership: tuple[Ownership, list[str]]) -> None:
+    owned, lost = ownership
+    group = new_group()
+    assert await owned.acquire(group) == 1
+    assert owned.token(group) == 1
+    await asyncio.sleep(0.4)  # not renewed: a paused gateway's view when it resumes
+    assert owned.token(group) is None
+    assert lost == [group]
+    assert owned.fence_token(group) == -1
+    # Nobody took it meanwhile: taken again with the same token.
+    assert await owned.acquire(group) == 1
+
+
+async def test_renewal_finds_a_lease_another_gateway_took(ownership: tuple[Ownership, list[str]],
+                                                          leases: RedisLeaseStore) -> None:
+    owned, lost = ownership
+    kept, taken = new_group(), new_group()
+    assert await owned.acquire(kept) == 1
+    assert await owned.acquire(taken) == 1
+    await asyncio.sleep(0.4)
+    assert await leases.acquire(keys.group_membership(taken), TWO, LONG_MS) == Acquired(2)
+    await owned.renew_once()
+    assert lost == [taken]
+    assert owned.token(kept) == 1
+    assert owned.token(taken) is None
+    assert await owned.acquire(taken) is None
+
+
+async def test_idle_leases_are_released_unless_kept(ownership: tuple[Ownership, list[str]],
+                                                    leases: RedisLeaseStore,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    owned, lost = ownership
+    busy, idle = new_group(), new_group()
+    owned.keep = lambda key: key == busy
+    assert await owned.acquire(busy) == 1
+    assert await owned.acquire(idle) == 1
+    monkeypatch.setattr(ownership_module, "IDLE_RELEASE_S", 0.1)
+    await asyncio.sleep(0.2)
+    await owned.renew_once()
+    assert await leases.holders([keys.group_membership(busy), keys.group_membership(idle)]) == \
+        [ONE.node_id, None]
+    assert owned.token(busy) == 1
+    assert owned.token(idle) is None
+    assert lost == []
+
+
+async def test_a_clean_stop_releases_every_lease_and_takes_no_more(ownership: tuple[Ownership, list[str]],
+                                                                   leases: RedisLeaseStore) -> None:
+    owned, _ = ownership
+    group = new_group()
+    assert await owned.acquire(group) == 1
+    await owned.stop()
+    assert await leases.holders([keys.group_membership(group)]) == [None]
+    assert owned.token(group) is None
+    # Writes already under way keep their token: they land unless another took the group.
+    assert owned.fence_token(group) == 1
+    assert await owned.acquire(new_group()) is None
