@@ -39,7 +39,7 @@ from .base import (
     appends_ordered,
 )
 from .cursors import Cursor, Cursors, entries_wanted, read_result
-from .entries import id_millis
+from .entries import id_millis, id_sequence
 from .epochs import LeaderEpochs
 from .errors import UNAVAILABLE, classify, is_missing_function
 from .multiplex import RECONNECT_PAUSE, BlockingPool, MultiplexedConnection
@@ -752,6 +752,11 @@ class RedisStorage:
             if isinstance(check, Exception) or isinstance(entries, Exception) or int(check[0]) == 3:
                 continue  # read.lua answers this one
             status, start, end, last_id, sparse, epochs = check
+            if int(sparse) and entries and id_sequence(entries[0][0]) < requests[index].offset:
+                # A compacted topic's cursor may name a removed entry, so its
+                # existence is not checked; an entry after it below the offset
+                # means the stream is another one (the topic re-created).
+                continue  # read.lua answers this one
             results[index] = self._remember(stream, requests[index], *_with_epochs(read_result(
                 requests[index], int(status), int(start), int(end), last_id, entries, bool(int(sparse))),
                 epochs))

@@ -16,7 +16,13 @@ import confluent_kafka
 import pytest
 import redis
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
-from kafka_redis_gateway.gateway.storage import CompactionSettings, RedisStorage, keys
+from kafka_redis_gateway.gateway.storage import (
+    CompactionSettings,
+    ReadRequest,
+    ReadResult,
+    RedisStorage,
+    keys,
+)
 
 from tests.servers import GatewayProcess, RedisServer, module_redis
 
@@ -314,3 +320,22 @@ def test_keys_trimmed_by_retention_are_forgotten(bootstrap: str, topic_name: str
     # Retention trims the old records; the next compaction calls forget their keys.
     wait_until(lambda: redis_client.hkeys(latest) in ([], [b"fresh"]), "the trimmed keys forgotten")
     assert watermarks(bootstrap, topic_name)[1] == 202
+
+
+async def test_a_read_cursor_from_a_deleted_topic_is_not_trusted(bootstrap: str, topic_name: str,
+                                                                  storage: RedisStorage) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    create(bootstrap, topic_name)
+    produce(bootstrap, topic_name, [(b"k%d" % i, b"old%d" % i) for i in range(20)])
+    await storage.topics()
+    (first,) = await storage.read([ReadRequest(topic_name, 0, 0, 1 << 20, max_records=10)])
+    assert isinstance(first, ReadResult) and first.next_offset == 10  # a cursor at offset 10 now
+    admin.delete_topics([topic_name])[topic_name].result(30)
+    create(bootstrap, topic_name)
+    produce(bootstrap, topic_name, [(b"k%d" % i, b"new%d" % i) for i in range(20)])
+    # The cursor's entry is gone and its ID lies before the new stream's:
+    # the read must still start at offset 10 of the new topic.
+    (again,) = await storage.read([ReadRequest(topic_name, 0, 10, 1 << 20, max_records=5)])
+    assert isinstance(again, ReadResult)
+    assert [record[2] for record in again.records] == [b"new%d" % i for i in range(10, 15)]
+    assert again.offsets == [10, 11, 12, 13, 14]
