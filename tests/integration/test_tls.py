@@ -277,6 +277,21 @@ def test_java_console_tools_produce_and_consume_with_a_client_certificate(
     assert "on listener SSL as User:CN=alice,O=Example" in log.read_text()
 
 
+def test_only_tls_listeners_beyond_loopback_that_do_not_authenticate_are_warned_about(
+        redis_server: RedisServer, certificates: Certificates, tmp_path: Path) -> None:
+    # SSL with client certificates only requested lets anyone in; SASL_SSL does not.
+    ssl_port, sasl_ssl_port = free_port(), free_port()
+    log = tmp_path / "gateway.log"
+    gateway = GatewayProcess(redis_server.url, port=ssl_port, log_path=log,
+                             listeners=f"SSL://0.0.0.0:{ssl_port},SASL_SSL://0.0.0.0:{sasl_ssl_port}",
+                             extra_args=[*tls_args(certificates, client_auth="requested"),
+                                         "--sasl-enabled-mechanisms", "SCRAM-SHA-256"]).start()
+    gateway.stop()
+    warnings = [line for line in log.read_text().splitlines() if "NO AUTHENTICATION" in line]
+    assert len(warnings) == 1, warnings
+    assert f"LISTENER SSL ON 0.0.0.0:{ssl_port}" in warnings[0]
+
+
 def served_certificate_subject(port: int, ca: Path) -> str:
     context = ssl.create_default_context(cafile=str(ca))
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
