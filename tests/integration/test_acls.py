@@ -344,6 +344,37 @@ def test_auto_creation_needs_create(gateway: AclGateway, topic_name: str) -> Non
     assert produce_error(gateway.settings("alice"), topic_name) is None
 
 
+def test_an_acl_applies_only_to_its_host(gateway: AclGateway, topic_name: str) -> None:
+    create_topic(gateway.operator(), topic_name)
+    elsewhere = AclBinding(ResourceType.TOPIC, topic_name, ResourcePatternType.LITERAL, "User:dave",
+                           "10.0.0.1", AclOperation.WRITE, AclPermissionType.ALLOW)
+    grant(gateway, elsewhere)
+    refused = produce_error(gateway.settings("dave"), topic_name)
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    grant(gateway, AclBinding(ResourceType.TOPIC, topic_name, ResourcePatternType.LITERAL, "User:dave",
+                              "127.0.0.1", AclOperation.WRITE, AclPermissionType.ALLOW))
+    assert produce_error(gateway.settings("dave"), topic_name) is None
+
+
+def test_allow_everyone_if_no_acl_found_opens_only_resources_without_acls(tmp_path: Path) -> None:
+    redis_alone = RedisServer(tmp_path / "redis").start()
+    opened = AclGateway(redis_alone.url, tmp_path / "gateway.log", "--allow-everyone-if-no-acl-found", "true")
+    try:
+        operator = opened.operator()
+        create_users(operator)
+        without_acls, with_acls = f"open-{uuid.uuid4().hex[:8]}", f"closed-{uuid.uuid4().hex[:8]}"
+        for topic in (without_acls, with_acls):
+            create_topic(operator, topic)
+        create_acls(operator, allow("bob", ResourceType.TOPIC, with_acls, AclOperation.WRITE))
+        assert produce_error(opened.settings("dave"), without_acls) is None
+        refused = produce_error(opened.settings("dave"), with_acls)
+        assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert produce_error(opened.settings("bob"), with_acls) is None
+    finally:
+        opened.process.stop()
+        redis_alone.stop()
+
+
 def test_acls_created_through_one_gateway_are_enforced_by_another(tmp_path: Path) -> None:
     redis_alone = RedisServer(tmp_path / "redis").start()
     first = AclGateway(redis_alone.url, tmp_path / "first.log", "--acl-refresh-ms", "200")
