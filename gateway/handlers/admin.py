@@ -44,6 +44,7 @@ from ..storage import InvalidStream, StorageUnavailable, TopicExists, TopicInfo,
 from ..storage.keys import STREAM_KEYS_CONFIG, adopted_streams, is_compacted
 from ..topics import TOPIC_CONFIGS, adoption_forbidden, config_value, invalid_name, validate_configs
 from ._build import NO_THROTTLE, make, response_types
+from .producers import MAX_TRANSACTION_TIMEOUT_MS
 
 # DescribeConfigs resource types and config sources.
 TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
@@ -290,6 +291,10 @@ def broker_configs(context: RequestContext) -> Mapping[str, tuple[str, int]]:
         "log.retention.check.interval.ms": (str(config.retention_check_interval_ms), 5),
         "producer.id.expiration.ms": (str(config.producer_id_expiration_ms), 3),
         "producer.id.expiration.check.interval.ms": (str(config.producer_id_expiration_check_interval_ms), 3),
+        "transaction.max.timeout.ms": (str(MAX_TRANSACTION_TIMEOUT_MS), 3),
+        "transactional.id.expiration.ms": (str(config.transactional_id_expiration_ms), 3),
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": (
+            str(config.transaction_abort_timed_out_interval_ms), 3),
     }
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 import redis
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+from confluent_kafka.admin import ResourceType as ConfigResourceType
 from kafka_redis_gateway.gateway.storage import RedisStorage, keys
 from kafka_redis_gateway.gateway.storage.transactions import (
     MAX_TRANSACTION_MEMBERS,
@@ -572,3 +574,13 @@ async def test_the_sweep_forgets_transactional_ids_past_their_expiration(tmp_pat
         wire.close()
         gateway.stop()
         redis_server.stop()
+
+
+def test_the_transaction_settings_are_broker_configs(bootstrap: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ConfigResourceType.BROKER, "0")
+    (future,) = admin.describe_configs([resource]).values()
+    configs = future.result(timeout=30)
+    assert configs["transaction.max.timeout.ms"].value == "900000"
+    assert configs["transactional.id.expiration.ms"].value == "604800000"
+    assert configs["transaction.abort.timed.out.transaction.cleanup.interval.ms"].value == "10000"
