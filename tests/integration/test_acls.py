@@ -8,6 +8,7 @@ bob (granted what each test grants) log in with PLAIN.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import subprocess
@@ -53,6 +54,9 @@ from kafka.admin import (
 from kafka.admin import ResourceType as PyResourceType
 from kafka.errors import ClusterAuthorizationFailedError, SecurityDisabledError
 from kafka_redis_gateway.gateway.embedded import free_port
+from kafka_redis_gateway.gateway.storage import RedisStorage
+from kafka_redis_gateway.gateway.storage.transactions import Producer as TxnProducer
+from kafka_redis_gateway.gateway.storage.transactions import partition_member
 
 from tests.integration.test_protocol import Wire, build, request_types
 from tests.servers import GatewayProcess, RedisServer
@@ -519,7 +523,8 @@ def test_share_group_apis_need_read_on_the_group(gateway: AclGateway, topic_name
     assert share_fetch().error_code == 0
 
 
-def test_a_transactional_producer_id_needs_write_on_the_transactional_id(gateway: AclGateway) -> None:
+def test_a_transactional_producer_id_needs_write_on_the_transactional_id(
+        gateway: AclGateway, redis_server: RedisServer) -> None:
     transactional_id = f"tx-{uuid.uuid4().hex[:12]}"
 
     def init_producer_id() -> Any:
@@ -543,6 +548,28 @@ def test_a_transactional_producer_id_needs_write_on_the_transactional_id(gateway
         return {state.transactional_id for state in response.transaction_states}
     assert transactional_id in listed("dave")
     assert transactional_id not in listed("bob")
+
+    # DescribeTransactions: DESCRIBE on the ID, and its partitions only in topics it may DESCRIBE.
+    async def add_partitions() -> int:
+        store = RedisStorage(redis_server.url)
+        try:
+            producer = TxnProducer(transactional_id, initialized.producer_id, initialized.producer_epoch)
+            return await store.add_to_transaction(producer, [partition_member(f"{transactional_id}-a", 0),
+                                                             partition_member(f"{transactional_id}-b", 1)])
+        finally:
+            await store.close()
+
+    assert asyncio.run(add_partitions()) == 0
+    grant(gateway, allow("dave", ResourceType.TOPIC, f"{transactional_id}-a", AclOperation.DESCRIBE))
+
+    def described(user: str) -> Any:
+        (state,) = call_as(gateway, user, build(request_types(65, 0).DescribeTransactionsRequest,
+                                                transactional_ids=(transactional_id,))).transaction_states
+        return state
+    seen = described("dave")
+    assert (seen.error_code, seen.transaction_state) == (0, "Ongoing")
+    assert [(topic.topic, topic.partitions) for topic in seen.topics] == [(f"{transactional_id}-a", (0,))]
+    assert described("bob").error_code == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
 
 
 def test_describe_producers_needs_read_on_the_topic(gateway: AclGateway, topic_name: str) -> None:
