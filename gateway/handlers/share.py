@@ -389,7 +389,7 @@ def _fetch_response(context: RequestContext, types: Any, slots: Iterable[Slot],
             types.PartitionData, partition_index=slot.partition, error_code=slot.code,
             acknowledge_error_code=slot.ack_code or ErrorCode.none,
             current_leader=make(types.LeaderIdAndEpoch, leader_id=-1, leader_epoch=-1),
-            records=_encode(slot) if slot.acquired else None,
+            records=_encode(slot) if slot.acquired else b"",
             acquired_records=_acquired_ranges(types, slot.acquired)))
     return make(
         types.ShareFetchResponse, throttle_time=NO_THROTTLE, error_code=ErrorCode.none,

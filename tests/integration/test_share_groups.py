@@ -401,3 +401,34 @@ def test_share_group_describe(gateway: GatewayProcess, topic_name: str) -> None:
         assert describe()[0].group_state == "Empty"  # the member left (epoch -1)
     finally:
         wire.close()
+
+
+def test_implicit_acknowledgement_rides_on_the_next_fetch(gateway: GatewayProcess, redis_server: RedisServer,
+                                                          topic_name: str) -> None:
+    """The next poll's ShareFetch carries the accepts, also when it finds nothing new."""
+    client = redis_server.client()
+    group = new_group(gateway.bootstrap)
+    create_topic(gateway.bootstrap, topic_name, partitions=2)
+    produce(gateway.bootstrap, topic_name, 6)
+    share = consumer(gateway.bootstrap, group, topic_name)
+    try:
+        assert len(poll_records(share, 6)) == 6
+        deadline = time.monotonic() + 10
+        pending = None
+        while pending != 0 and time.monotonic() < deadline:
+            assert not list(share.poll(0.5) or [])
+            pending = sum(client.xpending(stream(topic_name, p), group)["pending"] for p in range(2))
+        assert pending == 0
+    finally:
+        share.close()
+
+
+def test_no_request_failed_inside_the_gateway(gateway: GatewayProcess) -> None:
+    """Run last: every share request of the module's tests was answered, none closed on an error.
+
+    librdkafka retries on a new connection, so a response the gateway
+    failed to encode would otherwise go unnoticed by the tests above.
+    """
+    assert gateway.log_path is not None
+    log = gateway.log_path.read_text()
+    assert "unexpected error" not in log and " failed\n" not in log, log[-3000:]
