@@ -36,6 +36,8 @@ from ..storage.credentials import CredentialChange
 from ._build import NO_THROTTLE, make, response_types
 
 Problem = tuple[ErrorCode, str]
+# (A Kafka broker forwards the alteration to its controller, whose refusal's message quotes
+# the whole forwarded request: not reproduced.)
 CLUSTER_REFUSED = "Cluster authorization failed."
 
 
@@ -43,15 +45,16 @@ async def handle_describe(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     names = [user.name for user in request.users or ()]
     if not context.authorize_cluster(Operation.DESCRIBE):
-        # Kafka's error response (DescribeUserScramCredentialsRequest.getErrorResponse):
-        # the code and its message at the top and for each user named. (librdkafka
-        # 2.16's AdminClient aborts on this answer, from Kafka as from here.)
+        # Kafka's error response (DescribeUserScramCredentialsRequest.getErrorResponse): the
+        # code at the top and once per user named, with no message (ApiError.fromThrowable
+        # drops generic ones) and no user name (it sets none). (librdkafka 2.16's AdminClient
+        # aborts on this answer, from Kafka as from here.)
         refused = ErrorCode.cluster_authorization_failed
         return make(types.DescribeUserScramCredentialsResponse, throttle_time=NO_THROTTLE,
-                    error_code=refused, error_message=CLUSTER_REFUSED, results=tuple(
-                        make(types.DescribeUserScramCredentialsResult, user=user, error_code=refused,
-                             error_message=CLUSTER_REFUSED, credential_infos=())
-                        for user in names))
+                    error_code=refused, error_message=None, results=tuple(
+                        make(types.DescribeUserScramCredentialsResult, user="", error_code=refused,
+                             error_message=None, credential_infos=())
+                        for _ in names))
     try:
         found = await (context.credentials.mechanisms_of(list(dict.fromkeys(names))) if names
                        else context.credentials.all_users())

@@ -468,13 +468,7 @@ def test_an_idempotent_producer_needs_idempotent_write_or_write_somewhere(
 
 def call_as(gateway: AclGateway, user: str, request: Any) -> Any:
     """One raw request on a connection authenticated as ``user`` (SASL PLAIN)."""
-    with closing(Wire(f"127.0.0.1:{gateway.sasl}")) as wire:
-        assert wire.call(build(request_types(17, 1).SaslHandshakeRequest, mechanism="PLAIN")) \
-            .error_code == 0
-        token = f"\x00{user}\x00{PASSWORDS[user]}".encode()
-        assert wire.call(build(request_types(36, 2).SaslAuthenticateRequest, auth_bytes=token)) \
-            .error_code == 0
-        return wire.call(request)
+    return raw_call_as(gateway.settings(user), request)
 
 
 def test_describe_cluster_needs_describe_on_the_cluster(gateway: AclGateway) -> None:
@@ -694,7 +688,31 @@ def scenario(operator: AdminClient, settings: Callable[[str], dict[str, Any]]) -
     answers["deleted bob"] = sorted(str(b).replace(prefix, "P-")
                                     for b in next(iter(deleted.values())).result(timeout=30))
     answers["produce bob closed after"] = code(produce_error(settings("bob"), closed_topic))
+    answers.update(cluster_refusals(settings("alice")))
     return answers
+
+
+def raw_call_as(settings: dict[str, Any], request: Any) -> Any:
+    """One raw request on a connection logged in with SASL PLAIN as the settings say."""
+    with closing(Wire(settings["bootstrap.servers"])) as wire:
+        assert wire.call(build(request_types(17, 1).SaslHandshakeRequest, mechanism="PLAIN")).error_code == 0
+        token = f"\x00{settings['sasl.username']}\x00{settings['sasl.password']}".encode()
+        authenticated = wire.call(build(request_types(36, 2).SaslAuthenticateRequest, auth_bytes=token))
+        assert authenticated.error_code == 0
+        return wire.call(request)
+
+
+def cluster_refusals(settings: dict[str, Any]) -> dict[str, Any]:
+    """Whole answers to APIs refused for want of a cluster grant, sent raw (clients hide them)."""
+    quotas = raw_call_as(settings, build(request_types(48, 1).DescribeClientQuotasRequest,
+                                         components=(), strict=False))
+    users_type = request_types(50, 0)
+    users = raw_call_as(settings, build(users_type.DescribeUserScramCredentialsRequest,
+                                        users=(build(users_type.UserName, name="alice"),)))
+    return {"quotas refused": (quotas.error_code, quotas.error_message, quotas.entries),
+            "users refused": (users.error_code, users.error_message,
+                              [(r.user, r.error_code, r.error_message, r.credential_infos)
+                               for r in users.results])}
 
 
 def settings_admin(settings: dict[str, Any]) -> AdminClient:
