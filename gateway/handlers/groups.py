@@ -54,6 +54,7 @@ from .producers import TRANSACTIONS_NOT_SERVED, refuse_transactions
 
 GROUP_KEY, TRANSACTION_KEY = 0, 1
 CLASSIC = "classic"
+SHARE = "share"  # a share group's protocol and group type, as Kafka lists it
 
 
 AUTHORIZATION_MESSAGES = {
@@ -303,16 +304,27 @@ async def _all_groups(context: RequestContext) -> dict[str, tuple[str, str]]:
             if context.cluster.coordinates(group_id, holder)}
 
 
-def _wanted(request: Any, state: str) -> bool:
+def _wanted(request: Any, state: str, group_type: str = CLASSIC) -> bool:
     states = {s.lower() for s in getattr(request, "states_filter", ()) or ()}
     types_filter = {t.lower() for t in getattr(request, "types_filter", ()) or ()}
-    return (not states or state.lower() in states) and (not types_filter or CLASSIC in types_filter)
+    return (not states or state.lower() in states) and (not types_filter or group_type in types_filter)
+
+
+async def _share_groups(context: RequestContext) -> dict[str, str]:
+    """group ID -> state of the share groups this gateway is named coordinator of."""
+    found = {}
+    for group_id in await context.shares.storage.groups():
+        if context.cluster.coordinates(group_id):
+            state = await context.shares.storage.describe(group_id)
+            found[group_id] = "Stable" if state is not None and state.members else "Empty"
+    return found
 
 
 async def handle_list_groups(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     try:
         found = await _all_groups(context)
+        shares = await _share_groups(context)
     except StorageUnavailable:
         return make(types.ListGroupsResponse, throttle_time=NO_THROTTLE,
                     error_code=ErrorCode.coordinator_not_available, groups=())
@@ -323,6 +335,11 @@ async def handle_list_groups(context: RequestContext, request: Any) -> Any:
              group_type=CLASSIC)
         for group_id, (protocol_type, state) in sorted(found.items())
         if _wanted(request, state) and (everything or _may(context, Operation.DESCRIBE, group_id))
+    ) + tuple(
+        make(types.ListedGroup, group_id=group_id, protocol_type=SHARE, group_state=state, group_type=SHARE)
+        for group_id, state in sorted(shares.items())
+        if group_id not in found and _wanted(request, state, SHARE)
+        and (everything or _may(context, Operation.DESCRIBE, group_id))
     )
     return make(types.ListGroupsResponse, throttle_time=NO_THROTTLE, error_code=ErrorCode.none,
                 groups=groups)
@@ -332,11 +349,26 @@ async def handle_delete_groups(context: RequestContext, request: Any) -> Any:
     types = response_types(context)
     results = tuple([
         make(types.DeletableGroupResult, group_id=group_id,
-             error_code=await context.coordinator.delete_group(group_id)
+             error_code=await _delete_group(context, group_id)
              if _may(context, Operation.DELETE, group_id) else ErrorCode.group_authorization_failed)
         for group_id in request.groups_names
     ])
     return make(types.DeleteGroupsResponse, throttle_time=NO_THROTTLE, results=results)
+
+
+async def _delete_group(context: RequestContext, group_id: str) -> ErrorCode:
+    """A share group's state in Redis (NON_EMPTY_GROUP while it has members, as Kafka),
+    else the classic group."""
+    try:
+        if group_id not in await context.shares.storage.groups():
+            return await context.coordinator.delete_group(group_id)
+        state = await context.shares.storage.describe(group_id)
+        if state is not None and state.members:
+            return ErrorCode.non_empty_group
+        await context.shares.storage.delete(group_id)
+    except StorageUnavailable:
+        return ErrorCode.coordinator_not_available
+    return ErrorCode.none
 
 
 ROUTES = (

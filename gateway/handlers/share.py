@@ -292,8 +292,12 @@ async def handle_share_fetch(context: RequestContext, request: Any) -> Any:
     if request.share_session_epoch == FINAL_EPOCH:
         await _release_session(context, group, member, session)
         return _fetch_response(context, types, slots.values(), settings)
+    known = set(session.partitions)
     if not _update_session(session, slots, request.forgotten_topics_data):
         return _top_error(types.ShareFetchResponse, ErrorCode.invalid_request)
+    added = [(part.topic, part.partition) for key, part in session.partitions.items() if key not in known]
+    with contextlib.suppress(StorageUnavailable):  # the acquisition below reports Redis away
+        await context.shares.storage.note_partitions(group, added)
     fetch_slots = [slots.get(key) or Slot(key[0], key[1], await _info(context, part))
                    for key, part in session.partitions.items()]
     if not getattr(request, "is_renew_ack", False):

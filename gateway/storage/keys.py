@@ -274,3 +274,12 @@ def share_held(topic: str, partition: int, group: str) -> str:
 def share_group(group: str) -> str:
     """A share group's members and epoch (share_heartbeat.lua) and configs, in a slot of its own."""
     return f"kafka:share-group:{{{group}}}"
+
+
+# Every share group that ever had a member (ListGroups, DeleteGroups).
+SHARE_GROUPS = "kafka:share-groups"
+
+
+def share_group_partitions(group: str) -> str:
+    """The "<topic>:<partition>" a share group fetched from (DeleteGroups removes its state there)."""
+    return f"{share_group(group)}:partitions"

@@ -15,10 +15,14 @@ gateway answers a heartbeat and nothing is lost with a gateway.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from redis import exceptions as redis_errors
 
 from . import keys
 from .errors import call_once
@@ -109,8 +113,47 @@ class RedisShareStorage(StoreConnections):
                 ",".join(topics or ()), MAX_MEMBERS, client_host, client_id]
         reply = await self._call_one(ScriptCall(HEARTBEAT, [keys.share_group(group)], args))
         code, epoch, raw = reply
+        if int(code) == 0 and member_epoch == 0:
+            await call_once(lambda: self._sadd(keys.SHARE_GROUPS, group))
         names = tuple(name for name in _text(raw).split(",") if name)
         return Heartbeat(int(code), int(epoch), names)
+
+    async def groups(self) -> list[str]:
+        """Every share group that has had a member and was not deleted since."""
+        raw = await call_once(lambda: self._smembers(keys.SHARE_GROUPS))
+        return sorted(_text(name) for name in raw)
+
+    async def note_partitions(self, group: str, partitions: Sequence[tuple[str, int]]) -> None:
+        """Remember where the group has state, for DeleteGroups."""
+        if partitions:
+            members = [f"{topic}:{partition}" for topic, partition in partitions]
+            await call_once(lambda: self._sadd(keys.share_group_partitions(group), *members))
+
+    async def delete(self, group: str) -> None:
+        """The group's Redis consumer groups, held-records hashes, membership, configs and registration."""
+        raw = await call_once(lambda: self._smembers(keys.share_group_partitions(group)))
+        for member in raw:
+            topic, _, partition = _text(member).rpartition(":")
+            stream = (await self._keys_of(topic, int(partition))).stream
+            held = keys.share_held(topic, int(partition), group)
+            await call_once(functools.partial(self._forget_partition, stream, held, group))
+        await call_once(lambda: self._redis.delete(keys.share_group_partitions(group)))
+        await call_once(lambda: self._redis.delete(keys.share_group(group)))
+        await call_once(lambda: self._srem(keys.SHARE_GROUPS, group))
+
+    async def _forget_partition(self, stream: str, held: str, group: str) -> None:
+        with contextlib.suppress(redis_errors.ResponseError):  # no such group or stream: nothing to do
+            await self._redis.xgroup_destroy(stream, group)
+        await self._redis.delete(held)
+
+    async def _sadd(self, key: str, *members: str) -> int:
+        return await self._redis.sadd(key, *members)  # type: ignore[no-any-return,misc]
+
+    async def _srem(self, key: str, *members: str) -> int:
+        return await self._redis.srem(key, *members)  # type: ignore[no-any-return,misc]
+
+    async def _smembers(self, key: str) -> set[bytes]:
+        return await self._redis.smembers(key)  # type: ignore[return-value,misc]
 
     async def describe(self, group: str) -> GroupState | None:
         """The group's epoch and members whose session has not ended; None for no such group."""

@@ -423,6 +423,42 @@ def test_implicit_acknowledgement_rides_on_the_next_fetch(gateway: GatewayProces
         share.close()
 
 
+def test_share_groups_in_list_groups_and_delete_groups(gateway: GatewayProcess, redis_server: RedisServer,
+                                                       topic_name: str) -> None:
+    from tests.integration.test_protocol import Wire, build, request_types
+
+    client = redis_server.client()
+    group = new_group(gateway.bootstrap)
+    create_topic(gateway.bootstrap, topic_name)
+    produce(gateway.bootstrap, topic_name, 3)
+    share = consumer(gateway.bootstrap, group, topic_name)
+    admin = AdminClient({"bootstrap.servers": gateway.bootstrap})
+    wire = Wire(gateway.bootstrap)
+
+    def listed(*group_types: str) -> dict[str, tuple[str, str]]:
+        request = build(request_types(16, 5).ListGroupsRequest, states_filter=(), types_filter=group_types)
+        return {g.group_id: (g.group_type, g.group_state) for g in wire.call(request).groups}
+
+    try:
+        assert len(poll_records(share, 3)) == 3
+        share.commit_sync()
+        assert listed("share")[group] == ("share", "Stable")
+        assert group not in listed("classic")
+        assert group in listed()
+        (refused,) = admin.delete_consumer_groups([group]).values()
+        with pytest.raises(KafkaException, match="NON_EMPTY_GROUP"):
+            refused.result(timeout=30)
+        share.close()
+        assert listed("share")[group] == ("share", "Empty")
+        (deleted,) = admin.delete_consumer_groups([group]).values()
+        deleted.result(timeout=30)
+        assert group not in listed()
+        assert client.xinfo_groups(stream(topic_name)) == []
+        assert not client.exists(f"kafka:{{{topic_name}:0}}:share:{group}", f"kafka:share-group:{{{group}}}")
+    finally:
+        wire.close()
+
+
 def test_no_request_failed_inside_the_gateway(gateway: GatewayProcess) -> None:
     """Run last: every share request of the module's tests was answered, none closed on an error.
 
