@@ -584,3 +584,39 @@ def test_the_transaction_settings_are_broker_configs(bootstrap: str) -> None:
     assert configs["transaction.max.timeout.ms"].value == "900000"
     assert configs["transactional.id.expiration.ms"].value == "604800000"
     assert configs["transaction.abort.timed.out.transaction.cleanup.interval.ms"].value == "10000"
+
+
+@pytest.mark.skipif(not KAFKA_TRANSACTIONS.exists(), reason=f"no {KAFKA_TRANSACTIONS}")
+def test_kafka_transactions_tool_lists_each_id_once_across_gateways(tmp_path: Path) -> None:
+    """Each gateway lists the IDs it coordinates; the tool asks all and merges."""
+    redis_server = RedisServer(tmp_path / "redis").start()
+    gateways = [GatewayProcess(redis_server.url, log_path=tmp_path / f"gateway-{n}.log",
+                               extra_args=["--broker-lease-ms", str(LEASE_MS)]).start() for n in range(3)]
+    wires = [Wire(gateway.bootstrap) for gateway in gateways]
+    try:
+        # ID n asked first of gateway n % 3, which takes its lease.
+        coordinator_of = {}
+        for n in range(9):
+            transactional_id = f"tx-spread-{n}"
+            for index in [(n + k) % 3 for k in range(3)]:
+                code, _, _ = init(wires[index], transactional_id)
+                if code == ErrorCode.none:
+                    coordinator_of[transactional_id] = index
+                    break
+        assert sorted(coordinator_of.values()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+        brokers = AdminClient({"bootstrap.servers": gateways[0].bootstrap}).list_topics(timeout=30).brokers
+        node_of_port = {broker.port: str(broker.id) for broker in brokers.values()}
+        node_ids = [node_of_port[gateway.port] for gateway in gateways]
+        done = subprocess.run([str(KAFKA_TRANSACTIONS), "--bootstrap-server", gateways[0].bootstrap, "list"],
+                              capture_output=True, text=True, timeout=120, check=False,
+                              env=dict(os.environ, KAFKA_LOG_LEVEL="warn"))
+        assert done.returncode == 0, done.stderr
+        rows = [line.split() for line in done.stdout.splitlines()[1:]]
+        assert sorted((row[0], row[1]) for row in rows) == sorted(
+            (transactional_id, node_ids[index]) for transactional_id, index in coordinator_of.items())
+    finally:
+        for wire in wires:
+            wire.close()
+        for gateway in gateways:
+            gateway.stop()
+        redis_server.stop()
