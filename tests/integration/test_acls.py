@@ -349,15 +349,16 @@ def test_auto_creation_needs_create(gateway: AclGateway, topic_name: str) -> Non
 
 
 def test_an_acl_applies_only_to_its_host(gateway: AclGateway, topic_name: str) -> None:
+    # bob, not dave: WRITE on any topic lets dave's idempotent producer in (another test).
     create_topic(gateway.operator(), topic_name)
-    elsewhere = AclBinding(ResourceType.TOPIC, topic_name, ResourcePatternType.LITERAL, "User:dave",
+    elsewhere = AclBinding(ResourceType.TOPIC, topic_name, ResourcePatternType.LITERAL, "User:bob",
                            "10.0.0.1", AclOperation.WRITE, AclPermissionType.ALLOW)
     grant(gateway, elsewhere)
-    refused = produce_error(gateway.settings("dave"), topic_name)
+    refused = produce_error(gateway.settings("bob"), topic_name)
     assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-    grant(gateway, AclBinding(ResourceType.TOPIC, topic_name, ResourcePatternType.LITERAL, "User:dave",
+    grant(gateway, AclBinding(ResourceType.TOPIC, topic_name, ResourcePatternType.LITERAL, "User:bob",
                               "127.0.0.1", AclOperation.WRITE, AclPermissionType.ALLOW))
-    assert produce_error(gateway.settings("dave"), topic_name) is None
+    assert produce_error(gateway.settings("bob"), topic_name) is None
 
 
 def test_allow_everyone_if_no_acl_found_opens_only_resources_without_acls(tmp_path: Path) -> None:
