@@ -1,5 +1,5 @@
 """Share groups (KIP-932): ShareGroupHeartbeat (76) v1, ShareGroupDescribe (77) v1, ShareFetch (78)
-v1-v2, ShareAcknowledge (79) v1-v2.
+v1-v2, ShareAcknowledge (79) v1-v2, DescribeShareGroupOffsets (90) v0-v1.
 
 A share group is the Redis consumer group of the same name on each
 partition's stream (gateway/storage/shares.py, docs/mapping.md). Every
@@ -131,6 +131,72 @@ async def _describe_one(context: RequestContext, types: Any, group_id: str, asks
         subscribed_topic_names=member.topics,
         assignment=await _assignment(context, types, member.topics)) for member in state.members])
     return described(ErrorCode.none, "Stable" if members else "Empty", state.epoch, members)
+
+
+# -- DescribeShareGroupOffsets -------------------------------------------------------
+
+# Partitions one DescribeShareGroupOffsets group may name (each is one Redis call or a few).
+MAX_DESCRIBED_PARTITIONS = 10_000
+
+
+async def handle_describe_offsets(context: RequestContext, request: Any) -> Any:
+    types = response_types(context)
+    groups = [await _describe_offsets(context, types, group) for group in request.groups]
+    return make(types.DescribeShareGroupOffsetsResponse, throttle_time=NO_THROTTLE, groups=tuple(groups))
+
+
+async def _describe_offsets(context: RequestContext, types: Any, group: Any) -> Any:
+    def answer(code: ErrorCode, topics: tuple[Any, ...] = (), message: str | None = None) -> Any:
+        return make(types.DescribeShareGroupOffsetsResponseGroup, group_id=group.group_id, topics=topics,
+                    error_code=code, error_message=message)
+
+    if not context.authorize(Operation.DESCRIBE, ResourceType.GROUP, group.group_id):
+        return answer(ErrorCode.group_authorization_failed)
+    storage = context.shares.storage
+    try:
+        if group.group_id not in await storage.groups():
+            return answer(ErrorCode.group_id_not_found, message=f"Group {group.group_id} not found.")
+        if group.topics is None:
+            asked = await storage.partitions(group.group_id)
+        else:
+            asked = [(topic.topic_name, partition)
+                     for topic in group.topics for partition in topic.partitions]
+        if len(asked) > MAX_DESCRIBED_PARTITIONS:
+            return answer(ErrorCode.invalid_request, message="Too many partitions in one request.")
+        by_topic: dict[str, list[Any]] = {}
+        infos: dict[str, TopicInfo | None] = {}
+        for name, partition in asked:
+            if name not in infos:
+                infos[name] = await context.storage.topic(name)
+            by_topic.setdefault(name, []).append(
+                await _partition_offset(context, types, group.group_id, infos[name], name, partition))
+    except StorageUnavailable as exc:
+        return answer(ErrorCode.coordinator_not_available, message=f"Redis unavailable: {exc}")
+    return answer(ErrorCode.none, tuple(
+        make(types.DescribeShareGroupOffsetsResponseTopic, topic_name=name,
+             topic_id=_topic_id(infos[name]), partitions=tuple(parts))
+        for name, parts in by_topic.items()))
+
+
+def _topic_id(info: TopicInfo | None) -> uuid.UUID | None:
+    return info.topic_id if info is not None else None
+
+
+async def _partition_offset(context: RequestContext, types: Any, group_id: str, info: TopicInfo | None,
+                            name: str, partition: int) -> Any:
+    code, start, lag = ErrorCode.none, -1, -1
+    if not context.authorize(Operation.DESCRIBE, ResourceType.TOPIC, name):
+        code = ErrorCode.topic_authorization_failed
+    elif info is None or not 0 <= partition < info.partitions:
+        code = ErrorCode.unknown_topic_or_partition
+    else:
+        found = await context.shares.storage.start_offset(group_id, info.name, partition)
+        if found is None:
+            code = ErrorCode.request_timed_out  # counting did not finish; asking again goes on
+        else:
+            start, lag = found
+    return make(types.DescribeShareGroupOffsetsResponsePartition, partition_index=partition,
+                start_offset=start, leader_epoch=-1, lag=lag, error_code=code, error_message=None)
 
 
 # -- ShareFetch and ShareAcknowledge ---------------------------------------------------
@@ -445,4 +511,5 @@ ROUTES = (
     Route(77, 1, 1, handle_describe, Access.AUTHORIZED),
     Route(78, 1, 2, handle_share_fetch, Access.AUTHORIZED),
     Route(79, 1, 2, handle_share_acknowledge, Access.AUTHORIZED),
+    Route(90, 0, 1, handle_describe_offsets, Access.AUTHORIZED),
 )

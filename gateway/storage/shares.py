@@ -35,6 +35,9 @@ ACQUIRE = function("share_acquire.lua")
 ACKNOWLEDGE = function("share_ack.lua")
 RELEASE = function("share_release.lua")
 HEARTBEAT = function("share_heartbeat.lua")
+START = function("share_start.lua")
+# Calls one start offset may take when counting must go on (each copies at most 1 MiB).
+START_ROUNDS = 8
 
 # Pending entries one release call hands back; the caller repeats up to
 # RELEASE_ROUNDS times (a member holds at most what its fetches acquired).
@@ -122,6 +125,28 @@ class RedisShareStorage(StoreConnections):
         """Every share group that has had a member and was not deleted since."""
         raw = await call_once(lambda: self._smembers(keys.SHARE_GROUPS))
         return sorted(_text(name) for name in raw)
+
+    async def partitions(self, group: str) -> list[tuple[str, int]]:
+        """The partitions the group fetched from."""
+        raw = await call_once(lambda: self._smembers(keys.share_group_partitions(group)))
+        found = []
+        for member in raw:
+            topic, _, partition = _text(member).rpartition(":")
+            found.append((topic, int(partition)))
+        return sorted(found)
+
+    async def start_offset(self, group: str, topic: str, partition: int) -> tuple[int, int] | None:
+        """The share-partition start offset and lag; (-1, -1) without state there; None when
+        counting did not finish within START_ROUNDS calls."""
+        pk = await self._keys_of(topic, partition)
+        keys_ = [pk.stream, pk.index, pk.meta, keys.share_held(topic, partition, group)]
+        resume: list[Any] = []
+        for _ in range(START_ROUNDS):
+            reply = await self._call_one(ScriptCall(START, keys_, [group, *resume]))
+            if int(reply[0]) != -3:
+                return int(reply[0]), int(reply[1])
+            resume = [reply[1], reply[2]]
+        return None
 
     async def note_partitions(self, group: str, partitions: Sequence[tuple[str, int]]) -> None:
         """Remember where the group has state, for DeleteGroups."""

@@ -459,6 +459,50 @@ def test_share_groups_in_list_groups_and_delete_groups(gateway: GatewayProcess, 
         wire.close()
 
 
+def test_describe_share_group_offsets(gateway: GatewayProcess, topic_name: str) -> None:
+    """The start offset is the oldest record held, else the next to deliver; lag counts both."""
+    from tests.integration.test_protocol import Wire, build, request_types
+
+    group = new_group(gateway.bootstrap)
+    create_topic(gateway.bootstrap, topic_name)
+    produce(gateway.bootstrap, topic_name, 10)
+    share = consumer(gateway.bootstrap, group, topic_name,
+                     **{"share.acknowledgement.mode": "explicit", "max.poll.records": 4})
+    wire = Wire(gateway.bootstrap)
+
+    def described(version: int = 1) -> Any:
+        types = request_types(90, version)
+        request = build(types.DescribeShareGroupOffsetsRequest, groups=(
+            build(types.DescribeShareGroupOffsetsRequestGroup, group_id=group, topics=None),
+            build(types.DescribeShareGroupOffsetsRequestGroup, group_id="no-such-share-group", topics=None)))
+        return wire.call(request).groups
+
+    try:
+        got = poll_records(share, 4)
+        assert sorted(m.offset() for m in got) == [0, 1, 2, 3]
+        for message in got:
+            share.acknowledge(message, AcknowledgeType.ACCEPT)
+        share.commit_sync()
+        ours, missing = described()
+        (topic,) = ours.topics
+        (partition,) = topic.partitions
+        assert (topic.topic_name, partition.start_offset, partition.lag) == (topic_name, 4, 6)
+        assert missing.error_code == 69  # GROUP_ID_NOT_FOUND
+        held = poll_records(share, 4)  # offsets 4-7 held, not acknowledged
+        assert sorted(m.offset() for m in held) == [4, 5, 6, 7]
+        (partition,) = described()[0].topics[0].partitions
+        assert (partition.start_offset, partition.lag) == (4, 6)
+        (partition,) = described(0)[0].topics[0].partitions
+        assert partition.start_offset == 4
+        for message in held:
+            share.acknowledge(message, AcknowledgeType.ACCEPT)
+        share.commit_sync()
+        (partition,) = described()[0].topics[0].partitions
+        assert (partition.start_offset, partition.lag) == (8, 2)
+    finally:
+        share.close()
+        wire.close()
+
 def test_no_request_failed_inside_the_gateway(gateway: GatewayProcess) -> None:
     """Run last: every share request of the module's tests was answered, none closed on an error.
 
