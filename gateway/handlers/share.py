@@ -1,5 +1,6 @@
 """Share groups (KIP-932): ShareGroupHeartbeat (76) v1, ShareGroupDescribe (77) v1, ShareFetch (78)
-v1-v2, ShareAcknowledge (79) v1-v2, DescribeShareGroupOffsets (90) v0-v1.
+v1-v2, ShareAcknowledge (79) v1-v2, DescribeShareGroupOffsets (90) v0-v1,
+AlterShareGroupOffsets (91) v0, DeleteShareGroupOffsets (92) v0.
 
 A share group is the Redis consumer group of the same name on each
 partition's stream (gateway/storage/shares.py, docs/mapping.md). Every
@@ -197,6 +198,89 @@ async def _partition_offset(context: RequestContext, types: Any, group_id: str, 
             start, lag = found
     return make(types.DescribeShareGroupOffsetsResponsePartition, partition_index=partition,
                 start_offset=start, leader_epoch=-1, lag=lag, error_code=code, error_message=None)
+
+
+# -- AlterShareGroupOffsets, DeleteShareGroupOffsets -----------------------------------
+
+
+async def _active(context: RequestContext, group_id: str) -> bool:
+    state = await context.shares.storage.describe(group_id)
+    return state is not None and bool(state.members)
+
+
+async def handle_alter_offsets(context: RequestContext, request: Any) -> Any:
+    """Start the group afresh at the given offsets, as Kafka: only while it has no members."""
+    types = response_types(context)
+
+    def answer(code: ErrorCode, responses: tuple[Any, ...] = (), message: str | None = None) -> Any:
+        return make(types.AlterShareGroupOffsetsResponse, throttle_time=NO_THROTTLE, error_code=code,
+                    error_message=message, responses=responses)
+
+    if not context.authorize(Operation.READ, ResourceType.GROUP, request.group_id):
+        return answer(ErrorCode.group_authorization_failed)
+    if sum(len(topic.partitions) for topic in request.topics) > MAX_DESCRIBED_PARTITIONS:
+        return answer(ErrorCode.invalid_request, message="Too many partitions in one request.")
+    try:
+        if await _active(context, request.group_id):
+            return answer(ErrorCode.non_empty_group, message="The group has members.")
+        topics = []
+        for topic in request.topics:
+            info, code = await _named_topic(context, topic.topic_name, Operation.READ)
+            parts = []
+            for partition in topic.partitions:
+                part_code = code
+                if info is not None and not 0 <= partition.partition_index < info.partitions:
+                    part_code = ErrorCode.unknown_topic_or_partition
+                elif info is not None and partition.start_offset < 0:
+                    part_code = ErrorCode.invalid_request
+                elif info is not None and not await context.shares.storage.reset(
+                        request.group_id, info.name, partition.partition_index, partition.start_offset):
+                    part_code = ErrorCode.request_timed_out
+                parts.append(make(types.AlterShareGroupOffsetsResponsePartition,
+                                  partition_index=partition.partition_index, error_code=part_code,
+                                  error_message=None))
+            topics.append(make(types.AlterShareGroupOffsetsResponseTopic, topic_name=topic.topic_name,
+                               topic_id=_topic_id(info), partitions=tuple(parts)))
+    except StorageUnavailable as exc:
+        return answer(ErrorCode.coordinator_not_available, message=f"Redis unavailable: {exc}")
+    return answer(ErrorCode.none, tuple(topics))
+
+
+async def handle_delete_offsets(context: RequestContext, request: Any) -> Any:
+    """Forget the group's state on whole topics, as Kafka: only while it has no members."""
+    types = response_types(context)
+
+    def answer(code: ErrorCode, responses: tuple[Any, ...] = (), message: str | None = None) -> Any:
+        return make(types.DeleteShareGroupOffsetsResponse, throttle_time=NO_THROTTLE, error_code=code,
+                    error_message=message, responses=responses)
+
+    if not context.authorize(Operation.DELETE, ResourceType.GROUP, request.group_id):
+        return answer(ErrorCode.group_authorization_failed)
+    try:
+        if request.group_id not in await context.shares.storage.groups():
+            return answer(ErrorCode.group_id_not_found, message=f"Group {request.group_id} not found.")
+        if await _active(context, request.group_id):
+            return answer(ErrorCode.non_empty_group, message="The group has members.")
+        results = []
+        for topic in request.topics:
+            info, code = await _named_topic(context, topic.topic_name, Operation.READ)
+            if info is not None:
+                for partition in range(info.partitions):
+                    if not await context.shares.storage.reset(request.group_id, info.name, partition, None):
+                        code = ErrorCode.request_timed_out
+            results.append(make(types.DeleteShareGroupOffsetsResponseTopic, topic_name=topic.topic_name,
+                                topic_id=_topic_id(info), error_code=code, error_message=None))
+    except StorageUnavailable as exc:
+        return answer(ErrorCode.coordinator_not_available, message=f"Redis unavailable: {exc}")
+    return answer(ErrorCode.none, tuple(results))
+
+
+async def _named_topic(context: RequestContext, name: str, operation: Operation,
+                       ) -> tuple[TopicInfo | None, ErrorCode]:
+    if not context.authorize(operation, ResourceType.TOPIC, name):
+        return None, ErrorCode.topic_authorization_failed
+    info = await context.storage.topic(name)
+    return info, ErrorCode.none if info is not None else ErrorCode.unknown_topic_or_partition
 
 
 # -- ShareFetch and ShareAcknowledge ---------------------------------------------------
@@ -512,4 +596,6 @@ ROUTES = (
     Route(78, 1, 2, handle_share_fetch, Access.AUTHORIZED),
     Route(79, 1, 2, handle_share_acknowledge, Access.AUTHORIZED),
     Route(90, 0, 1, handle_describe_offsets, Access.AUTHORIZED),
+    Route(91, 0, 0, handle_alter_offsets, Access.AUTHORIZED),
+    Route(92, 0, 0, handle_delete_offsets, Access.AUTHORIZED),
 )

@@ -36,6 +36,7 @@ ACKNOWLEDGE = function("share_ack.lua")
 RELEASE = function("share_release.lua")
 HEARTBEAT = function("share_heartbeat.lua")
 START = function("share_start.lua")
+RESET = function("share_reset.lua")
 # Calls one start offset may take when counting must go on (each copies at most 1 MiB).
 START_ROUNDS = 8
 
@@ -147,6 +148,24 @@ class RedisShareStorage(StoreConnections):
                 return int(reply[0]), int(reply[1])
             resume = [reply[1], reply[2]]
         return None
+
+    async def reset(self, group: str, topic: str, partition: int, offset: int | None) -> bool:
+        """Start the group afresh at offset on the partition (None: forget it there); False when
+        finding the offset's entry did not finish within START_ROUNDS calls."""
+        pk = await self._keys_of(topic, partition)
+        call = ScriptCall(RESET, [pk.stream, pk.index, pk.meta, keys.share_held(topic, partition, group)],
+                          [group, "" if offset is None else offset])
+        for _ in range(START_ROUNDS):
+            reply = await self._call_one(call)
+            if reply == 1:
+                if offset is None:
+                    await call_once(functools.partial(
+                        self._srem, keys.share_group_partitions(group), f"{topic}:{partition}"))
+                else:
+                    await self.note_partitions(group, [(topic, partition)])
+                    await call_once(functools.partial(self._sadd, keys.SHARE_GROUPS, group))
+                return True
+        return False
 
     async def note_partitions(self, group: str, partitions: Sequence[tuple[str, int]]) -> None:
         """Remember where the group has state, for DeleteGroups."""

@@ -503,6 +503,49 @@ def test_describe_share_group_offsets(gateway: GatewayProcess, topic_name: str) 
         share.close()
         wire.close()
 
+def test_alter_and_delete_share_group_offsets(gateway: GatewayProcess, redis_server: RedisServer,
+                                              topic_name: str) -> None:
+    from tests.integration.test_protocol import Wire, build, request_types
+
+    client = redis_server.client()
+    group = new_group(gateway.bootstrap)
+    create_topic(gateway.bootstrap, topic_name)
+    produce(gateway.bootstrap, topic_name, 10)
+    wire = Wire(gateway.bootstrap)
+
+    def alter(offset: int) -> Any:
+        types = request_types(91, 0)
+        partition = build(types.AlterShareGroupOffsetsRequestPartition, partition_index=0,
+                          start_offset=offset)
+        topic = build(types.AlterShareGroupOffsetsRequestTopic, topic_name=topic_name,
+                      partitions=(partition,))
+        return wire.call(build(types.AlterShareGroupOffsetsRequest, group_id=group, topics=(topic,)))
+
+    def delete() -> Any:
+        types = request_types(92, 0)
+        return wire.call(build(types.DeleteShareGroupOffsetsRequest, group_id=group, topics=(
+            build(types.DeleteShareGroupOffsetsRequestTopic, topic_name=topic_name),)))
+
+    try:
+        answer = alter(7)
+        assert answer.error_code == 0 and answer.responses[0].partitions[0].error_code == 0
+        share = consumer(gateway.bootstrap, group, topic_name)
+        try:
+            got = poll_records(share, 3)
+            assert sorted(m.offset() for m in got) == [7, 8, 9]
+            assert alter(0).error_code == 68  # NON_EMPTY_GROUP while the consumer is a member
+            share.commit_sync()
+        finally:
+            share.close()
+        assert alter(2).error_code == 0
+        assert redis_group(client, topic_name, group)["entries-read"] == 2
+        answer = delete()
+        assert answer.error_code == 0 and answer.responses[0].error_code == 0
+        assert client.xinfo_groups(stream(topic_name)) == []
+    finally:
+        wire.close()
+
+
 def test_no_request_failed_inside_the_gateway(gateway: GatewayProcess) -> None:
     """Run last: every share request of the module's tests was answered, none closed on an error.
 
