@@ -248,6 +248,14 @@ def _describe_members(types: Any, group: Group) -> tuple[Any, ...]:
     )
 
 
+async def _coordinated_here(context: RequestContext, group_id: str) -> bool:
+    """Whether FindCoordinator names this gateway for the group. Another gateway's
+    group is not described here (Kafka answers NOT_COORDINATOR): loading it would
+    start its members' session timers on a gateway that does not run it."""
+    (holder,) = await context.coordinator.holders([group_id])
+    return context.cluster.coordinates(group_id, holder)
+
+
 async def _describe_one(context: RequestContext, types: Any, group_id: str, asks_operations: bool) -> Any:
     def described(code: ErrorCode, state: str, protocol_type: str = "", protocol: str = "",
                   members: tuple[Any, ...] = (), message: str | None = None) -> Any:
@@ -260,6 +268,9 @@ async def _describe_one(context: RequestContext, types: Any, group_id: str, asks
     if not _may(context, Operation.DESCRIBE, group_id):
         return described(ErrorCode.group_authorization_failed, "")
     try:
+        if not await _coordinated_here(context, group_id):
+            return described(ErrorCode.not_coordinator, "",
+                             message="This gateway is not the group's coordinator.")
         group = await context.coordinator.loaded(group_id)
         if group is not None:
             stable = group.is_(GroupState.STABLE)

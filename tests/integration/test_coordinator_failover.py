@@ -29,6 +29,7 @@ from tests.integration.test_cluster import create_topic, wait_for_brokers
 from tests.integration.test_groups_protocol import (
     FIND_COORDINATOR,
     commit_errors,
+    describe,
     heartbeat,
     join,
     offset_commit,
@@ -146,6 +147,12 @@ def test_find_coordinator_names_the_lease_holder_everywhere_and_ownership_sticks
     assert lease(client, group) == (node_of(holder, gateways[0].bootstrap), 1)
     with closing(Wire(next(g for g in gateways if g.port == preferred).bootstrap)) as other:
         assert other.call(heartbeat(group, member_id, generation)).error_code == ErrorCode.not_coordinator
+        # Described only by its coordinator, as Kafka's brokers do.
+        (elsewhere,) = other.call(describe(group)).groups
+        assert elsewhere.error_code == ErrorCode.not_coordinator
+    with closing(Wire(holder.bootstrap)) as wire:
+        (described,) = wire.call(describe(group)).groups
+        assert (described.error_code, described.group_state) == (ErrorCode.none, "Stable")
     # A clean stop releases the lease: the group moves at once, in its generation.
     gateways.remove(holder)
     holder.stop(signal.SIGTERM)
