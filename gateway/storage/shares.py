@@ -225,13 +225,16 @@ class RedisShareStorage(StoreConnections):
     async def set_configs(self, group: str, changes: Mapping[str, str | None]) -> None:
         """Set (or, for None, delete) the group's configs, in one MULTI."""
         key = keys.share_group(group)
-        pipe = self._redis.pipeline(transaction=True)
-        for name, value in changes.items():
-            if value is None:
-                pipe.hdel(key, CONFIG_PREFIX + name)
-            else:
-                pipe.hset(key, CONFIG_PREFIX + name, value)
-        await call_once(pipe.execute)
+
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for name, value in changes.items():
+                    if value is None:
+                        pipe.hdel(key, CONFIG_PREFIX + name)
+                    else:
+                        pipe.hset(key, CONFIG_PREFIX + name, value)
+                await pipe.execute()
+        await call_once(write)
 
     async def acquire(self, group: str, member: str, partitions: Sequence[tuple[str, int, int]],
                       max_bytes: int, settings: ShareSettings) -> list[AcquireResult | Exception]:
@@ -271,11 +274,14 @@ class RedisShareStorage(StoreConnections):
         """Copy archived records to partition 0 of a dead-letter topic (after they were archived:
         a failure between loses the copy, never the archiving)."""
         stream = (await self._keys_of(topic, 0)).stream
-        pipe = self._redis.pipeline(transaction=False)
-        for entry in entries:
-            pairs = dict(zip(entry.fields[0::2], entry.fields[1::2], strict=True))
-            pipe.xadd(stream, pairs or {b"value": b""})  # type: ignore[arg-type]
-        await call_once(pipe.execute)
+
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for entry in entries:
+                    pairs = dict(zip(entry.fields[0::2], entry.fields[1::2], strict=True))
+                    pipe.xadd(stream, pairs or {b"value": b""})  # type: ignore[arg-type]
+                await pipe.execute()
+        await call_once(write)
 
     async def _call_one(self, call: ScriptCall) -> Any:
         (reply,) = await call_once(lambda: run_calls(self._scripts, [call]))

@@ -401,3 +401,32 @@ async def test_coordinator_fencing_on_a_cluster(redis_cluster: RedisClusterServe
     finally:
         await leases.close()
         await groups.close()
+
+
+def test_share_group_on_a_redis_cluster(bootstrap: str, topic_name: str) -> None:
+    """Share groups (KIP-932): configs, acquisition, acknowledgement, describe and delete across nodes."""
+    from tests.integration.test_share_groups import (
+        consumer,
+        new_group,
+        poll_records,
+    )
+    from tests.integration.test_share_groups import (
+        create_topic as create_share_topic,
+    )
+    from tests.integration.test_share_groups import (
+        produce as produce_values,
+    )
+
+    group = new_group(bootstrap)
+    create_share_topic(bootstrap, topic_name, PARTITIONS)
+    values = produce_values(bootstrap, topic_name, 30)
+    share = consumer(bootstrap, group, topic_name)
+    try:
+        got = poll_records(share, 30)
+        share.commit_sync()
+    finally:
+        share.close()
+    assert sorted(m.value() for m in got) == sorted(values)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    (deleted,) = admin.delete_consumer_groups([group]).values()
+    deleted.result(timeout=30)
