@@ -34,6 +34,8 @@ from confluent_kafka.admin import (
     AclOperation,
     AclPermissionType,
     AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
     ConfigResource,
     NewPartitions,
     NewTopic,
@@ -814,3 +816,47 @@ def test_committed_offsets_need_the_group_and_the_topic(gateway: AclGateway, top
     finally:
         alice.close()
         bob.close()
+
+
+def share_consume(settings: dict[str, Any], topic: str, group: str, want: int) -> tuple[int, set[int]]:
+    """Records a share consumer got, and the error codes it saw, within ten seconds."""
+    from confluent_kafka import ShareConsumer
+
+    share = ShareConsumer({**settings, "group.id": group})
+    share.subscribe([topic])
+    got, codes = 0, set()
+    deadline = time.monotonic() + 10
+    try:
+        while got < want and time.monotonic() < deadline:
+            try:
+                for message in share.poll(0.5) or []:
+                    if message.error() is not None:
+                        codes.add(message.error().code())
+                    else:
+                        got += 1
+            except KafkaException as exc:
+                codes.add(exc.args[0].code())
+        share.commit_sync()
+    except KafkaException as exc:
+        codes.add(exc.args[0].code())
+    finally:
+        share.close()
+    return got, codes
+
+
+def test_share_groups_need_read_on_the_group_and_the_topic(gateway: AclGateway, topic_name: str) -> None:
+    operator = gateway.operator()
+    create_topic(operator, topic_name)
+    group = f"share-{topic_name}"
+    resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=[ConfigEntry(
+        "share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
+    operator.incremental_alter_configs([resource])[resource].result(timeout=30)
+    assert produce_error({"bootstrap.servers": f"127.0.0.1:{gateway.plain}"}, topic_name) is None
+    grant(gateway, allow("alice", ResourceType.TOPIC, topic_name, AclOperation.READ),
+          allow("alice", ResourceType.GROUP, group, AclOperation.DESCRIBE),
+          allow("bob", ResourceType.TOPIC, topic_name, AclOperation.READ),
+          allow("bob", ResourceType.GROUP, group, AclOperation.READ))
+    got, codes = share_consume(gateway.settings("alice"), topic_name, group, 1)
+    assert got == 0 and KafkaError.GROUP_AUTHORIZATION_FAILED in codes, codes
+    got, codes = share_consume(gateway.settings("bob"), topic_name, group, 1)
+    assert got >= 1, codes
