@@ -16,6 +16,8 @@ from confluent_kafka.admin import (
     AclOperation,
     AclPermissionType,
     AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
     ConfigResource,
     NewTopic,
     ResourcePatternType,
@@ -59,12 +61,13 @@ def test_the_documented_redis_user_is_all_the_gateway_needs(redis_server: RedisS
         grants = [AclBinding(resource, name, ResourcePatternType.LITERAL, "User:app", "*",
                              AclOperation.ALL, AclPermissionType.ALLOW)
                   for resource, name in ((ResourceType.TOPIC, "acl-topic"),
-                                         (ResourceType.GROUP, "acl-group"))]
+                                         (ResourceType.GROUP, "acl-group"),
+                                         (ResourceType.GROUP, "acl-share"))]
         for future in admin.create_acls(grants).values():
             future.result(timeout=30)
         assert len(admin.describe_acls(AclBindingFilter(
             ResourceType.ANY, None, ResourcePatternType.ANY, "User:app", None, AclOperation.ANY,
-            AclPermissionType.ANY)).result(timeout=30)) == 2
+            AclPermissionType.ANY)).result(timeout=30)) == 3
         admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
             "app", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"app-secret")])["app"].result(30)
         assert "app" in admin.describe_user_scram_credentials().result(timeout=30)
@@ -91,6 +94,24 @@ def test_the_documented_redis_user_is_all_the_gateway_needs(redis_server: RedisS
         assert read == 20
         groups = admin.list_consumer_groups().result(timeout=30).valid
         assert "acl-group" in {group.group_id for group in groups}
+        # A share group (KIP-932): configs, acquisition, acknowledgement, release on close, deletion.
+        share_config = ConfigResource(ResourceType.GROUP, "acl-share", incremental_configs=[ConfigEntry(
+            "share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
+        admin.incremental_alter_configs([share_config])[share_config].result(timeout=30)
+        from confluent_kafka import ShareConsumer  # 2.16+, as test_share_groups
+
+        share = ShareConsumer({"bootstrap.servers": f"127.0.0.1:{sasl}", "group.id": "acl-share", **login})
+        shared = 0
+        try:
+            share.subscribe(["acl-topic"])
+            deadline = time.monotonic() + 60
+            while shared < 20 and time.monotonic() < deadline:
+                shared += sum(1 for m in share.poll(0.5) or [] if m.error() is None)
+            share.commit_sync()
+        finally:
+            share.close()
+        assert shared == 20
+        admin.delete_consumer_groups(["acl-share"])["acl-share"].result(timeout=30)
         (configs,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, "acl-topic")]).values()
         assert "retention.ms" in configs.result(timeout=30)
         admin.delete_topics(["acl-topic"])["acl-topic"].result(timeout=30)
