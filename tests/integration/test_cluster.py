@@ -31,7 +31,7 @@ from tests.integration.groups_support import (
     wait_settled,
     wait_until,
 )
-from tests.integration.operations_support import scrape, value
+from tests.integration.operations_support import scrape, value, wait_for_log
 from tests.integration.test_groups_protocol import FIND_COORDINATOR, heartbeat, join, stable_member
 from tests.integration.test_java_tools import BIN as JAVA_BIN
 from tests.integration.test_java_tools import ok as java_ok
@@ -157,11 +157,13 @@ def test_a_node_id_held_by_a_live_gateway_is_not_taken(cluster_redis: RedisServe
         with open(tmp_path / "second.log", "wb") as log:
             second_process = subprocess.Popen(second.command(), stdout=log, stderr=log)
         try:
-            time.sleep(3 * LEASE_MS / 1000)
-            # It waits for node 7's lease, which the first keeps renewing.
+            # It waits for node 7's lease, which the first keeps renewing (the
+            # wait is for the second to start at all: seconds on a loaded machine).
+            wait_for_log(tmp_path / "second.log", "registered by another live gateway", timeout=60)
+            time.sleep(2 * LEASE_MS / 1000)
+            assert second_process.poll() is None, "the second gateway gave up"
             metadata = cluster_metadata(first.bootstrap)
             assert [(b.id, b.port) for b in metadata.brokers.values()] == [(7, first.port)]
-            assert "registered by another live gateway" in (tmp_path / "second.log").read_text()
         finally:
             second_process.kill()
             second_process.wait()
