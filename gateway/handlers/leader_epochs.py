@@ -44,8 +44,9 @@ def epoch_error(current_leader_epoch: int, epochs: LeaderEpochs) -> ErrorCode:
     return ErrorCode.unknown_leader_epoch
 
 
-async def _topic(context: RequestContext, name: str) -> TopicInfo | ErrorCode:
-    """The topic, or the error each of its partitions gets (Kafka asks DESCRIBE on the topic)."""
+async def described_topic(context: RequestContext, name: str) -> TopicInfo | ErrorCode:
+    """The topic, or the error each of its partitions gets (Kafka asks DESCRIBE on the topic):
+    OffsetForLeaderEpoch and ListOffsets look topics up alike."""
     if not context.authorize(Operation.DESCRIBE, ResourceType.TOPIC, name):
         return ErrorCode.topic_authorization_failed
     try:
@@ -70,7 +71,7 @@ def _answer(partition: Any, found: tuple[int, LeaderEpochs] | Exception) -> Answ
 
 async def _answers(context: RequestContext, request: Any) -> list[list[Answer]]:
     """Per topic, per partition: (error, epoch, end offset)."""
-    topics = await asyncio.gather(*(_topic(context, topic.topic) for topic in request.topics))
+    topics = await asyncio.gather(*(described_topic(context, topic.topic) for topic in request.topics))
     answers: list[list[Answer]] = []
     asked: list[tuple[Any, int, int]] = []  # the partition, where its answer goes
     partitions: list[tuple[str, int]] = []

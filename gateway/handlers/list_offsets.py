@@ -31,28 +31,16 @@ from kio.schema.errors import ErrorCode
 
 from ..context import RequestContext
 from ..dispatch import Access, Route
-from ..security.acls import Operation, ResourceType
 from ..storage import LeaderEpochs, OffsetQuery, PartitionOffsets, StorageUnavailable, TimeOffset, TopicInfo
 from ..topics import config_value
 from ._build import NO_THROTTLE, make, response_types
-from .leader_epochs import NO_EPOCH, epoch_error
+from .leader_epochs import NO_EPOCH, described_topic, epoch_error
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL = -1, -2, -3, -4
 SPECIAL_TIMESTAMPS = (LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL)
 Answer = tuple[ErrorCode, int, int, int]  # error, offset, timestamp, leader epoch
 # A partition's end offset and leader epochs, as storage.leader_epochs answers.
 Epochs = tuple[int, LeaderEpochs]
-
-
-async def _topic(context: RequestContext, name: str) -> TopicInfo | ErrorCode:
-    """The topic, or the error each of its partitions gets (DESCRIBE on it needed, as Kafka)."""
-    if not context.authorize(Operation.DESCRIBE, ResourceType.TOPIC, name):
-        return ErrorCode.topic_authorization_failed
-    try:
-        info = await context.storage.topic(name)
-    except StorageUnavailable:
-        return ErrorCode.kafka_storage_error
-    return ErrorCode.unknown_topic_or_partition if info is None else info
 
 
 def _by_append_time(info: TopicInfo) -> bool:
@@ -128,7 +116,7 @@ def _offset_and_timestamp(info: TopicInfo, timestamp: int, found: PartitionOffse
 
 async def _answers(context: RequestContext, request: Any) -> list[list[Answer]]:
     """Per topic, per partition: (error, offset, timestamp, leader epoch)."""
-    topics = await asyncio.gather(*(_topic(context, topic.name) for topic in request.topics))
+    topics = await asyncio.gather(*(described_topic(context, topic.name) for topic in request.topics))
     answers: list[list[Answer]] = []
     asked: list[tuple[TopicInfo, Any, int, int]] = []  # topic, partition, where its answer goes
     for topic_index, (topic, info) in enumerate(zip(request.topics, topics, strict=True)):
