@@ -3,9 +3,10 @@ v1-v2, ShareAcknowledge (79) v1-v2, DescribeShareGroupOffsets (90) v0-v1,
 AlterShareGroupOffsets (91) v0, DeleteShareGroupOffsets (92) v0.
 
 A share group is the Redis consumer group of the same name on each
-partition's stream (gateway/storage/shares.py, docs/mapping.md). Every
-member is assigned every partition of the topics it subscribes to (several
-members per partition share it record by record). Membership is in Redis,
+partition's stream (gateway/storage/shares.py, docs/mapping.md). Partitions
+are spread over the members as Kafka's SimpleAssignor does (several members
+share a partition record by record only when there are more members than
+partitions; coordinator/share_assign.py). Membership is in Redis,
 so any gateway answers; share sessions are this gateway's memory, as in
 Kafka. Authorized as Kafka does: READ on the group, READ on each topic.
 """
@@ -16,7 +17,7 @@ import asyncio
 import contextlib
 import datetime
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -31,6 +32,7 @@ from ..coordinator.share import (
     SessionPartition,
     ShareSession,
 )
+from ..coordinator.share_assign import assign
 from ..dispatch import Access, Route
 from ..security.acls import Operation, ResourceType
 from ..storage import StorageUnavailable, TopicInfo
@@ -81,20 +83,44 @@ async def handle_heartbeat(context: RequestContext, request: Any) -> Any:
             return answer(ErrorCode.group_max_size_reached, member=member)
         if request.member_epoch == FINAL_EPOCH:
             return answer(ErrorCode.none, member=member, epoch=FINAL_EPOCH)
-        assignment = await _assignment(context, types, beat.topics)
+        assigned = await _group_assignment(context, request.group_id)
+        assignment = await _assignment(context, types, assigned.get(member, ()))
     except StorageUnavailable as exc:
         return answer(ErrorCode.coordinator_not_available, f"Redis unavailable: {exc}")
     return answer(ErrorCode.none, member=member, epoch=beat.epoch, assignment=assignment)
 
 
-async def _assignment(context: RequestContext, types: Any, topics: Iterable[str]) -> Any:
-    """Every partition of the subscribed topics that exist: members share partitions record by record."""
+async def _group_assignment(context: RequestContext, group: str) -> Mapping[str, Sequence[tuple[str, int]]]:
+    """Every member's partitions as Kafka's SimpleAssignor spreads them (coordinator/share_assign.py).
+
+    Computed afresh from Redis on each call, keeping the stored assignment
+    where it fits, so a topic created or grown later is picked up; stored when
+    it changed, for the next call (on any gateway) to stay close to it.
+    """
+    state = await context.shares.storage.assignment_state(group)
+    if state is None:
+        return {}
+    counts = {}
+    for name in sorted({topic for topics in state.members.values() for topic in topics}):
+        info = await context.storage.topic(name)
+        counts[name] = info.partitions if info is not None else 0
+    assigned = assign(state.members, counts, state.assigned)
+    if state.assigned_epoch != state.epoch or assigned != _sorted(state.assigned):
+        await context.shares.storage.store_assignment(group, state.epoch, assigned)
+    return assigned
+
+
+def _sorted(assigned: Mapping[str, Sequence[tuple[str, int]]]) -> dict[str, list[tuple[str, int]]]:
+    return {member: sorted(partitions) for member, partitions in assigned.items()}
+
+
+async def _assignment(context: RequestContext, types: Any, partitions: Sequence[tuple[str, int]]) -> Any:
     parts = []
-    for name in topics:
+    for name, group in groupby(sorted(partitions), key=lambda item: item[0]):
         info = await context.storage.topic(name)
         if info is not None:
             parts.append(make(types.TopicPartitions, topic_id=info.topic_id, topic_name=info.name,
-                              partitions=tuple(range(info.partitions))))
+                              partitions=tuple(partition for _, partition in group)))
     return make(types.Assignment, topic_partitions=tuple(parts))
 
 
@@ -121,6 +147,7 @@ async def _describe_one(context: RequestContext, types: Any, group_id: str, asks
         return described(ErrorCode.group_authorization_failed, "Dead")
     try:
         state = await context.shares.storage.describe(group_id)
+        assigned = await _group_assignment(context, group_id)
     except StorageUnavailable as exc:
         return described(ErrorCode.coordinator_not_available, "Dead", message=f"Redis unavailable: {exc}")
     if state is None:
@@ -130,7 +157,8 @@ async def _describe_one(context: RequestContext, types: Any, group_id: str, asks
         types.Member, member_id=member.member_id, rack_id=None, member_epoch=state.epoch,
         client_id=member.client_id, client_host=member.client_host,
         subscribed_topic_names=member.topics,
-        assignment=await _assignment(context, types, member.topics)) for member in state.members])
+        assignment=await _assignment(context, types, assigned.get(member.member_id, ())))
+        for member in state.members])
     return described(ErrorCode.none, "Stable" if members else "Empty", state.epoch, members)
 
 

@@ -36,6 +36,7 @@ ACKNOWLEDGE = function("share_ack.lua")
 RELEASE = function("share_release.lua")
 HEARTBEAT = function("share_heartbeat.lua")
 START = function("share_start.lua")
+ASSIGN = function("share_assign.lua")
 RESET = function("share_reset.lua")
 # Calls one start offset may take when counting must go on (each copies at most 1 MiB).
 START_ROUNDS = 8
@@ -95,6 +96,17 @@ class MemberState:
 class GroupState:
     epoch: int
     members: Sequence[MemberState]
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentState:
+    """What a share group's assignment is computed from: the hash as it is, ended sessions too
+    (share_heartbeat.lua drops those and bumps the epoch), so every gateway reads the same."""
+
+    epoch: int
+    members: Mapping[str, tuple[str, ...]]  # member ID -> subscribed topics
+    assigned_epoch: int  # the epoch the stored assignment was computed from; -1: none
+    assigned: Mapping[str, Sequence[tuple[str, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +228,30 @@ class RedisShareStorage(StoreConnections):
                                            client_id))
         return GroupState(int(fields["epoch"]), members)
 
+    async def assignment_state(self, group: str) -> AssignmentState | None:
+        """The group's members and its stored assignment; None for no such group."""
+        raw = await call_once(lambda: self._hgetall(keys.share_group(group)))
+        fields = {_text(name): _text(value) for name, value in raw.items()}
+        if "epoch" not in fields:
+            return None
+        members: dict[str, tuple[str, ...]] = {}
+        assigned: dict[str, list[tuple[str, int]]] = {}
+        for name, value in fields.items():
+            if name.startswith("m:"):
+                topics = [*value.split("|", 2), ""][1]
+                members[name[2:]] = tuple(topic for topic in topics.split(",") if topic)
+            elif name.startswith("a:"):
+                assigned[name[2:]] = [_topic_partition(item) for item in value.split(",") if item]
+        return AssignmentState(int(fields["epoch"]), members, int(fields.get("assigned", "-1")), assigned)
+
+    async def store_assignment(self, group: str, epoch: int,
+                               assignment: Mapping[str, Sequence[tuple[str, int]]]) -> None:
+        """Keep the assignment computed from epoch, unless the epoch moved on meanwhile."""
+        args: list[str | int] = [epoch]
+        for member, partitions in sorted(assignment.items()):
+            args += [member, ",".join(f"{topic}:{partition}" for topic, partition in partitions)]
+        await self._call_one(ScriptCall(ASSIGN, [keys.share_group(group)], args))
+
     async def configs(self, group: str) -> Mapping[str, str]:
         """The group's configs set through IncrementalAlterConfigs (GROUP resources)."""
         raw = await call_once(lambda: self._hgetall(keys.share_group(group)))
@@ -295,6 +331,11 @@ class RedisShareStorage(StoreConnections):
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _topic_partition(text: str) -> tuple[str, int]:
+    topic, _, partition = text.rpartition(":")
+    return topic, int(partition)
 
 
 def _acquired(reply: Any) -> AcquireResult:

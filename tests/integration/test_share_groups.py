@@ -555,3 +555,100 @@ def test_no_request_failed_inside_the_gateway(gateway: GatewayProcess) -> None:
     assert gateway.log_path is not None
     log = gateway.log_path.read_text()
     assert "unexpected error" not in log and " failed\n" not in log, log[-3000:]
+
+
+def described_assignment(bootstrap: str, group: str) -> dict[str, tuple[int, ...]]:
+    """Each member's partitions of the group's one topic, from ShareGroupDescribe v1."""
+    from tests.integration.test_protocol import Wire, build, request_types
+
+    wire = Wire(bootstrap)
+    try:
+        request = build(request_types(77, 1).ShareGroupDescribeRequest, group_ids=(group,),
+                        include_authorized_operations=False)
+        (described,) = wire.call(request).groups
+    finally:
+        wire.close()
+    return {member.member_id: tuple(partition for topic in member.assignment.topic_partitions
+                                    for partition in topic.partitions)
+            for member in described.members}
+
+
+def settle(bootstrap: str, group: str, shares: list[Any], members: int,
+           done: Any = lambda assigned: True) -> dict[str, tuple[int, ...]]:
+    """Poll the consumers until the group has this many members and done(assignment) holds,
+    then one heartbeat interval more, so every consumer has heard its assignment."""
+    deadline = time.monotonic() + 30
+    assigned = described_assignment(bootstrap, group)
+    while (len(assigned) != members or not done(assigned)) and time.monotonic() < deadline:
+        for share in shares:
+            assert not share.poll(0.2)  # nothing produced yet
+        assigned = described_assignment(bootstrap, group)
+    until = time.monotonic() + 6  # the gateway's heartbeat interval is 5 s
+    while time.monotonic() < until:
+        for share in shares:
+            assert not share.poll(0.2)
+    return assigned
+
+
+def test_partitions_spread_over_members(gateway: GatewayProcess, topic_name: str) -> None:
+    """SimpleAssignor: 4 partitions, 2 members: 2 each, disjoint; each record consumed once."""
+    group = new_group(gateway.bootstrap)
+    create_topic(gateway.bootstrap, topic_name, partitions=4)
+    shares = [consumer(gateway.bootstrap, group, topic_name, **{"max.poll.records": 50}) for _ in range(2)]
+    try:
+        assigned = settle(gateway.bootstrap, group, shares, 2)
+        assert sorted(len(partitions) for partitions in assigned.values()) == [2, 2], assigned
+        assert sorted(p for partitions in assigned.values() for p in partitions) == [0, 1, 2, 3]
+        producer = Producer({"bootstrap.servers": gateway.bootstrap})
+        values = [f"s{i}".encode() for i in range(400)]
+        for i, value in enumerate(values):
+            producer.produce(topic_name, value=value, partition=i % 4)
+        assert producer.flush(30) == 0
+        total = Counter[bytes]()
+        partitions_of: list[set[int]] = [set(), set()]
+        deadline = time.monotonic() + 60
+        while len(total) < len(values) and time.monotonic() < deadline:
+            for index, share in enumerate(shares):
+                for message in share.poll(0.3) or []:
+                    assert message.error() is None, message.error()
+                    total[message.value()] += 1
+                    partitions_of[index].add(message.partition())
+        assert sorted(total) == sorted(values) and max(total.values()) == 1
+        assert [len(seen) for seen in partitions_of] == [2, 2], partitions_of
+        assert not partitions_of[0] & partitions_of[1]
+        assert sorted(map(tuple, map(sorted, partitions_of))) == sorted(assigned.values())
+    finally:
+        for share in shares:
+            share.close()
+
+
+def test_more_members_than_partitions_share_them(gateway: GatewayProcess, topic_name: str) -> None:
+    """SimpleAssignor: 1 partition, 3 members: all three are assigned it."""
+    group = new_group(gateway.bootstrap)
+    create_topic(gateway.bootstrap, topic_name)
+    shares = [consumer(gateway.bootstrap, group, topic_name) for _ in range(3)]
+    try:
+        assigned = settle(gateway.bootstrap, group, shares, 3)
+        assert sorted(assigned.values()) == [(0,), (0,), (0,)], assigned
+    finally:
+        for share in shares:
+            share.close()
+
+
+def test_assignment_is_stable_when_a_member_joins(gateway: GatewayProcess, topic_name: str) -> None:
+    """SimpleAssignor: a member joining takes partitions from others, no partition moves between
+    the members who stay."""
+    group = new_group(gateway.bootstrap)
+    create_topic(gateway.bootstrap, topic_name, partitions=6)
+    shares = [consumer(gateway.bootstrap, group, topic_name) for _ in range(2)]
+    try:
+        before = settle(gateway.bootstrap, group, shares, 2)
+        assert sorted(len(partitions) for partitions in before.values()) == [3, 3], before
+        shares.append(consumer(gateway.bootstrap, group, topic_name))
+        after = settle(gateway.bootstrap, group, shares, 3)
+        assert sorted(len(partitions) for partitions in after.values()) == [2, 2, 2], after
+        for member, partitions in before.items():
+            assert set(after[member]) <= set(partitions), (before, after)
+    finally:
+        for share in shares:
+            share.close()
