@@ -92,6 +92,15 @@ class ShareGroups:
         self._settings[group] = (now, settings)
         return settings
 
+    async def described_configs(self, group: str) -> list[tuple[str, str, bool, int]]:
+        """Every share-group config as DescribeConfigs shows it: (name, value, set on the
+        group, Kafka's config type id); unset ones take the broker flags' defaults."""
+        configs = await self.storage.configs(group)
+        defaults = {RESET: ("latest", 2), LOCK_DURATION: (str(self._lock_ms), 3),
+                    DELIVERY_LIMIT: (str(self._delivery_limit), 3), DEAD_LETTER_TOPIC: ("", 2)}
+        return [(name, configs.get(name, default), name in configs, type_id)
+                for name, (default, type_id) in defaults.items()]
+
     def forget_settings(self, group: str) -> None:
         """This gateway changed the group's configs: read them afresh (others within CONFIG_CACHE_SECONDS)."""
         self._settings.pop(group, None)

@@ -49,7 +49,7 @@ from .producers import MAX_TRANSACTION_TIMEOUT_MS
 # DescribeConfigs resource types and config sources.
 TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
 GROUP_RESOURCE = 32  # Kafka's ConfigResource.Type.GROUP (KIP-848, KIP-932)
-SOURCE_DYNAMIC_TOPIC, SOURCE_DEFAULT = 1, 5
+SOURCE_DYNAMIC_TOPIC, SOURCE_DEFAULT, SOURCE_DYNAMIC_GROUP = 1, 5, 8
 
 
 # Kafka's controller refuses an operation that would write more than 10,000
@@ -352,6 +352,14 @@ async def _describe_resource(context: RequestContext, types: Any, request: Any,
         entries = tuple(
             _config_entry(types, request, name, value, SOURCE_DEFAULT, type_id)
             for name, (value, type_id) in broker_configs(context).items()
+            if keys is None or name in keys
+        )
+        return result(ErrorCode.none, None, entries)
+    if resource.resource_type == GROUP_RESOURCE:
+        entries = tuple(
+            _config_entry(types, request, name, value, SOURCE_DYNAMIC_GROUP if is_set else SOURCE_DEFAULT,
+                          type_id)
+            for name, value, is_set, type_id in await context.shares.described_configs(resource.resource_name)
             if keys is None or name in keys
         )
         return result(ErrorCode.none, None, entries)

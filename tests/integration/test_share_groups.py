@@ -38,6 +38,7 @@ from confluent_kafka.admin import (  # noqa: E402
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
+    ConfigSource,
     NewTopic,
     ResourceType,
 )
@@ -316,6 +317,19 @@ def test_state_survives_a_gateway_restart(redis_server: RedisServer, topic_name:
     assert sorted(m.offset() for m in rest) == list(range(10, 20))
     assert sorted([m.value() for m in accepted] + [m.value() for m in rest]) == sorted(values)
     assert redis_group(client, topic_name, group)["pending"] == 0
+
+
+def test_group_configs_are_described_with_their_defaults(gateway: GatewayProcess) -> None:
+    group = f"share-{uuid.uuid4().hex[:10]}"
+    configure(gateway.bootstrap, group, group_share_delivery_count_limit=4)
+    admin = AdminClient({"bootstrap.servers": gateway.bootstrap})
+    resource = ConfigResource(ResourceType.GROUP, group)
+    described = admin.describe_configs([resource])[resource].result(timeout=30)
+    limit = described["group.share.delivery.count.limit"]
+    assert (limit.value, limit.source) == ("4", ConfigSource.GROUP_CONFIG.value)
+    reset = described["share.auto.offset.reset"]
+    assert (reset.value, reset.is_default) == ("latest", True)
+    assert described["group.share.record.lock.duration.ms"].value == "30000"
 
 
 def test_group_configs_are_checked_as_kafka_does(gateway: GatewayProcess) -> None:
