@@ -37,6 +37,7 @@ from kafka_redis_gateway.gateway.storage.transactions import (
 )
 from kio.schema.errors import ErrorCode
 
+from tests.integration.test_cluster import wait_for_brokers
 from tests.integration.test_idempotence import INIT_PRODUCER_ID, idempotent_batch, new_producer, send_one
 from tests.integration.test_protocol import Wire, build, create_topic, request_types
 from tests.servers import GatewayProcess, RedisServer
@@ -594,6 +595,9 @@ def test_kafka_transactions_tool_lists_each_id_once_across_gateways(tmp_path: Pa
                                extra_args=["--broker-lease-ms", str(LEASE_MS)]).start() for n in range(3)]
     wires = [Wire(gateway.bootstrap) for gateway in gateways]
     try:
+        # Every gateway in every view first: Metadata below must list all three.
+        for gateway in gateways:
+            wait_for_brokers(gateway.bootstrap, {g.bootstrap for g in gateways})
         # ID n asked first of gateway n % 3, which takes its lease.
         coordinator_of = {}
         for n in range(9):
