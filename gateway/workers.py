@@ -17,7 +17,10 @@ A worker that exits while the parent is not stopping is restarted, after
 1 s, doubling up to 30 s while it keeps exiting within a minute of its
 start: the other workers go on serving meanwhile, and clients follow the
 restarted one through Metadata as they follow any gateway that comes back.
-Workers run in their own process group (a terminal's Ctrl-C reaches only the
+A worker whose first start fails (it exits with an error status within a
+minute: a port in use, an unreadable certificate, a Redis CA that does not
+match) would fail the same way again, so the parent stops the others and
+exits with that status instead. Workers run in their own process group (a terminal's Ctrl-C reaches only the
 parent, which stops them in order) and get SIGTERM if the parent dies.
 """
 
@@ -99,17 +102,28 @@ class Worker:
         self.config = config
         self.stopping = stopping
         self.process: asyncio.subprocess.Process | None = None
+        # The exit status of a first start that failed; the supervisor exits with it.
+        self.failed: int | None = None
 
     async def run(self) -> None:
         """Keep the worker running until the supervisor stops."""
         delay = FIRST_RESTART_DELAY
+        first = True
         while not self.stopping.is_set():
             loop = asyncio.get_running_loop()
             started = loop.time()
             code = await self._run_once()
             if self.stopping.is_set():
                 return
-            delay = FIRST_RESTART_DELAY if loop.time() - started >= STEADY_RUN else delay
+            ran = loop.time() - started
+            if first and code > 0 and ran < STEADY_RUN:
+                log.error("worker %d could not start (exit status %d); stopping every worker",
+                          self.index, code)
+                self.failed = code
+                self.stopping.set()
+                return
+            first = False
+            delay = FIRST_RESTART_DELAY if ran >= STEADY_RUN else delay
             log.warning("worker %d exited with status %s; restarting it in %.0f s",
                         self.index, code, delay)
             with contextlib.suppress(TimeoutError):
@@ -176,5 +190,5 @@ async def supervise(config: Config) -> int:
         if embedded is not None:
             await embedded.stop()
     log.info("all workers stopped")
-    return 0
+    return next((worker.failed for worker in workers if worker.failed is not None), 0)
 

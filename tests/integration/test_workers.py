@@ -195,3 +195,19 @@ def test_a_worker_port_past_65535_is_refused_before_anything_starts() -> None:
                             timeout=60, check=False)
     assert result.returncode == 2
     assert "--workers 3: port 65534 + 2 is above 65535" in result.stderr
+
+
+def test_a_worker_that_cannot_start_stops_them_all(workers_redis: RedisServer, tmp_path: Path) -> None:
+    """A worker's port already taken: restarting it would fail again, so the command fails."""
+    workers_redis.client().flushall()
+    first_port = consecutive_free_ports(2)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", first_port + 1))
+        taken.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "kafka_redis_gateway.gateway", "--workers", "2",
+             "--listen", f"127.0.0.1:{first_port}", *TEST_GATEWAY_ARGS, "--redis-url", workers_redis.url],
+            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1, result.stderr
+    assert "worker 1 could not start (exit status 1); stopping every worker" in result.stderr
+    assert "restarting it" not in result.stderr
