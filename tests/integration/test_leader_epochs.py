@@ -425,13 +425,17 @@ JAVA_BIN = Path("/opt/kafka-java/bin")
 class JavaConsoleConsumer:
     """kafka-console-consumer.sh in a group, from the beginning, printing offsets; its lines as they come."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, log: Path) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         env = dict(os.environ, KAFKA_LOG_LEVEL="warn")
-        self.process = subprocess.Popen(
-            [str(JAVA_BIN / "kafka-console-consumer.sh"), "--bootstrap-server", bootstrap, "--topic", topic,
-             "--group", f"java-{topic}", "--from-beginning", "--property", "print.offset=true"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        # Its warnings kept for a failure's message: it once printed nothing in 60 s.
+        self.log = log
+        with open(log, "w") as stderr:
+            self.process = subprocess.Popen(
+                [str(JAVA_BIN / "kafka-console-consumer.sh"), "--bootstrap-server", bootstrap,
+                 "--topic", topic, "--group", f"java-{topic}", "--from-beginning",
+                 "--property", "print.offset=true"],
+                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -464,13 +468,15 @@ class JavaConsoleConsumer:
 @pytest.mark.skipif(not (JAVA_BIN / "kafka-console-consumer.sh").exists(),
                     reason=f"no Kafka tools in {JAVA_BIN}")
 def test_the_java_console_consumer_resumes_at_the_truncated_end(
-        replicated_cluster: RedisClusterServers, cluster_bootstrap: str, topic_name: str) -> None:
+        replicated_cluster: RedisClusterServers, cluster_bootstrap: str, topic_name: str,
+        tmp_path: Path) -> None:
     stream, primary, replica = write_kept_then_lost(replicated_cluster, cluster_bootstrap, topic_name)
-    consumer = JavaConsoleConsumer(cluster_bootstrap, topic_name)
+    consumer = JavaConsoleConsumer(cluster_bootstrap, topic_name, tmp_path / "console-consumer.log")
     try:
         try:
             produce_ok(cluster_bootstrap, topic_name, [Rec(0, None, b"lost %d" % i) for i in range(10)])
-            assert consumer.records(20)[-1] == (19, "lost 9")
+            printed = consumer.records(20)
+            assert printed and printed[-1] == (19, "lost 9"), (printed, consumer.log.read_text()[-3000:])
         finally:
             fail_over(replicated_cluster, stream, primary, replica)
         produce_ok(cluster_bootstrap, topic_name, [Rec(0, None, b"after")])
