@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 import redis
 
 from tests.servers import RedisServer
@@ -154,3 +157,16 @@ def migrate_slot(cluster: RedisClusterServers, slot: int, source: RedisServer, t
         source_client.close()
         target_client.close()
     return moved
+
+
+def module_redis_cluster(name: str, *, replicas: bool = False) -> Any:
+    """A module-scoped fixture ``name``: a Redis Cluster of the module's own, stopped after its tests."""
+    @pytest.fixture(scope="module", name=name)
+    def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+        cluster = RedisClusterServers(tmp_path_factory.mktemp(name), replicas=replicas).start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+    return own_cluster

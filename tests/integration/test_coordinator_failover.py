@@ -36,18 +36,14 @@ from tests.integration.test_groups_protocol import (
     sync,
 )
 from tests.integration.test_protocol import Wire, build, request_types
-from tests.servers import GatewayProcess, RedisServer
+from tests.servers import GatewayProcess, RedisServer, module_redis
 
 LEASE_MS = 1500
 # Kafka's smallest session timeout (group.min.session.timeout.ms).
 SESSION_MS = 6000
 
 
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("coordinator-redis")).start()
-    yield server
-    server.stop()
+own_redis = module_redis("own_redis")
 
 
 @pytest.fixture

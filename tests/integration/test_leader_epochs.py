@@ -46,7 +46,7 @@ from tests.integration.test_protocol import (
 from tests.integration.test_protocol import (
     create_topic as create_topic_raw,
 )
-from tests.redis_cluster import RedisClusterServers
+from tests.redis_cluster import RedisClusterServers, module_redis_cluster
 from tests.servers import GatewayProcess, RedisServer
 
 OFFSET_FOR_LEADER_EPOCH = 23
@@ -265,11 +265,7 @@ def test_a_consumer_detects_a_redis_restarted_from_an_older_snapshot(tmp_path: P
 # -- a real consumer across a Redis Cluster failover that lost a tail -----------------------
 
 
-@pytest.fixture(scope="module")
-def replicated_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
-    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster"), replicas=True).start()
-    yield cluster
-    cluster.stop()
+replicated_cluster = module_redis_cluster("replicated_cluster", replicas=True)
 
 
 @pytest.fixture(scope="module")

@@ -52,17 +52,13 @@ from tests.integration.test_confluent import (
     sample_records,
     wait_all,
 )
-from tests.redis_cluster import RedisClusterServers, migrate_slot
+from tests.redis_cluster import RedisClusterServers, migrate_slot, module_redis_cluster
 from tests.servers import GatewayProcess
 
 PARTITIONS = 6
 
 
-@pytest.fixture(scope="module")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
-    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")).start()
-    yield cluster
-    cluster.stop()
+redis_cluster = module_redis_cluster("redis_cluster")
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from tests.integration.test_confluent import (
     produce_ok,
     read_to_end,
 )
-from tests.redis_cluster import RedisClusterServers
+from tests.redis_cluster import RedisClusterServers, module_redis_cluster
 from tests.servers import GatewayProcess, RedisServer
 
 PARTITIONS = 3
@@ -35,11 +35,7 @@ PARTITIONS = 3
 MARK = b"during the failover"
 
 
-@pytest.fixture(scope="module")
-def replicated_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
-    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster"), replicas=True).start()
-    yield cluster
-    cluster.stop()
+replicated_cluster = module_redis_cluster("replicated_cluster", replicas=True)
 
 
 @pytest.fixture(scope="module")
